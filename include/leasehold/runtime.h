@@ -1,0 +1,128 @@
+// leasehold: the runtime every lease and store runs on.
+//
+// A Runtime owns the threads that do leasehold's background work for any number
+// of leases: there is no thread per lease. It has four lanes:
+//
+//   loop       timers and the engine's short state-machine steps (never blocks).
+//              Renewal timers, safe-deadline timers and retry backoff all fire
+//              here, so OnLost is on time even while a store does not answer.
+//   callbacks  user handlers (OnLost, consumers' callbacks), one at a time, in
+//              order, on a thread of their own: a slow handler never delays a
+//              deadline, and no handler ever runs under an internal lock.
+//   blocking   a small pool for stores whose client libraries block
+//              (SQLite, libcurl); started on first use.
+//   waiting    Future<T>::Wait() from user threads.
+//
+// Two implementations:
+//   Runtime::Create()/Default()  real threads and the real clock.
+//   SimulatedRuntime             everything runs on the thread that waits, time is
+//                                a FakeClock that jumps to the next timer when
+//                                nothing else can run (discrete-event simulation).
+//                                Tests of timing behaviour use it and never sleep.
+//
+// Stores and leases hold a std::shared_ptr<Runtime>; the threads stop and are
+// joined when the last reference goes away.
+//
+// Thread-safety: all methods are safe from any thread, except where noted on
+// SimulatedRuntime.
+#ifndef LEASEHOLD_RUNTIME_H_
+#define LEASEHOLD_RUNTIME_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "leasehold/clock.h"
+
+namespace leasehold {
+
+using Task = std::function<void()>;
+using TimerId = uint64_t;
+
+struct RuntimeOptions {
+  // Threads in the blocking lane (used only by stores whose client libraries
+  // block). Must be >= 1.
+  size_t blocking_threads = 4;
+};
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+
+  // The process-wide default runtime (real clock), created on first use.
+  static std::shared_ptr<Runtime> Default();
+  // A runtime of its own on the real clock. Fails (kInvalidArgument) on bad
+  // options; never otherwise.
+  static std::shared_ptr<Runtime> Create(RuntimeOptions options = {});
+
+  virtual const Clock& clock() const noexcept = 0;
+
+  // Runs `task` on the loop lane, soon. Tasks must not block.
+  virtual void Post(Task task) = 0;
+  // Runs `task` on the loop lane once clock().Now() >= when. Returns an id for
+  // CancelTimer. Timers due at the same instant run in the order they were set.
+  virtual TimerId RunAt(TimePoint when, Task task) = 0;
+  // After this returns, the timer's task will not start. A task already running
+  // is not waited for. Unknown or fired ids are ignored.
+  virtual void CancelTimer(TimerId id) noexcept = 0;
+  // Runs `task` on the callbacks lane. Exceptions escaping `task` are caught
+  // and dropped (handlers must not take the library down).
+  virtual void PostCallback(Task task) = 0;
+  // Runs `task` on the blocking lane.
+  virtual void PostBlocking(Task task) = 0;
+
+  // True when the calling thread is one of this runtime's loop threads: code
+  // that would block there must use PostBlocking instead.
+  virtual bool OnLoopThread() const noexcept = 0;
+
+  // For Future<T>::Wait(): a simulated runtime runs the simulation on the
+  // calling thread until `done()` is true or nothing is left to run, and
+  // returns true. A threaded runtime returns false at once: the caller blocks
+  // on its own condition variable while the runtime's threads make progress.
+  virtual bool DriveUntil(const std::function<bool()>& done) = 0;
+};
+
+// Discrete-event runtime for tests: deterministic and sleep-free.
+//
+// Nothing runs in the background. Work runs when the test calls RunFor(),
+// RunUntilIdle() or blocks in a Future (e.g. Lease::Acquire()); then posted
+// tasks and callbacks run in order and, when none is left, the clock jumps to
+// the earliest timer. Blocking-lane tasks also run inline (stores run their IO
+// "instantly" in simulated time).
+//
+// Thread-safety: Post/RunAt/CancelTimer/PostCallback are safe from any thread,
+// but only one thread at a time may run the simulation.
+class SimulatedRuntime final : public Runtime {
+ public:
+  static std::shared_ptr<SimulatedRuntime> Create();
+  ~SimulatedRuntime() override;
+
+  FakeClock& fake_clock() noexcept;
+
+  // Runs everything due now, then keeps advancing to the next timer until
+  // `d` has passed; the clock ends exactly d later than it started.
+  void RunFor(Duration d);
+  // Runs everything due now without moving the clock.
+  void RunUntilIdle();
+  // Number of timers pending (for tests that check nothing leaks).
+  size_t pending_timers() const;
+
+  const Clock& clock() const noexcept override;
+  void Post(Task task) override;
+  TimerId RunAt(TimePoint when, Task task) override;
+  void CancelTimer(TimerId id) noexcept override;
+  void PostCallback(Task task) override;
+  void PostBlocking(Task task) override;
+  bool OnLoopThread() const noexcept override;
+  bool DriveUntil(const std::function<bool()>& done) override;
+
+ private:
+  struct Impl;
+  SimulatedRuntime();
+  std::unique_ptr<Impl> impl_{};
+};
+
+}  // namespace leasehold
+
+#endif  // LEASEHOLD_RUNTIME_H_

@@ -1,0 +1,430 @@
+#include "leasehold/backends/memory.h"
+
+#include <mutex>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace leasehold {
+namespace {
+
+std::string RandomStoreId() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
+}
+
+}  // namespace
+
+struct MemoryStore::State {
+  explicit State(std::shared_ptr<Runtime> runtime)
+      : runtime(std::move(runtime)), clock(this->runtime->clock()), id(RandomStoreId()) {}
+
+  struct Record {
+    std::string holder;
+    FencingToken token;
+    Duration ttl{};
+    TimePoint expires;
+    WallTime acquired_at;
+    WallTime renewed_at;
+  };
+  struct Watcher {
+    std::string name;
+    Task on_change;
+  };
+
+  const std::shared_ptr<Runtime> runtime;
+  const Clock& clock;
+  const std::string id;
+
+  std::mutex mu;
+  std::unordered_map<std::string, Record> records;
+  // Per name, never erased: the fencing counter and the change counter.
+  std::unordered_map<std::string, uint64_t> sequences;
+  std::unordered_map<std::string, uint64_t> versions;
+  std::unordered_map<WatchId, Watcher> watchers;
+  std::unordered_map<std::string, TimerId> expiry_timers;  // only for watched names
+  WatchId last_watch = 0;
+  MemoryFaults faults;
+  MemoryStoreStats stats;
+
+  bool Live(const Record& r, TimePoint now) const { return now < r.expires; }
+
+  // Marks a change of `name` and collects its watchers (run after unlocking).
+  void ChangedLocked(const std::string& name, std::vector<Task>& notify) {
+    ++versions[name];
+    for (auto it = watchers.begin(); it != watchers.end();) {
+      if (it->second.name == name) {
+        notify.push_back(std::move(it->second.on_change));
+        it = watchers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  bool WatchedLocked(const std::string& name) const {
+    for (const auto& [id, w] : watchers) {
+      if (w.name == name) return true;
+    }
+    return false;
+  }
+
+  // Watchers must hear about expiry when it happens, so a watched live record
+  // has a timer at its expiry. Unwatched records need none.
+  void ArmExpiryLocked(const std::string& name, const std::weak_ptr<State>& weak) {
+    auto rec = records.find(name);
+    if (rec == records.end() || expiry_timers.contains(name)) return;
+    expiry_timers[name] = runtime->RunAt(rec->second.expires, [weak, name] {
+      auto self = weak.lock();
+      if (!self) return;
+      std::vector<Task> notify;
+      {
+        std::lock_guard lock(self->mu);
+        self->expiry_timers.erase(name);
+        auto it = self->records.find(name);
+        if (it == self->records.end()) return;
+        if (self->Live(it->second, self->clock.Now())) {
+          if (self->WatchedLocked(name)) self->ArmExpiryLocked(name, weak);  // renewed meanwhile
+          return;
+        }
+        self->ChangedLocked(name, notify);
+      }
+      for (auto& task : notify) task();
+    });
+  }
+
+  std::string Token(const std::string& name, uint64_t sequence) const {
+    return "memory/" + id + "/" + std::to_string(sequence) + "/" + name;
+  }
+
+  // What an operation does under the current faults.
+  enum class Plan { kApply, kFail, kHang };
+  struct Decision {
+    Plan plan;
+    Duration latency;
+    bool answer_late;
+  };
+  static Decision DecideLocked(OpFaults& f) {
+    if (f.hang) return {Plan::kHang, Duration::zero(), false};
+    if (f.unavailable) return {Plan::kFail, f.latency, f.answer_late};
+    if (f.fail_next > 0) {
+      --f.fail_next;
+      return {Plan::kFail, f.latency, f.answer_late};
+    }
+    return {Plan::kApply, f.latency, f.answer_late};
+  }
+
+  // Carries out `decision`: `op(answer)` applies the operation (answering only
+  // if `answer`), `fail(status)` answers an error without effect. With latency,
+  // the operation lands `latency` after it was sent; a caller whose deadline
+  // comes first is answered kDeadlineExceeded at its deadline, and the
+  // operation still lands -- as a timed-out request over a network may.
+  void Execute(const Decision& decision, TimePoint deadline, std::function<void(bool)> op,
+               std::function<void(Status)> fail) {
+    if (decision.plan == Plan::kHang) return;  // never answers, never lands
+    auto unavailable = [this] { return UnavailableError(Describe() + ": injected fault: unavailable"); };
+    if (decision.latency <= Duration::zero()) {
+      if (decision.plan == Plan::kApply) {
+        op(true);
+      } else {
+        fail(unavailable());
+      }
+      return;
+    }
+    const TimePoint lands = clock.Now() + decision.latency;
+    const bool apply = decision.plan == Plan::kApply;
+    if (lands > deadline && !decision.answer_late) {
+      runtime->RunAt(deadline, [fail, what = Describe()] {
+        fail(DeadlineExceededError(what + ": no answer before the request's deadline"));
+      });
+      if (apply) runtime->RunAt(lands, [op] { op(false); });
+      return;
+    }
+    runtime->RunAt(lands, [apply, op, fail, status = unavailable()] {
+      if (apply) {
+        op(true);
+      } else {
+        fail(status);
+      }
+    });
+  }
+
+  std::string Describe() const { return "memory:"; }
+};
+
+MemoryStore::MemoryStore(std::shared_ptr<Runtime> runtime)
+    : Store(runtime), state_(std::make_shared<State>(std::move(runtime))) {}
+
+MemoryStore::~MemoryStore() {
+  std::vector<TimerId> timers;
+  {
+    std::lock_guard lock(state_->mu);
+    for (const auto& [name, id] : state_->expiry_timers) timers.push_back(id);
+    state_->expiry_timers.clear();
+  }
+  for (TimerId id : timers) state_->runtime->CancelTimer(id);
+}
+
+std::shared_ptr<MemoryStore> MemoryStore::Shared() {
+  static const std::shared_ptr<MemoryStore> store = Create(Runtime::Default());
+  return store;
+}
+
+std::shared_ptr<MemoryStore> MemoryStore::Create(std::shared_ptr<Runtime> runtime) {
+  if (!runtime) runtime = Runtime::Default();
+  return std::shared_ptr<MemoryStore>(new MemoryStore(std::move(runtime)));
+}
+
+void MemoryStore::SetFaults(const MemoryFaults& faults) {
+  std::lock_guard lock(state_->mu);
+  state_->faults = faults;
+}
+
+MemoryFaults MemoryStore::faults() const {
+  std::lock_guard lock(state_->mu);
+  return state_->faults;
+}
+
+MemoryStoreStats MemoryStore::stats() const {
+  std::lock_guard lock(state_->mu);
+  return state_->stats;
+}
+
+std::string MemoryStore::Describe() const { return state_->Describe(); }
+
+StoreCapabilities MemoryStore::capabilities() const {
+  return {.fencing = true, .watch = true, .batch_renew = true};
+}
+
+void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
+  State& s = *state_;
+  State::Decision decision;
+  {
+    std::lock_guard lock(s.mu);
+    ++s.stats.acquire_calls;
+    decision = State::DecideLocked(s.faults.acquire);
+  }
+  auto state = state_;
+  auto op = [state, request, done](bool answer) {
+    State& s = *state;
+    std::vector<Task> notify;
+    Result<AcquireOutcome> result = InternalError("unset");
+    {
+      std::lock_guard lock(s.mu);
+      const TimePoint now = s.clock.Now();
+      auto it = s.records.find(request.name);
+      if (it != s.records.end() && s.Live(it->second, now)) {
+        State::Record& r = it->second;
+        if (r.holder == request.holder) {
+          // Our own live tenure: idempotent, and it counts as a renewal.
+          r.expires = now + request.ttl;
+          r.ttl = request.ttl;
+          r.renewed_at = s.clock.WallNow();
+          result = AcquireOutcome(Acquired{r.token, request.ttl, std::nullopt});
+        } else {
+          result = AcquireOutcome(
+              Contended{r.holder, std::to_string(s.versions[request.name]), std::nullopt});
+        }
+      } else if (s.faults.conflict_next_acquires > 0) {
+        --s.faults.conflict_next_acquires;
+        result = AbortedError(s.Describe() + ": injected fault: lost compare-and-swap on \"" +
+                              request.name + "\"");
+      } else {
+        const uint64_t sequence = ++s.sequences[request.name];
+        const WallTime wall = s.clock.WallNow();
+        State::Record r{request.holder, {s.Token(request.name, sequence), sequence},
+                        request.ttl,    now + request.ttl,
+                        wall,           wall};
+        s.records[request.name] = r;
+        s.ChangedLocked(request.name, notify);
+        result = AcquireOutcome(Acquired{r.token, request.ttl, std::nullopt});
+      }
+    }
+    for (auto& task : notify) task();
+    if (answer) done(std::move(result));
+  };
+  s.Execute(decision, request.deadline, std::move(op),
+            [done](Status status) { done(std::move(status)); });
+}
+
+void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
+  State& s = *state_;
+  State::Decision decision;
+  TimePoint deadline = TimePoint::max();
+  for (const auto& r : batch) deadline = std::min(deadline, r.deadline);
+  {
+    std::lock_guard lock(s.mu);
+    ++s.stats.renew_calls;
+    s.stats.renewed_leases += batch.size();
+    decision = State::DecideLocked(s.faults.renew);
+  }
+  const size_t n = batch.size();
+  auto state = state_;
+  auto requests = std::make_shared<std::vector<RenewRequest>>(std::move(batch));
+  auto op = [state, requests, done](bool answer) {
+    State& s = *state;
+    std::vector<Result<RenewOutcome>> results;
+    results.reserve(requests->size());
+    {
+      std::lock_guard lock(s.mu);
+      const TimePoint now = s.clock.Now();
+      const WallTime wall = s.clock.WallNow();
+      for (const RenewRequest& q : *requests) {
+        auto it = s.records.find(q.name);
+        if (it == s.records.end()) {
+          results.emplace_back(RenewOutcome(Lost{LossReason::kDeleted, "the record is gone"}));
+          continue;
+        }
+        State::Record& r = it->second;
+        if (r.holder != q.holder || !(r.token == q.token)) {
+          results.emplace_back(RenewOutcome(Lost{LossReason::kTakenOver,
+                                                 "now held by \"" + r.holder + "\" (sequence " +
+                                                     std::to_string(r.token.sequence) + ")"}));
+        } else if (!s.Live(r, now)) {
+          // Never resurrect: the store already let it go.
+          results.emplace_back(RenewOutcome(Lost{LossReason::kExpired, "expired in the store"}));
+        } else {
+          r.expires = now + q.ttl;
+          r.ttl = q.ttl;
+          r.renewed_at = wall;
+          results.emplace_back(RenewOutcome(Renewed{q.ttl, std::nullopt}));
+        }
+      }
+    }
+    if (answer) done(std::move(results));
+  };
+  s.Execute(decision, deadline, std::move(op), [done, n](Status status) {
+    done(std::vector<Result<RenewOutcome>>(n, Result<RenewOutcome>(status)));
+  });
+}
+
+void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
+  State& s = *state_;
+  State::Decision decision;
+  {
+    std::lock_guard lock(s.mu);
+    ++s.stats.release_calls;
+    decision = State::DecideLocked(s.faults.release);
+  }
+  auto state = state_;
+  auto op = [state, request, done](bool answer) {
+    State& s = *state;
+    std::vector<Task> notify;
+    {
+      std::lock_guard lock(s.mu);
+      auto it = s.records.find(request.name);
+      // Conditional on our tenure: a record naming anyone else is left alone.
+      if (it != s.records.end() && it->second.holder == request.holder &&
+          it->second.token == request.token) {
+        s.records.erase(it);
+        s.ChangedLocked(request.name, notify);
+      }
+    }
+    for (auto& task : notify) task();
+    if (answer) done(Status::Ok());
+  };
+  s.Execute(decision, request.deadline, std::move(op), std::move(done));
+}
+
+void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
+  State& s = *state_;
+  Result<LeaseRecord> result = NotFoundError(s.Describe() + ": no record for \"" + name + "\"");
+  {
+    std::lock_guard lock(s.mu);
+    ++s.stats.inspect_calls;
+    auto it = s.records.find(name);
+    if (it != s.records.end()) {
+      const State::Record& r = it->second;
+      const TimePoint now = s.clock.Now();
+      LeaseRecord record;
+      record.name = name;
+      record.token = r.token;
+      record.acquired_at = r.acquired_at;
+      record.renewed_at = r.renewed_at;
+      record.version = std::to_string(s.versions[name]);
+      if (s.Live(r, now)) {
+        record.holder = r.holder;
+        record.remaining = r.expires - now;
+      }
+      result = std::move(record);
+    }
+  }
+  done(std::move(result));
+}
+
+WatchId MemoryStore::Watch(const std::string& name, const std::string& version, Task on_change) {
+  State& s = *state_;
+  WatchId id;
+  bool changed;
+  {
+    std::lock_guard lock(s.mu);
+    id = ++s.last_watch;
+    auto it = s.records.find(name);
+    const bool live = it != s.records.end() && s.Live(it->second, s.clock.Now());
+    changed = !live || std::to_string(s.versions[name]) != version;
+    if (!changed) {
+      s.watchers.emplace(id, State::Watcher{name, std::move(on_change)});
+      s.ArmExpiryLocked(name, state_);
+    }
+  }
+  if (changed) on_change();
+  return id;
+}
+
+void MemoryStore::CancelWatch(WatchId id) noexcept {
+  Task dropped;
+  std::lock_guard lock(state_->mu);
+  auto it = state_->watchers.find(id);
+  if (it == state_->watchers.end()) return;
+  dropped = std::move(it->second.on_change);
+  state_->watchers.erase(it);
+}
+
+uint64_t MemoryStore::TakeOver(const std::string& name, const std::string& holder, Duration ttl) {
+  State& s = *state_;
+  std::vector<Task> notify;
+  uint64_t sequence;
+  {
+    std::lock_guard lock(s.mu);
+    sequence = ++s.sequences[name];
+    const WallTime wall = s.clock.WallNow();
+    s.records[name] = State::Record{holder, {s.Token(name, sequence), sequence}, ttl,
+                                    s.clock.Now() + ttl, wall, wall};
+    s.ChangedLocked(name, notify);
+    if (s.WatchedLocked(name)) s.ArmExpiryLocked(name, state_);
+  }
+  for (auto& task : notify) task();
+  return sequence;
+}
+
+bool MemoryStore::Delete(const std::string& name) {
+  State& s = *state_;
+  std::vector<Task> notify;
+  {
+    std::lock_guard lock(s.mu);
+    if (s.records.erase(name) == 0) return false;
+    s.ChangedLocked(name, notify);
+  }
+  for (auto& task : notify) task();
+  return true;
+}
+
+bool MemoryStore::ExpireNow(const std::string& name) {
+  State& s = *state_;
+  std::vector<Task> notify;
+  {
+    std::lock_guard lock(s.mu);
+    auto it = s.records.find(name);
+    const TimePoint now = s.clock.Now();
+    if (it == s.records.end() || !s.Live(it->second, now)) return false;
+    it->second.expires = now;
+    s.ChangedLocked(name, notify);
+  }
+  for (auto& task : notify) task();
+  return true;
+}
+
+}  // namespace leasehold

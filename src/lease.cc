@@ -1,0 +1,830 @@
+// The engine behind leasehold::Lease: timing, the safe deadline, renewal,
+// retries, loss detection, callbacks, single-flight acquire, waiting.
+//
+// Invariants (see docs/design.md):
+//   * `deadline_ns_` is the only thing CheckAlive() reads. It is set to a finite
+//     value only while a tenure is held, only ever moves forward within a
+//     tenure, and is reset to kNotHeld *before* any release IO.
+//   * Every asynchronous answer (store callback, timer) carries the epoch it
+//     was started in; `epoch_` changes whenever a tenure begins or ends, so a
+//     stale answer can never act on a later tenure.
+//   * The store is never called and no user code runs while `mu_` is held.
+//   * At most one acquire request and one renewal request are in flight. An
+//     acquire request whose operation was abandoned (timeout, cancel, release)
+//     is an "orphan": no new acquire request is sent until it has answered,
+//     and if it won, its tenure has been released -- so an orphan can never
+//     release a tenure that a later request won with the same identity.
+#include "leasehold/lease.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "renew_queue.h"
+
+namespace leasehold {
+namespace detail {
+
+struct HandlerSlot {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::function<void(const LostEvent&)> fn;
+  bool active = true;
+  std::thread::id running;  // the thread running fn, if any
+  std::weak_ptr<LeaseCore> core;
+
+  void Invoke(const LostEvent& event) {
+    {
+      std::lock_guard lock(mu);
+      if (!active) return;
+      running = std::this_thread::get_id();
+    }
+    try {
+      fn(event);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "leasehold: OnLost handler threw: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "leasehold: OnLost handler threw\n");
+    }
+    {
+      std::lock_guard lock(mu);
+      running = std::thread::id();
+    }
+    cv.notify_all();
+  }
+
+  // Deactivates and waits for a run on another thread to finish.
+  void Deactivate() {
+    std::function<void(const LostEvent&)> dropped;
+    std::unique_lock lock(mu);
+    active = false;
+    const auto self = std::this_thread::get_id();
+    cv.wait(lock, [&] { return running == std::thread::id() || running == self; });
+    if (running == std::thread::id()) dropped = std::move(fn);
+  }
+};
+
+namespace {
+
+constexpr int64_t kNotHeld = std::numeric_limits<int64_t>::min();
+// A lost compare-and-swap is retried at once, this many times per attempt.
+constexpr int kMaxAbortedRetries = 16;
+// Renewal timers are rounded down to this grid so that leases falling due
+// together fire together and share one Renew() call (renew_queue.h).
+constexpr Duration kRenewGrid = std::chrono::milliseconds(10);
+// Attempts shorter than this are pointless; the deadline timer takes over.
+constexpr Duration kMinAttempt = std::chrono::milliseconds(1);
+
+int64_t Ns(TimePoint t) { return t.time_since_epoch().count(); }
+
+std::string RandomSuffix() {
+  static std::atomic<uint64_t> state = [] {
+    std::random_device rd;
+    return (uint64_t{rd()} << 32) ^ rd();
+  }();
+  // splitmix64 over a shared counter: distinct per instance, unpredictable per
+  // process.
+  uint64_t z = state.fetch_add(0x9e3779b97f4a7c15, std::memory_order_relaxed);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
+  z ^= z >> 31;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%012llx", static_cast<unsigned long long>(z & 0xffffffffffffULL));
+  return buf;
+}
+
+}  // namespace
+
+class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
+ public:
+  LeaseCore(std::shared_ptr<Store> store, LeaseOptions options)
+      : store_(std::move(store)),
+        runtime_(store_->runtime()),
+        clock_(runtime_->clock()),
+        options_(std::move(options)),
+        drift_(*options_.drift_allowance),
+        identity_(options_.unique_identity ? options_.owner + "#" + RandomSuffix()
+                                           : options_.owner),
+        fencing_(store_->capabilities().fencing),
+        watch_(store_->capabilities().watch) {}
+
+  bool CheckAlive() const noexcept {
+    const int64_t deadline = deadline_ns_.load(std::memory_order_acquire);
+    return Ns(clock_.Now()) < deadline;
+  }
+
+  std::optional<TimePoint> SafeDeadline() const noexcept {
+    const int64_t deadline = deadline_ns_.load(std::memory_order_acquire);
+    if (deadline == kNotHeld) return std::nullopt;
+    return TimePoint(Duration(deadline));
+  }
+
+  std::optional<FencingToken> Token() const {
+    std::lock_guard lock(mu_);
+    if (!held_ || !CheckAlive()) return std::nullopt;
+    return token_;
+  }
+
+  Future<AcquireResult> StartAcquire(AcquireOptions options);
+  Status Release();
+  void Shutdown();
+  std::shared_ptr<HandlerSlot> AddHandler(std::function<void(const LostEvent&)> fn);
+  void RemoveHandler(const HandlerSlot* slot);
+
+  const std::shared_ptr<Store>& store() const { return store_; }
+  const LeaseOptions& options() const { return options_; }
+  const std::string& identity() const { return identity_; }
+  bool fencing() const { return fencing_; }
+  const std::shared_ptr<Runtime>& runtime() const { return runtime_; }
+
+ private:
+  struct AcquireOp {
+    explicit AcquireOp(std::shared_ptr<Runtime> rt) : promise(std::move(rt)) {}
+    Promise<AcquireResult> promise;
+    AcquireOptions options;
+    TimePoint deadline = TimePoint::max();
+    int contended = 0;        // contended answers so far
+    int errors = 0;           // transient errors so far
+    int aborted_in_a_row = 0;  // lost compare-and-swaps since the last answer
+    bool parked = false;       // waiting for an orphan to answer
+    bool in_flight = false;    // a request of this op awaits its answer
+    TimerId timeout_timer = 0;
+    TimerId retry_timer = 0;
+    WatchId watch = 0;
+    std::unique_ptr<std::stop_callback<std::function<void()>>> stop;
+  };
+  using OpPtr = std::shared_ptr<AcquireOp>;
+
+  // Cleanup collected under the lock and carried out after it is released.
+  struct Deferred {
+    std::vector<TimerId> timers;
+    std::vector<WatchId> watches;
+    std::function<void()> then;
+  };
+  void Run(Deferred& d);
+
+  std::string What() const { return "lease \"" + options_.name + "\" on " + store_->Describe(); }
+  void SendAttempt(const OpPtr& op);
+  void OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutcome> result);
+  void OnOrphanAnswer(Result<AcquireOutcome> result);
+  void ScheduleRetry(const OpPtr& op, Duration delay, const std::string& version,
+                     std::unique_lock<std::mutex>& lock);
+  void RetryNow(const OpPtr& op);
+  void Finish(const OpPtr& op, AcquireResult result, std::unique_lock<std::mutex>& lock);
+  void DetachOpLocked(const OpPtr& op, Deferred& d);
+
+  void BeginTenureLocked(const FencingToken& token, TimePoint anchor, Duration ttl, Deferred& d);
+  void ScheduleRenewLocked(TimePoint at);
+  void OnRenewTimer(uint64_t epoch);
+  void OnRenewAnswer(uint64_t epoch, TimePoint sent, FencingToken token, Result<RenewOutcome> r);
+  void OnDeadlineTimer(uint64_t epoch);
+  void LoseLocked(LossReason reason, std::string message, Deferred& d);
+  void ReleaseDetached(FencingToken token);
+  Duration Backoff(int failures);
+
+  const std::shared_ptr<Store> store_;
+  const std::shared_ptr<Runtime> runtime_;
+  const Clock& clock_;
+  const LeaseOptions options_;
+  const Duration drift_;
+  const std::string identity_;
+  const bool fencing_;
+  const bool watch_;
+
+  std::atomic<int64_t> deadline_ns_{kNotHeld};
+
+  mutable std::mutex mu_;
+  uint64_t epoch_ = 0;
+  bool held_ = false;
+  FencingToken token_;
+  TimePoint deadline_;
+  Duration store_ttl_{};
+  TimerId renew_timer_ = 0;
+  TimerId deadline_timer_ = 0;
+  bool renewing_ = false;
+  int renew_failures_ = 0;
+  Status last_renew_error_;
+  OpPtr op_;                  // the acquire operation in progress
+  bool orphan_in_flight_ = false;
+  bool shut_down_ = false;
+  std::vector<std::shared_ptr<HandlerSlot>> handlers_;
+  std::minstd_rand jitter_{0x5eed};
+};
+
+void LeaseCore::Run(Deferred& d) {
+  for (TimerId id : d.timers) runtime_->CancelTimer(id);
+  for (WatchId id : d.watches) store_->CancelWatch(id);
+  if (d.then) d.then();
+}
+
+// --- acquire ------------------------------------------------------------------
+
+Future<AcquireResult> LeaseCore::StartAcquire(AcquireOptions options) {
+  auto op = std::make_shared<AcquireOp>(runtime_);
+  Future<AcquireResult> future = op->promise.future();
+  Deferred d;
+  {
+    std::unique_lock lock(mu_);
+    if (shut_down_) {
+      lock.unlock();
+      op->promise.Set(FailedPreconditionError(What() + ": the Lease is being destroyed"));
+      return future;
+    }
+    if (op_) return op_->promise.future();  // single flight: share it
+    const TimePoint now = clock_.Now();
+    if (held_) {
+      if (Ns(now) < deadline_ns_.load(std::memory_order_acquire)) {
+        FencingToken token = token_;
+        lock.unlock();
+        op->promise.Set(std::optional<FencingToken>(std::move(token)));
+        return future;
+      }
+      // Past the deadline, and the deadline timer has not run yet.
+      LoseLocked(LossReason::kExpired, "safe deadline passed without a successful renewal", d);
+    }
+    if (options.timeout > Duration::zero()) {
+      op->deadline = now + options.timeout;
+    } else if (!options.wait) {
+      // The natural budget of the attempts, with one request's worth of slack
+      // for lost compare-and-swaps.
+      op->deadline = now + options_.request_timeout * (options_.acquire_attempts + 1) +
+                     options_.retry_delay * (options_.acquire_attempts - 1);
+    }
+    op->options = std::move(options);
+    op_ = op;
+    if (op->deadline != TimePoint::max()) {
+      const std::string budget = op->options.timeout > Duration::zero()
+                                     ? "its timeout of " + FormatDuration(op->options.timeout)
+                                     : "the budget of its attempts";
+      op->timeout_timer = runtime_->RunAt(op->deadline, [weak = weak_from_this(), op, budget] {
+        auto self = weak.lock();
+        if (!self) return;
+        std::unique_lock lock(self->mu_);
+        self->Finish(op, DeadlineExceededError(self->What() + ": acquire did not complete within " + budget),
+                     lock);
+      });
+    }
+  }
+  Run(d);
+  if (op->options.stop.stop_possible()) {
+    // May run at once (already stopped); the callback takes the lock itself.
+    op->stop = std::make_unique<std::stop_callback<std::function<void()>>>(
+        op->options.stop,
+        // Weak: the op owns this callback.
+        std::function<void()>([weak = weak_from_this(), weak_op = std::weak_ptr<AcquireOp>(op)] {
+          auto self = weak.lock();
+          auto op = weak_op.lock();
+          if (!self || !op) return;
+          self->runtime_->Post([self, op] {
+            std::unique_lock lock(self->mu_);
+            self->Finish(op, CancelledError(self->What() + ": acquire cancelled"), lock);
+          });
+        }));
+  }
+  SendAttempt(op);
+  return future;
+}
+
+void LeaseCore::SendAttempt(const OpPtr& op) {
+  AcquireRequest request;
+  TimePoint sent;
+  {
+    std::lock_guard lock(mu_);
+    if (op_ != op) return;
+    if (orphan_in_flight_) {
+      op->parked = true;  // OnOrphanAnswer sends it
+      return;
+    }
+    sent = clock_.Now();
+    op->in_flight = true;
+    request.name = options_.name;
+    request.holder = identity_;
+    request.ttl = options_.ttl;
+    request.deadline = std::min(sent + options_.request_timeout, op->deadline);
+  }
+  store_->Acquire(std::move(request), [weak = weak_from_this(), op, sent, store = store_,
+                                       name = options_.name, identity = identity_,
+                                       timeout = options_.request_timeout](Result<AcquireOutcome> r) {
+    if (auto self = weak.lock()) {
+      self->OnAcquireAnswer(op, sent, std::move(r));
+    } else if (r.ok() && std::holds_alternative<Acquired>(*r)) {
+      // The Lease is gone but its last attempt won: give the tenure back.
+      store->Release({name, identity, std::get<Acquired>(*r).token,
+                      store->runtime()->clock().Now() + timeout},
+                     [store](Status) {});
+    }
+  });
+}
+
+void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutcome> result) {
+  std::unique_lock lock(mu_);
+  op->in_flight = false;
+  if (op_ != op) {
+    lock.unlock();
+    OnOrphanAnswer(std::move(result));
+    return;
+  }
+  const TimePoint now = clock_.Now();
+  if (!result.ok()) {
+    const Status& s = result.status();
+    if (s.code() == StatusCode::kAborted && op->aborted_in_a_row < kMaxAbortedRetries &&
+        now < op->deadline) {
+      ++op->aborted_in_a_row;  // a lost compare-and-swap is not contention
+      lock.unlock();
+      SendAttempt(op);
+      return;
+    }
+    op->aborted_in_a_row = 0;
+    const bool retry = IsTransient(s.code()) &&
+                       (op->options.wait || ++op->errors < options_.acquire_attempts);
+    if (retry && now + options_.retry_delay < op->deadline) {
+      ScheduleRetry(op, std::max(options_.retry_delay, Backoff(op->errors)), "", lock);
+      return;
+    }
+    Finish(op, s.WithContext("acquire"), lock);
+    return;
+  }
+  op->aborted_in_a_row = 0;
+  if (auto* won = std::get_if<Acquired>(&*result)) {
+    const Duration ttl = won->ttl > Duration::zero() ? won->ttl : options_.ttl;
+    const TimePoint anchor = std::min(sent, won->anchor.value_or(sent));
+    if (anchor + ttl - drift_ <= now) {
+      // Granted, but the answer took longer than the TTL: nothing of the
+      // tenure is left. Give it back and try again while the budget allows.
+      FencingToken token = won->token;
+      lock.unlock();
+      ReleaseDetached(std::move(token));
+      lock.lock();
+      if (op_ != op) return;
+      if (now + options_.retry_delay < op->deadline) {
+        ScheduleRetry(op, options_.retry_delay, "", lock);
+      } else {
+        Finish(op, DeadlineExceededError(What() + ": the store granted the lease after its TTL had passed"), lock);
+      }
+      return;
+    }
+    Deferred d;
+    BeginTenureLocked(won->token, anchor, ttl, d);
+    AcquireResult value = std::optional<FencingToken>(won->token);
+    DetachOpLocked(op, d);
+    lock.unlock();
+    Run(d);
+    op->promise.Set(std::move(value));
+    return;
+  }
+  const auto& busy = std::get<Contended>(*result);
+  ++op->contended;
+  if (!op->options.wait) {
+    if (op->contended >= options_.acquire_attempts ||
+        now + options_.retry_delay >= op->deadline) {
+      Finish(op, std::optional<FencingToken>(), lock);
+    } else {
+      ScheduleRetry(op, options_.retry_delay, "", lock);
+    }
+    return;
+  }
+  // Waiting: the store's watch wakes us; poll only as a fallback (rarely when
+  // the store can watch), and at the latest when a client-judged expiry ends.
+  Duration delay = watch_ ? std::max(options_.retry_delay, options_.ttl) : options_.retry_delay;
+  if (busy.retry_after) delay = std::min(delay, std::max(*busy.retry_after, Duration::zero()));
+  ScheduleRetry(op, delay, busy.version, lock);
+}
+
+void LeaseCore::ScheduleRetry(const OpPtr& op, Duration delay, const std::string& version,
+                              std::unique_lock<std::mutex>& lock) {
+  op->retry_timer = runtime_->RunAt(clock_.Now() + delay, [weak = weak_from_this(), op] {
+    if (auto self = weak.lock()) self->RetryNow(op);
+  });
+  const bool watch = watch_ && op->options.wait;
+  lock.unlock();
+  if (!watch) return;
+  WatchId id = store_->Watch(options_.name, version, [weak = weak_from_this(), op, rt = runtime_] {
+    rt->Post([weak, op] {
+      if (auto self = weak.lock()) self->RetryNow(op);
+    });
+  });
+  if (id == 0) return;
+  lock.lock();
+  const bool stale = op_ != op || op->retry_timer == 0;
+  if (!stale) op->watch = id;
+  lock.unlock();
+  if (stale) store_->CancelWatch(id);
+}
+
+void LeaseCore::RetryNow(const OpPtr& op) {
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    if (op_ != op || op->retry_timer == 0) return;  // finished, or already retrying
+    d.timers.push_back(std::exchange(op->retry_timer, 0));
+    if (op->watch) d.watches.push_back(std::exchange(op->watch, 0));
+  }
+  Run(d);
+  SendAttempt(op);
+}
+
+void LeaseCore::DetachOpLocked(const OpPtr& op, Deferred& d) {
+  if (op->timeout_timer) d.timers.push_back(op->timeout_timer);
+  if (op->retry_timer) d.timers.push_back(std::exchange(op->retry_timer, 0));
+  if (op->watch) d.watches.push_back(std::exchange(op->watch, 0));
+  op_.reset();
+}
+
+void LeaseCore::Finish(const OpPtr& op, AcquireResult result, std::unique_lock<std::mutex>& lock) {
+  if (op_ != op) return;
+  Deferred d;
+  // A request still in flight becomes an orphan.
+  if (op->in_flight) orphan_in_flight_ = true;
+  DetachOpLocked(op, d);
+  lock.unlock();
+  Run(d);
+  op->promise.Set(std::move(result));
+}
+
+void LeaseCore::OnOrphanAnswer(Result<AcquireOutcome> result) {
+  auto resume = [this] {
+    OpPtr parked;
+    {
+      std::lock_guard lock(mu_);
+      orphan_in_flight_ = false;
+      if (op_ && op_->parked) {
+        op_->parked = false;
+        parked = op_;
+      }
+    }
+    if (parked) SendAttempt(parked);
+  };
+  if (result.ok() && std::holds_alternative<Acquired>(*result)) {
+    // The abandoned attempt won: give the tenure back before anyone of ours
+    // asks again, so it can never release a tenure a later request won.
+    FencingToken token = std::get<Acquired>(*result).token;
+    ReleaseRequest request{options_.name, identity_, std::move(token),
+                           clock_.Now() + options_.request_timeout};
+    store_->Release(std::move(request), [self = shared_from_this(), resume](Status) {
+      // Whatever the answer, the orphan is settled: on failure the record
+      // expires on its own, and a new attempt by us is idempotent on it.
+      self->runtime_->Post(resume);
+    });
+    return;
+  }
+  resume();
+}
+
+// --- tenure and renewal --------------------------------------------------------
+
+void LeaseCore::BeginTenureLocked(const FencingToken& token, TimePoint anchor, Duration ttl,
+                                  Deferred& d) {
+  ++epoch_;
+  held_ = true;
+  token_ = token;
+  store_ttl_ = ttl;
+  deadline_ = anchor + ttl - drift_;
+  renew_failures_ = 0;
+  last_renew_error_ = Status::Ok();
+  deadline_ns_.store(Ns(deadline_), std::memory_order_release);
+  if (renew_timer_) d.timers.push_back(std::exchange(renew_timer_, 0));
+  if (deadline_timer_) d.timers.push_back(std::exchange(deadline_timer_, 0));
+  ScheduleRenewLocked(anchor + options_.renew_interval);
+  deadline_timer_ = runtime_->RunAt(deadline_, [weak = weak_from_this(), epoch = epoch_] {
+    if (auto self = weak.lock()) self->OnDeadlineTimer(epoch);
+  });
+}
+
+void LeaseCore::ScheduleRenewLocked(TimePoint at) {
+  // Round down onto the grid (never later), but not into the past.
+  const int64_t grid = std::min(kRenewGrid, options_.renew_interval / 16).count();
+  int64_t ns = Ns(at);
+  if (grid > 0) ns -= ns % grid;
+  TimePoint when = std::max(TimePoint(Duration(ns)), clock_.Now());
+  renew_timer_ = runtime_->RunAt(when, [weak = weak_from_this(), epoch = epoch_] {
+    if (auto self = weak.lock()) self->OnRenewTimer(epoch);
+  });
+}
+
+void LeaseCore::OnRenewTimer(uint64_t epoch) {
+  RenewRequest request;
+  TimePoint sent;
+  {
+    std::lock_guard lock(mu_);
+    if (epoch != epoch_ || !held_) return;
+    renew_timer_ = 0;
+    if (renewing_) return;  // never two in flight
+    sent = clock_.Now();
+    const Duration left = deadline_ - sent;
+    if (left < kMinAttempt) return;  // the deadline timer ends the tenure
+    renewing_ = true;
+    request.name = options_.name;
+    request.holder = identity_;
+    request.token = token_;
+    request.ttl = options_.ttl;
+    request.deadline = sent + std::min(options_.request_timeout, left);
+  }
+  FencingToken token = request.token;
+  store_->renew_queue()->Enqueue(
+      store_, std::move(request),
+      [self = shared_from_this(), epoch, sent, token = std::move(token)](Result<RenewOutcome> r) {
+        self->OnRenewAnswer(epoch, sent, token, std::move(r));
+      });
+}
+
+void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, FencingToken token,
+                              Result<RenewOutcome> r) {
+  Deferred d;
+  {
+    std::unique_lock lock(mu_);
+    if (epoch != epoch_) {
+      // The tenure ended while the renewal was out. If the renewal landed, the
+      // record names us again until it expires: give it back (conditional on
+      // that tenure's token, so it can never touch a later one).
+      const bool landed = r.ok() && std::holds_alternative<Renewed>(*r);
+      const bool same_tenure_again = held_ && token_ == token;
+      lock.unlock();
+      if (landed && !same_tenure_again) ReleaseDetached(std::move(token));
+      return;
+    }
+    renewing_ = false;
+    const TimePoint now = clock_.Now();
+    if (r.ok()) {
+      if (auto* lost = std::get_if<Lost>(&*r)) {
+        LoseLocked(lost->reason, lost->message, d);
+      } else {
+        const auto& ok = std::get<Renewed>(*r);
+        const Duration ttl = ok.ttl > Duration::zero() ? ok.ttl : store_ttl_;
+        const TimePoint anchor = std::min(sent, ok.anchor.value_or(sent));
+        const TimePoint deadline = anchor + ttl - drift_;
+        if (deadline > deadline_) {
+          deadline_ = deadline;
+          deadline_ns_.store(Ns(deadline_), std::memory_order_release);
+        }
+        store_ttl_ = ttl;
+        renew_failures_ = 0;
+        last_renew_error_ = Status::Ok();
+        ScheduleRenewLocked(anchor + options_.renew_interval);
+        // The deadline timer stays where it is: when it fires early it moves
+        // itself to the current deadline (one timer per TTL, not per renewal).
+      }
+    } else {
+      const Status& s = r.status();
+      last_renew_error_ = s;
+      if (s.code() == StatusCode::kUnauthenticated || s.code() == StatusCode::kPermissionDenied) {
+        LoseLocked(LossReason::kUnauthorized, s.ToString(), d);
+      } else if (!IsTransient(s.code()) && s.code() != StatusCode::kInternal) {
+        LoseLocked(LossReason::kBackendError, s.ToString(), d);
+      } else {
+        // Transient: retry with backoff while time remains. If none does, the
+        // deadline timer ends the tenure on time.
+        const Duration delay = Backoff(++renew_failures_);
+        if (now + delay + kMinAttempt < deadline_) {
+          renew_timer_ = runtime_->RunAt(now + delay, [weak = weak_from_this(), epoch] {
+            if (auto self = weak.lock()) self->OnRenewTimer(epoch);
+          });
+        }
+      }
+    }
+  }
+  Run(d);
+}
+
+Duration LeaseCore::Backoff(int failures) {
+  // Exponential from request_timeout/8 (at least 5ms), capped at half the
+  // renewal interval, with +-20 % jitter so that leases failing together do
+  // not retry together. Caller holds mu_ (jitter_ is not thread-safe).
+  Duration base = std::max<Duration>(options_.request_timeout / 8, std::chrono::milliseconds(5));
+  Duration cap = std::max<Duration>(options_.renew_interval / 2, base);
+  Duration delay = base;
+  for (int i = 1; i < failures && delay < cap; ++i) delay *= 2;
+  delay = std::min(delay, cap);
+  const int64_t spread = delay.count() / 5;
+  if (spread > 0) {
+    std::uniform_int_distribution<int64_t> dist(-spread, spread);
+    delay += Duration(dist(jitter_));
+  }
+  return delay;
+}
+
+void LeaseCore::OnDeadlineTimer(uint64_t epoch) {
+  Deferred d;
+  {
+    std::lock_guard lock(mu_);
+    if (epoch != epoch_ || !held_) return;
+    deadline_timer_ = 0;
+    const TimePoint now = clock_.Now();
+    if (now < deadline_) {
+      deadline_timer_ = runtime_->RunAt(deadline_, [weak = weak_from_this(), epoch] {
+        if (auto self = weak.lock()) self->OnDeadlineTimer(epoch);
+      });
+      return;
+    }
+    std::string message = "no successful renewal before the safe deadline";
+    LossReason reason = LossReason::kExpired;
+    if (!last_renew_error_.ok()) {
+      message += "; last renewal error: " + last_renew_error_.ToString();
+    } else if (renewing_) {
+      message += "; the store has not answered the last renewal";
+    }
+    LoseLocked(reason, std::move(message), d);
+  }
+  Run(d);
+}
+
+void LeaseCore::LoseLocked(LossReason reason, std::string message, Deferred& d) {
+  if (!held_) return;
+  deadline_ns_.store(kNotHeld, std::memory_order_release);
+  held_ = false;
+  ++epoch_;
+  renewing_ = false;
+  if (renew_timer_) d.timers.push_back(std::exchange(renew_timer_, 0));
+  if (deadline_timer_) d.timers.push_back(std::exchange(deadline_timer_, 0));
+  LostEvent event{reason, What() + ": " + std::string(LossReasonName(reason)) + ": " + message,
+                  token_};
+  auto handlers = handlers_;
+  auto previous = std::move(d.then);
+  d.then = [previous = std::move(previous), rt = runtime_, handlers = std::move(handlers),
+            event = std::move(event)]() mutable {
+    if (previous) previous();
+    if (handlers.empty()) return;
+    rt->PostCallback([handlers = std::move(handlers), event = std::move(event)] {
+      for (const auto& slot : handlers) slot->Invoke(event);
+    });
+  };
+}
+
+void LeaseCore::ReleaseDetached(FencingToken token) {
+  ReleaseRequest request{options_.name, identity_, std::move(token),
+                         clock_.Now() + options_.request_timeout};
+  // Keeps the store alive until it answers; the result is not needed: on
+  // failure the record expires on its own.
+  store_->Release(std::move(request), [keep = store_](Status) {});
+}
+
+// --- release, shutdown, handlers ----------------------------------------------------
+
+Status LeaseCore::Release() {
+  if (runtime_->OnLoopThread() && !dynamic_cast<SimulatedRuntime*>(runtime_.get())) {
+    return FailedPreconditionError(What() + ": Release() would block a leasehold loop thread");
+  }
+  Deferred d;
+  FencingToken token;
+  {
+    std::unique_lock lock(mu_);
+    // Liveness first, before anything else can happen.
+    const bool was_held = held_;
+    deadline_ns_.store(kNotHeld, std::memory_order_release);
+    if (op_) {
+      OpPtr op = op_;
+      Finish(op, CancelledError(What() + ": released while acquiring"), lock);
+      lock.lock();
+    }
+    if (!was_held || !held_) return Status::Ok();
+    held_ = false;
+    ++epoch_;
+    renewing_ = false;
+    token = token_;
+    if (renew_timer_) d.timers.push_back(std::exchange(renew_timer_, 0));
+    if (deadline_timer_) d.timers.push_back(std::exchange(deadline_timer_, 0));
+  }
+  Run(d);
+  Promise<Status> done(runtime_);
+  store_->Release(ReleaseRequest{options_.name, identity_, std::move(token),
+                                 clock_.Now() + options_.request_timeout},
+                  [done](Status s) mutable { done.Set(std::move(s)); });
+  Status s = done.future().Wait();
+  if (!s.ok()) {
+    return s.WithContext(What() + ": release not confirmed, the record is left to expire");
+  }
+  return s;
+}
+
+void LeaseCore::Shutdown() {
+  std::vector<std::shared_ptr<HandlerSlot>> handlers;
+  Deferred d;
+  FencingToken token;
+  bool release = false;
+  {
+    std::unique_lock lock(mu_);
+    shut_down_ = true;
+    handlers.swap(handlers_);
+    deadline_ns_.store(kNotHeld, std::memory_order_release);
+    if (op_) {
+      OpPtr op = op_;
+      Finish(op, CancelledError(What() + ": the Lease was destroyed"), lock);
+      lock.lock();
+    }
+    if (held_) {
+      held_ = false;
+      ++epoch_;
+      release = true;
+      token = token_;
+      if (renew_timer_) d.timers.push_back(std::exchange(renew_timer_, 0));
+      if (deadline_timer_) d.timers.push_back(std::exchange(deadline_timer_, 0));
+    }
+  }
+  for (auto& slot : handlers) slot->Deactivate();
+  Run(d);
+  if (release) ReleaseDetached(std::move(token));
+}
+
+std::shared_ptr<HandlerSlot> LeaseCore::AddHandler(std::function<void(const LostEvent&)> fn) {
+  auto slot = std::make_shared<HandlerSlot>();
+  slot->fn = std::move(fn);
+  slot->core = weak_from_this();
+  std::lock_guard lock(mu_);
+  if (shut_down_) {
+    slot->active = false;
+  } else {
+    handlers_.push_back(slot);
+  }
+  return slot;
+}
+
+void LeaseCore::RemoveHandler(const HandlerSlot* slot) {
+  std::shared_ptr<HandlerSlot> removed;  // destroyed after the lock
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(handlers_.begin(), handlers_.end(),
+                         [slot](const auto& s) { return s.get() == slot; });
+  if (it != handlers_.end()) {
+    removed = std::move(*it);
+    handlers_.erase(it);
+  }
+}
+
+}  // namespace detail
+
+// --- public surface ------------------------------------------------------------
+
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    Unsubscribe();
+    slot_ = std::move(other.slot_);
+  }
+  return *this;
+}
+
+Subscription::~Subscription() { Unsubscribe(); }
+
+void Subscription::Unsubscribe() noexcept {
+  if (!slot_) return;
+  auto slot = std::move(slot_);
+  slot->Deactivate();
+  if (auto core = slot->core.lock()) core->RemoveHandler(slot.get());
+}
+
+Result<std::unique_ptr<Lease>> Lease::Create(std::shared_ptr<Store> store, LeaseOptions options) {
+  if (!store) return InvalidArgumentError("Lease::Create: store is null");
+  auto validated = ValidateLeaseOptions(std::move(options));
+  if (!validated.ok()) return validated.status();
+  if (Status s = store->ValidateName(validated->name); !s.ok()) return s;
+  auto core = std::make_shared<detail::LeaseCore>(std::move(store), std::move(*validated));
+  return std::unique_ptr<Lease>(new Lease(std::move(core)));
+}
+
+Lease::Lease(std::shared_ptr<detail::LeaseCore> core) : core_(std::move(core)) {}
+
+Lease::~Lease() { core_->Shutdown(); }
+
+Future<AcquireResult> Lease::StartAcquire(AcquireOptions options) {
+  return core_->StartAcquire(std::move(options));
+}
+
+AcquireResult Lease::AcquireWithToken(const AcquireOptions& options) {
+  if (!core_->fencing()) {
+    return UnimplementedError("lease \"" + core_->options().name + "\" on " +
+                              core_->store()->Describe() + ": the store issues no fencing tokens");
+  }
+  if (core_->runtime()->OnLoopThread() &&
+      !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
+    return FailedPreconditionError("AcquireWithToken() would block a leasehold loop thread; use StartAcquire()");
+  }
+  return core_->StartAcquire(options).Wait();
+}
+
+Result<bool> Lease::Acquire(const AcquireOptions& options) {
+  if (core_->runtime()->OnLoopThread() &&
+      !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
+    return FailedPreconditionError("Acquire() would block a leasehold loop thread; use StartAcquire()");
+  }
+  Future<AcquireResult> future = core_->StartAcquire(options);
+  const AcquireResult& r = future.Wait();
+  if (!r.ok()) return r.status();
+  return r->has_value();
+}
+
+Status Lease::Release() { return core_->Release(); }
+bool Lease::CheckAlive() const noexcept { return core_->CheckAlive(); }
+Subscription Lease::OnLost(std::function<void(const LostEvent&)> handler) {
+  return Subscription(core_->AddHandler(std::move(handler)));
+}
+bool Lease::SupportsFencing() const { return core_->fencing(); }
+std::optional<FencingToken> Lease::token() const { return core_->Token(); }
+std::optional<TimePoint> Lease::safe_deadline() const noexcept { return core_->SafeDeadline(); }
+const std::string& Lease::name() const noexcept { return core_->options().name; }
+const std::string& Lease::identity() const noexcept { return core_->identity(); }
+const LeaseOptions& Lease::options() const noexcept { return core_->options(); }
+const std::shared_ptr<Store>& Lease::store() const noexcept { return core_->store(); }
+
+}  // namespace leasehold

@@ -1,0 +1,161 @@
+// Engine behaviours beyond the conformance suite: the orphan rule, renewal
+// batching, deadline arithmetic details, refusal to block a loop thread, and a
+// smoke test on the real threaded runtime.
+#include "leasehold/lease.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "leasehold/backends/memory.h"
+
+namespace leasehold {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+
+class LeaseEngineTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Lease> Make(const std::string& owner, LeaseOptions o = {}) {
+    if (o.name.empty()) o.name = "job";
+    o.owner = owner;
+    if (o.ttl == Duration::zero()) o.ttl = seconds(3);
+    auto lease = Lease::Create(store_, o);
+    EXPECT_TRUE(lease.ok()) << lease.status().ToString();
+    return std::move(*lease);
+  }
+  std::shared_ptr<SimulatedRuntime> rt_ = SimulatedRuntime::Create();
+  std::shared_ptr<MemoryStore> store_ = MemoryStore::Create(rt_);
+};
+
+TEST_F(LeaseEngineTest, DeadlineIsSendTimePlusTtlMinusDrift) {
+  auto a = Make("a", {.ttl = seconds(3), .drift_allowance = milliseconds(60)});
+  const TimePoint sent = rt_->clock().Now();
+  auto token = a->AcquireWithToken();
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  ASSERT_TRUE(token->has_value());
+  EXPECT_EQ(a->safe_deadline(), sent + seconds(3) - milliseconds(60));
+}
+
+TEST_F(LeaseEngineTest, DeadlineIsAnchoredAtTheSendTimeNotTheAnswerTime) {
+  MemoryFaults f;
+  f.acquire.latency = milliseconds(400);
+  store_->SetFaults(f);
+  auto a = Make("a", {.ttl = seconds(3), .drift_allowance = Duration::zero()});
+  const TimePoint sent = rt_->clock().Now();
+  ASSERT_TRUE(*a->Acquire());
+  EXPECT_EQ(rt_->clock().Now(), sent + milliseconds(400));
+  EXPECT_EQ(a->safe_deadline(), sent + seconds(3));
+}
+
+TEST_F(LeaseEngineTest, HeldLeaseStaysAliveAcrossManyTtls) {
+  auto a = Make("a");
+  ASSERT_TRUE(*a->Acquire());
+  rt_->RunFor(seconds(60));
+  EXPECT_TRUE(a->CheckAlive());
+  auto b = Make("b");
+  EXPECT_FALSE(*b->Acquire());
+}
+
+TEST_F(LeaseEngineTest, RenewalsThatFallDueTogetherShareOneStoreCall) {
+  std::vector<std::unique_ptr<Lease>> leases;
+  for (int i = 0; i < 50; ++i) {
+    leases.push_back(Make("a", {.name = "lease-" + std::to_string(i)}));
+    ASSERT_TRUE(*leases.back()->Acquire());
+  }
+  rt_->RunFor(seconds(10));
+  const auto stats = store_->stats();
+  EXPECT_GE(stats.renewed_leases, 50u * 9);
+  EXPECT_LE(stats.renew_calls * 10, stats.renewed_leases);
+}
+
+TEST_F(LeaseEngineTest, AbandonedAttemptThatWinsLaterIsReleased) {
+  MemoryFaults f;
+  f.acquire.latency = seconds(2);
+  f.acquire.answer_late = true;
+  store_->SetFaults(f);
+  auto a = Make("a");
+  auto r = a->Acquire({.timeout = milliseconds(500)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
+  store_->SetFaults({});
+  rt_->RunFor(seconds(2));  // the attempt lands, wins, and is given back
+  auto b = Make("b");
+  EXPECT_TRUE(*b->Acquire());
+}
+
+TEST_F(LeaseEngineTest, NewAttemptWaitsForTheOrphanToSettle) {
+  MemoryFaults f;
+  f.acquire.latency = seconds(2);
+  f.acquire.answer_late = true;
+  store_->SetFaults(f);
+  auto a = Make("a");
+  ASSERT_FALSE(a->Acquire({.timeout = milliseconds(500)}).ok());
+  store_->SetFaults({});
+  // Sent while the orphan is in flight: must not race it.
+  const TimePoint asked = rt_->clock().Now();
+  auto r = a->AcquireWithToken();
+  EXPECT_GE(rt_->clock().Now() - asked, milliseconds(1500));  // parked until it settled
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->has_value());
+  rt_->RunFor(seconds(5));
+  EXPECT_TRUE(a->CheckAlive());
+  auto b = Make("b");
+  EXPECT_FALSE(*b->Acquire());
+}
+
+TEST_F(LeaseEngineTest, LateRenewalAfterLossGivesTheRecordBack) {
+  auto a = Make("a");
+  ASSERT_TRUE(*a->Acquire());
+  MemoryFaults f;
+  f.renew.latency = seconds(5);  // every renewal lands long after the deadline
+  store_->SetFaults(f);
+  std::atomic<int> lost{0};
+  auto sub = a->OnLost([&](const LostEvent&) { ++lost; });
+  rt_->RunFor(seconds(4));
+  EXPECT_FALSE(a->CheckAlive());
+  EXPECT_EQ(lost.load(), 1);
+  store_->SetFaults({});
+  rt_->RunFor(seconds(3));  // the late renewal lands, then is released
+  auto b = Make("b");
+  EXPECT_TRUE(*b->Acquire());
+}
+
+TEST_F(LeaseEngineTest, BlockingCallsFromALoopThreadAreRefused) {
+  auto rt = Runtime::Create();
+  auto store = MemoryStore::Create(rt);
+  auto lease = Lease::Create(store, {.name = "x", .owner = "a", .ttl = seconds(3)});
+  ASSERT_TRUE(lease.ok());
+  Promise<Status> out(nullptr);
+  rt->Post([&] {
+    auto r = (*lease)->Acquire();
+    out.Set(r.ok() ? Status::Ok() : r.status());
+  });
+  Status s = out.future().Wait();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("loop thread"));
+}
+
+TEST(LeaseRealRuntimeTest, AcquireRenewReleaseOnRealThreads) {
+  auto store = MemoryStore::Create(Runtime::Create());
+  auto a = Lease::Create(store, {.name = "x", .owner = "a", .ttl = milliseconds(300)});
+  auto b = Lease::Create(store, {.name = "x", .owner = "b", .ttl = milliseconds(300)});
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto ta = (*a)->AcquireWithToken();
+  ASSERT_TRUE(ta.ok() && ta->has_value());
+  std::this_thread::sleep_for(milliseconds(700));  // > 2 TTLs: renewals must run
+  EXPECT_TRUE((*a)->CheckAlive());
+  auto waiting = (*b)->StartAcquire({.wait = true, .timeout = seconds(5)});
+  EXPECT_TRUE((*a)->Release().ok());
+  const AcquireResult& tb = waiting.Wait();
+  ASSERT_TRUE(tb.ok()) << tb.status().ToString();
+  ASSERT_TRUE(tb->has_value());
+  EXPECT_GT((*tb)->sequence, (*ta)->sequence);
+}
+
+}  // namespace
+}  // namespace leasehold

@@ -1,0 +1,38 @@
+#include "leasehold/store.h"
+
+#include "renew_queue.h"
+
+namespace leasehold {
+
+std::string_view LossReasonName(LossReason reason) noexcept {
+  switch (reason) {
+    case LossReason::kExpired: return "expired";
+    case LossReason::kTakenOver: return "taken over";
+    case LossReason::kDeleted: return "deleted";
+    case LossReason::kUnauthorized: return "unauthorized";
+    case LossReason::kBackendError: return "backend error";
+  }
+  return "unknown";
+}
+
+Store::Store(std::shared_ptr<Runtime> runtime)
+    : runtime_(std::move(runtime)), renew_queue_(std::make_shared<detail::RenewQueue>()) {}
+
+Store::~Store() = default;
+
+Status Store::ValidateName(std::string_view name) const {
+  if (name.empty()) return InvalidArgumentError(Describe() + ": lease name is empty");
+  if (name.size() > 253) {
+    return InvalidArgumentError(Describe() + ": lease name is " + std::to_string(name.size()) +
+                                " bytes long; at most 253 are allowed");
+  }
+  if (name.find('\0') != std::string_view::npos) {
+    return InvalidArgumentError(Describe() + ": lease name contains a NUL byte");
+  }
+  return Status::Ok();
+}
+
+WatchId Store::Watch(const std::string&, const std::string&, Task) { return 0; }
+void Store::CancelWatch(WatchId) noexcept {}
+
+}  // namespace leasehold

@@ -1,0 +1,102 @@
+// The conformance suite: the behaviours every leasehold backend must prove
+// (CONFORMANCE.md items 1-32 and 51-53 as they apply to a backend).
+//
+// A backend instantiates the suite with a factory for its Harness:
+//
+//   INSTANTIATE_TEST_SUITE_P(Memory, ConformanceTest,
+//       ::testing::Values(ConformanceParam{"memory", &MakeMemoryHarness}),
+//       ConformanceParamName);
+//
+// Each test gets a fresh Harness (a fresh store namespace), so tests never see
+// each other's records. Timing assertions are written against the harness's
+// clock and Sleep(): under a simulated runtime they are exact and never sleep;
+// against a real server they run in real time with the backend's slack.
+#ifndef LEASEHOLD_TESTS_CONFORMANCE_CONFORMANCE_H_
+#define LEASEHOLD_TESTS_CONFORMANCE_CONFORMANCE_H_
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "leasehold/lease.h"
+#include "leasehold/runtime.h"
+#include "leasehold/store.h"
+
+namespace leasehold::conformance {
+
+class Harness {
+ public:
+  virtual ~Harness() = default;
+
+  // The runtime the harness's stores run on. Simulated harnesses return a
+  // SimulatedRuntime.
+  virtual std::shared_ptr<Runtime> runtime() = 0;
+  bool simulated() const { return simulated_; }
+
+  // A new client of the same underlying store, as another process would have
+  // (same records, its own connection). Fails the test if it cannot connect.
+  virtual std::shared_ptr<Store> NewClient() = 0;
+
+  // Lets `d` of time pass on the harness clock (simulated: runs the simulation;
+  // real: sleeps).
+  virtual void Sleep(Duration d) = 0;
+
+  // A TTL suitable for this backend's tests (short, but well above the
+  // backend's expiry granularity), and how late after a TTL the backend may let
+  // another holder in (expiry granularity + one round trip).
+  virtual Duration ttl() const = 0;
+  virtual Duration expiry_slack() const = 0;
+  // How late after a deadline an OnLost callback may arrive (scheduling slack).
+  virtual Duration callback_slack() const = 0;
+
+  // Fault control. Each returns false if the backend cannot do it (the test
+  // that needs it then says so and is skipped for that backend only).
+  //   Unavailable: every request fails fast (connection refused / kUnavailable).
+  virtual bool SetUnavailable(bool on) = 0;
+  //   Hang: requests are never answered (black hole); stores must still honour
+  //   their deadlines where they can, the engine must not depend on it.
+  virtual bool SetHang(bool on) = 0;
+  //   Fail the next `n` renewals transiently.
+  virtual bool FailNextRenewals(int n) = 0;
+  //   A foreign writer takes the lease over / deletes the record.
+  virtual bool ForeignTakeOver(const std::string& name, const std::string& holder) = 0;
+  virtual bool ForeignDelete(const std::string& name) = 0;
+
+ protected:
+  explicit Harness(bool simulated) : simulated_(simulated) {}
+
+ private:
+  bool simulated_;
+};
+
+struct ConformanceParam {
+  std::string name;
+  std::function<std::unique_ptr<Harness>()> make;
+};
+
+inline std::string ConformanceParamName(
+    const ::testing::TestParamInfo<ConformanceParam>& info) {
+  return info.param.name;
+}
+
+class ConformanceTest : public ::testing::TestWithParam<ConformanceParam> {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  Harness& harness() { return *harness_; }
+  // A Lease on a new client of the harness's store, with the harness's TTL
+  // unless `options` set one; fails the test on invalid options.
+  std::unique_ptr<Lease> MakeLease(LeaseOptions options);
+  std::unique_ptr<Lease> MakeLease(const std::string& name, const std::string& owner);
+  TimePoint Now() { return harness_->runtime()->clock().Now(); }
+
+  std::unique_ptr<Harness> harness_;
+  std::string name_prefix_;  // unique per test, for lease names
+};
+
+}  // namespace leasehold::conformance
+
+#endif  // LEASEHOLD_TESTS_CONFORMANCE_CONFORMANCE_H_
