@@ -13,23 +13,33 @@ Status Invalid(const char* field, const std::string& why) {
 }  // namespace
 
 std::string FormatDuration(Duration d) {
-  const char* sign = d.count() < 0 ? "-" : "";
-  long long ns = d.count() < 0 ? -d.count() : d.count();
-  char buf[64];
-  auto fmt = [&](double value, const char* unit) {
-    std::snprintf(buf, sizeof buf, "%s%.4g%s", sign, value, unit);
-  };
+  // Magnitude as unsigned, so that Duration::min() is not undefined.
+  const bool negative = d.count() < 0;
+  const unsigned long long ns = negative ? 0ULL - static_cast<unsigned long long>(d.count())
+                                         : static_cast<unsigned long long>(d.count());
   if (ns == 0) return "0s";
-  if (ns >= 1'000'000'000) {
-    fmt(static_cast<double>(ns) / 1e9, "s");
-  } else if (ns >= 1'000'000) {
-    fmt(static_cast<double>(ns) / 1e6, "ms");
-  } else if (ns >= 1'000) {
-    fmt(static_cast<double>(ns) / 1e3, "us");
-  } else {
-    fmt(static_cast<double>(ns), "ns");
+  struct Unit {
+    unsigned long long size;
+    const char* name;
+  };
+  static constexpr Unit kUnits[] = {{1'000'000'000ULL, "s"}, {1'000'000ULL, "ms"}, {1'000ULL, "us"}, {1ULL, "ns"}};
+  for (const Unit& unit : kUnits) {
+    if (ns < unit.size && unit.size != 1) continue;
+    // Up to three decimals, trailing zeros dropped: 1.5s, 250ms, 12600s.
+    const unsigned long long whole = ns / unit.size;
+    const unsigned long long milli = (ns % unit.size) * 1000 / unit.size;
+    std::string out = negative ? "-" : "";
+    out += std::to_string(whole);
+    if (milli != 0) {
+      char frac[8];
+      std::snprintf(frac, sizeof frac, ".%03llu", milli);
+      std::string f(frac);
+      while (f.back() == '0') f.pop_back();
+      out += f;
+    }
+    return out + unit.name;
   }
-  return buf;
+  return "0s";
 }
 
 Result<LeaseOptions> ValidateLeaseOptions(LeaseOptions o) {
@@ -47,13 +57,16 @@ Result<LeaseOptions> ValidateLeaseOptions(LeaseOptions o) {
                                           FormatDuration(o.ttl) + ")");
   }
   const Duration lifetime = o.ttl - *o.drift_allowance;
-  if (o.renew_interval == Duration::zero()) o.renew_interval = o.ttl / 3;
+  const bool defaulted = o.renew_interval == Duration::zero();
+  if (defaulted) o.renew_interval = o.ttl / 3;
   if (o.renew_interval <= Duration::zero() || o.renew_interval * 2 > lifetime) {
-    return Invalid("renew_interval",
-                   "must be > 0 and at most (ttl - drift_allowance)/2 = " +
-                       FormatDuration(lifetime / 2) +
-                       " to leave room for retries before the deadline (got " +
-                       FormatDuration(o.renew_interval) + ")");
+    const std::string got = defaulted ? "the default ttl/3 = " + FormatDuration(o.renew_interval) +
+                                            "; lower drift_allowance or set renew_interval"
+                                      : "got " + FormatDuration(o.renew_interval);
+    return Invalid("renew_interval", "must be > 0 and at most (ttl - drift_allowance)/2 = " +
+                                         FormatDuration(lifetime / 2) +
+                                         " to leave room for retries before the deadline (" +
+                                         got + ")");
   }
   if (o.request_timeout == Duration::zero()) o.request_timeout = o.renew_interval;
   if (o.request_timeout < Duration::zero()) {

@@ -42,7 +42,7 @@ using TimerId = uint64_t;
 
 struct RuntimeOptions {
   // Threads in the blocking lane (used only by stores whose client libraries
-  // block). Must be >= 1.
+  // block); 0 is taken as 1.
   size_t blocking_threads = 4;
 };
 
@@ -52,8 +52,9 @@ class Runtime {
 
   // The process-wide default runtime (real clock), created on first use.
   static std::shared_ptr<Runtime> Default();
-  // A runtime of its own on the real clock. Fails (kInvalidArgument) on bad
-  // options; never otherwise.
+  // A runtime of its own on the real clock. blocking_threads == 0 is taken
+  // as 1. If the last reference is dropped by a task on one of its own
+  // threads, that thread finishes the tasks it had already taken, then exits.
   static std::shared_ptr<Runtime> Create(RuntimeOptions options = {});
 
   virtual const Clock& clock() const noexcept = 0;

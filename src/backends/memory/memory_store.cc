@@ -1,6 +1,7 @@
 #include "leasehold/backends/memory.h"
 
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -40,10 +41,20 @@ struct MemoryStore::State {
   const std::string id;
 
   std::mutex mu;
-  std::unordered_map<std::string, Record> records;
-  // Per name, never erased: the fencing counter and the change counter.
-  std::unordered_map<std::string, uint64_t> sequences;
-  std::unordered_map<std::string, uint64_t> versions;
+  // One entry per name ever used, never erased: the fencing counter and the
+  // change counter outlive the record (release, expiry, Delete).
+  struct Entry {
+    uint64_t sequence = 0;
+    uint64_t version = 0;
+    std::optional<Record> record;
+  };
+  std::unordered_map<std::string, Entry> names;
+
+  // The record for `name`, live or not; null if there is none.
+  Record* Find(const std::string& name) {
+    auto it = names.find(name);
+    return it == names.end() || !it->second.record ? nullptr : &*it->second.record;
+  }
   std::unordered_map<WatchId, Watcher> watchers;
   std::unordered_map<std::string, TimerId> expiry_timers;  // only for watched names
   WatchId last_watch = 0;
@@ -54,7 +65,7 @@ struct MemoryStore::State {
 
   // Marks a change of `name` and collects its watchers (run after unlocking).
   void ChangedLocked(const std::string& name, std::vector<Task>& notify) {
-    ++versions[name];
+    ++names[name].version;
     for (auto it = watchers.begin(); it != watchers.end();) {
       if (it->second.name == name) {
         notify.push_back(std::move(it->second.on_change));
@@ -75,18 +86,18 @@ struct MemoryStore::State {
   // Watchers must hear about expiry when it happens, so a watched live record
   // has a timer at its expiry. Unwatched records need none.
   void ArmExpiryLocked(const std::string& name, const std::weak_ptr<State>& weak) {
-    auto rec = records.find(name);
-    if (rec == records.end() || expiry_timers.contains(name)) return;
-    expiry_timers[name] = runtime->RunAt(rec->second.expires, [weak, name] {
+    Record* rec = Find(name);
+    if (!rec || expiry_timers.contains(name)) return;
+    expiry_timers[name] = runtime->RunAt(rec->expires, [weak, name] {
       auto self = weak.lock();
       if (!self) return;
       std::vector<Task> notify;
       {
         std::lock_guard lock(self->mu);
         self->expiry_timers.erase(name);
-        auto it = self->records.find(name);
-        if (it == self->records.end()) return;
-        if (self->Live(it->second, self->clock.Now())) {
+        Record* rec = self->Find(name);
+        if (!rec) return;
+        if (self->Live(*rec, self->clock.Now())) {
           if (self->WatchedLocked(name)) self->ArmExpiryLocked(name, weak);  // renewed meanwhile
           return;
         }
@@ -215,9 +226,9 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
     {
       std::lock_guard lock(s.mu);
       const TimePoint now = s.clock.Now();
-      auto it = s.records.find(request.name);
-      if (it != s.records.end() && s.Live(it->second, now)) {
-        State::Record& r = it->second;
+      State::Entry& entry = s.names[request.name];
+      if (entry.record && s.Live(*entry.record, now)) {
+        State::Record& r = *entry.record;
         if (r.holder == request.holder) {
           // Our own live tenure: idempotent, and it counts as a renewal.
           r.expires = now + request.ttl;
@@ -226,19 +237,19 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
           result = AcquireOutcome(Acquired{r.token, request.ttl, std::nullopt});
         } else {
           result = AcquireOutcome(
-              Contended{r.holder, std::to_string(s.versions[request.name]), std::nullopt});
+              Contended{r.holder, std::to_string(entry.version), std::nullopt});
         }
       } else if (s.faults.conflict_next_acquires > 0) {
         --s.faults.conflict_next_acquires;
         result = AbortedError(s.Describe() + ": injected fault: lost compare-and-swap on \"" +
                               request.name + "\"");
       } else {
-        const uint64_t sequence = ++s.sequences[request.name];
+        const uint64_t sequence = ++entry.sequence;
         const WallTime wall = s.clock.WallNow();
         State::Record r{request.holder, {s.Token(request.name, sequence), sequence},
                         request.ttl,    now + request.ttl,
                         wall,           wall};
-        s.records[request.name] = r;
+        entry.record = r;
         s.ChangedLocked(request.name, notify);
         result = AcquireOutcome(Acquired{r.token, request.ttl, std::nullopt});
       }
@@ -273,12 +284,12 @@ void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
       const TimePoint now = s.clock.Now();
       const WallTime wall = s.clock.WallNow();
       for (const RenewRequest& q : *requests) {
-        auto it = s.records.find(q.name);
-        if (it == s.records.end()) {
+        State::Record* found = s.Find(q.name);
+        if (!found) {
           results.emplace_back(RenewOutcome(Lost{LossReason::kDeleted, "the record is gone"}));
           continue;
         }
-        State::Record& r = it->second;
+        State::Record& r = *found;
         if (r.holder != q.holder || !(r.token == q.token)) {
           results.emplace_back(RenewOutcome(Lost{LossReason::kTakenOver,
                                                  "now held by \"" + r.holder + "\" (sequence " +
@@ -315,11 +326,10 @@ void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
     std::vector<Task> notify;
     {
       std::lock_guard lock(s.mu);
-      auto it = s.records.find(request.name);
+      State::Record* r = s.Find(request.name);
       // Conditional on our tenure: a record naming anyone else is left alone.
-      if (it != s.records.end() && it->second.holder == request.holder &&
-          it->second.token == request.token) {
-        s.records.erase(it);
+      if (r && r->holder == request.holder && r->token == request.token) {
+        s.names[request.name].record.reset();
         s.ChangedLocked(request.name, notify);
       }
     }
@@ -335,16 +345,15 @@ void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
   {
     std::lock_guard lock(s.mu);
     ++s.stats.inspect_calls;
-    auto it = s.records.find(name);
-    if (it != s.records.end()) {
-      const State::Record& r = it->second;
+    if (const State::Record* found = s.Find(name)) {
+      const State::Record& r = *found;
       const TimePoint now = s.clock.Now();
       LeaseRecord record;
       record.name = name;
       record.token = r.token;
       record.acquired_at = r.acquired_at;
       record.renewed_at = r.renewed_at;
-      record.version = std::to_string(s.versions[name]);
+      record.version = std::to_string(s.names[name].version);
       if (s.Live(r, now)) {
         record.holder = r.holder;
         record.remaining = r.expires - now;
@@ -362,9 +371,9 @@ WatchId MemoryStore::Watch(const std::string& name, const std::string& version, 
   {
     std::lock_guard lock(s.mu);
     id = ++s.last_watch;
-    auto it = s.records.find(name);
-    const bool live = it != s.records.end() && s.Live(it->second, s.clock.Now());
-    changed = !live || std::to_string(s.versions[name]) != version;
+    const State::Record* r = s.Find(name);
+    const bool live = r && s.Live(*r, s.clock.Now());
+    changed = !live || std::to_string(s.names[name].version) != version;
     if (!changed) {
       s.watchers.emplace(id, State::Watcher{name, std::move(on_change)});
       s.ArmExpiryLocked(name, state_);
@@ -389,9 +398,10 @@ uint64_t MemoryStore::TakeOver(const std::string& name, const std::string& holde
   uint64_t sequence;
   {
     std::lock_guard lock(s.mu);
-    sequence = ++s.sequences[name];
+    State::Entry& entry = s.names[name];
+    sequence = ++entry.sequence;
     const WallTime wall = s.clock.WallNow();
-    s.records[name] = State::Record{holder, {s.Token(name, sequence), sequence}, ttl,
+    entry.record = State::Record{holder, {s.Token(name, sequence), sequence}, ttl,
                                     s.clock.Now() + ttl, wall, wall};
     s.ChangedLocked(name, notify);
     if (s.WatchedLocked(name)) s.ArmExpiryLocked(name, state_);
@@ -405,7 +415,9 @@ bool MemoryStore::Delete(const std::string& name) {
   std::vector<Task> notify;
   {
     std::lock_guard lock(s.mu);
-    if (s.records.erase(name) == 0) return false;
+    State::Record* r = s.Find(name);
+    if (!r) return false;
+    s.names[name].record.reset();
     s.ChangedLocked(name, notify);
   }
   for (auto& task : notify) task();
@@ -417,10 +429,10 @@ bool MemoryStore::ExpireNow(const std::string& name) {
   std::vector<Task> notify;
   {
     std::lock_guard lock(s.mu);
-    auto it = s.records.find(name);
+    State::Record* r = s.Find(name);
     const TimePoint now = s.clock.Now();
-    if (it == s.records.end() || !s.Live(it->second, now)) return false;
-    it->second.expires = now;
+    if (!r || !s.Live(*r, now)) return false;
+    r->expires = now;
     s.ChangedLocked(name, notify);
   }
   for (auto& task : notify) task();
