@@ -17,6 +17,7 @@
 #include "leasehold/lease.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <limits>
@@ -25,7 +26,7 @@
 #include <thread>
 #include <vector>
 
-#include "renew_queue.h"
+#include "scheduler.h"
 
 namespace leasehold {
 namespace detail {
@@ -178,11 +179,17 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   void Finish(const OpPtr& op, AcquireResult result, std::unique_lock<std::mutex>& lock);
   void DetachOpLocked(const OpPtr& op, Deferred& d);
 
-  void BeginTenureLocked(const FencingToken& token, TimePoint anchor, Duration ttl, Deferred& d);
-  void ScheduleRenewLocked(TimePoint at);
-  void OnRenewTimer(uint64_t epoch);
-  void OnRenewAnswer(uint64_t epoch, TimePoint sent, FencingToken token, Result<RenewOutcome> r);
-  void OnDeadlineTimer(uint64_t epoch);
+  void BeginTenureLocked(const FencingToken& token, TimePoint anchor, Duration ttl);
+  void SetRenewAtLocked(TimePoint at);
+  void ArmLocked();
+  void SendRenewal(RenewRequest request, uint64_t epoch, TimePoint sent, TimePoint deadline);
+  void OnRenewAnswer(uint64_t epoch, TimePoint sent, Result<RenewOutcome> r);
+
+ public:
+  // Called by the scheduler when a wake-up this lease asked for is due.
+  void OnWake();
+
+ private:
   void LoseLocked(LossReason reason, std::string message, Deferred& d);
   void ReleaseDetached(FencingToken token);
   Duration Backoff(int failures);
@@ -204,9 +211,18 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   FencingToken token_;
   TimePoint deadline_;
   Duration store_ttl_{};
-  TimerId renew_timer_ = 0;
-  TimerId deadline_timer_ = 0;
+  // While held: when the next renewal is due. The lease needs a wake-up at
+  // renew_at_ while idle (the deadline while a renewal is out is guarded by
+  // the batch's watchdog, scheduler.h); wakes_
+  // tracks (up to its size) the wake-ups pending in the scheduler, so that one
+  // already due early enough is reused instead of pushing another.
+  TimePoint renew_at_;
+  std::array<TimePoint, 4> wakes_{};
+  uint8_t nwakes_ = 0;
   bool renewing_ = false;
+  // The token of the tenure that ended last, for giving back a renewal of it
+  // that landed too late.
+  FencingToken ended_token_;
   int renew_failures_ = 0;
   Status last_renew_error_;
   OpPtr op_;                  // the acquire operation in progress
@@ -369,7 +385,7 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
       return;
     }
     Deferred d;
-    BeginTenureLocked(won->token, anchor, ttl, d);
+    BeginTenureLocked(won->token, anchor, ttl);
     AcquireResult value = std::optional<FencingToken>(won->token);
     DetachOpLocked(op, d);
     lock.unlock();
@@ -477,8 +493,7 @@ void LeaseCore::OnOrphanAnswer(Result<AcquireOutcome> result) {
 
 // --- tenure and renewal --------------------------------------------------------
 
-void LeaseCore::BeginTenureLocked(const FencingToken& token, TimePoint anchor, Duration ttl,
-                                  Deferred& d) {
+void LeaseCore::BeginTenureLocked(const FencingToken& token, TimePoint anchor, Duration ttl) {
   ++epoch_;
   held_ = true;
   token_ = token;
@@ -486,65 +501,110 @@ void LeaseCore::BeginTenureLocked(const FencingToken& token, TimePoint anchor, D
   deadline_ = anchor + ttl - drift_;
   renew_failures_ = 0;
   last_renew_error_ = Status::Ok();
+  renewing_ = false;
   deadline_ns_.store(Ns(deadline_), std::memory_order_release);
-  if (renew_timer_) d.timers.push_back(std::exchange(renew_timer_, 0));
-  if (deadline_timer_) d.timers.push_back(std::exchange(deadline_timer_, 0));
-  ScheduleRenewLocked(anchor + options_.renew_interval);
-  deadline_timer_ = runtime_->RunAt(deadline_, [weak = weak_from_this(), epoch = epoch_] {
-    if (auto self = weak.lock()) self->OnDeadlineTimer(epoch);
-  });
+  SetRenewAtLocked(anchor + options_.renew_interval);
+  ArmLocked();
 }
 
-void LeaseCore::ScheduleRenewLocked(TimePoint at) {
-  // Round down onto the grid (never later), but not into the past.
+void LeaseCore::SetRenewAtLocked(TimePoint at) {
+  // Round down onto the grid (never later), so that renewals falling due
+  // together are woken together and batched.
   const int64_t grid = std::min(kRenewGrid, options_.renew_interval / 16).count();
   int64_t ns = Ns(at);
   if (grid > 0) ns -= ns % grid;
-  TimePoint when = std::max(TimePoint(Duration(ns)), clock_.Now());
-  renew_timer_ = runtime_->RunAt(when, [weak = weak_from_this(), epoch = epoch_] {
-    if (auto self = weak.lock()) self->OnRenewTimer(epoch);
-  });
+  renew_at_ = TimePoint(Duration(ns));
 }
 
-void LeaseCore::OnRenewTimer(uint64_t epoch) {
+void LeaseCore::ArmLocked() {
+  // While a renewal is out, its batch's watchdog wakes us at the deadline.
+  if (!held_ || renewing_) return;
+  const TimePoint want = std::min(renew_at_, deadline_);
+  // A pending wake-up at or before `want` will wake us in time; we then
+  // re-evaluate and ask again.
+  for (uint8_t i = 0; i < nwakes_; ++i) {
+    if (wakes_[i] <= want) return;
+  }
+  if (nwakes_ < wakes_.size()) {
+    wakes_[nwakes_++] = want;
+  } else {
+    // Untracked, it still wakes us once (harmlessly); track the earliest.
+    *std::max_element(wakes_.begin(), wakes_.end()) = want;
+  }
+  store_->scheduler()->WakeAt(want, weak_from_this());
+}
+
+void WakeLease(const std::shared_ptr<LeaseCore>& core) { core->OnWake(); }
+
+void LeaseCore::OnWake() {
+  Deferred d;
   RenewRequest request;
   TimePoint sent;
+  uint64_t epoch = 0;
+  TimePoint deadline;
   {
     std::lock_guard lock(mu_);
-    if (epoch != epoch_ || !held_) return;
-    renew_timer_ = 0;
-    if (renewing_) return;  // never two in flight
-    sent = clock_.Now();
-    const Duration left = deadline_ - sent;
-    if (left < kMinAttempt) return;  // the deadline timer ends the tenure
-    renewing_ = true;
-    request.name = options_.name;
-    request.holder = identity_;
-    request.token = token_;
-    request.ttl = options_.ttl;
-    request.deadline = sent + std::min(options_.request_timeout, left);
+    const TimePoint now = clock_.Now();
+    // Every pending wake-up due by now has fired (or is firing in this pass).
+    for (uint8_t i = 0; i < nwakes_;) {
+      if (wakes_[i] <= now) {
+        wakes_[i] = wakes_[--nwakes_];
+      } else {
+        ++i;
+      }
+    }
+    if (!held_) return;
+    if (now >= deadline_) {
+      std::string message = "no successful renewal before the safe deadline";
+      if (!last_renew_error_.ok()) {
+        message += "; last renewal error: " + last_renew_error_.ToString();
+      } else if (renewing_) {
+        message += "; the store has not answered the last renewal";
+      }
+      LoseLocked(LossReason::kExpired, std::move(message), d);
+    } else if (!renewing_ && now >= renew_at_ && deadline_ - now >= kMinAttempt) {
+      renewing_ = true;  // never two in flight
+      sent = now;
+      epoch = epoch_;
+      request.name = options_.name;
+      request.holder = identity_;
+      request.token = token_;
+      request.ttl = options_.ttl;
+      request.deadline = sent + std::min(options_.request_timeout, deadline_ - now);
+      deadline = deadline_;
+    }
+    ArmLocked();
   }
-  FencingToken token = request.token;
-  store_->renew_queue()->Enqueue(
-      store_, std::move(request),
-      [self = shared_from_this(), epoch, sent, token = std::move(token)](Result<RenewOutcome> r) {
-        self->OnRenewAnswer(epoch, sent, token, std::move(r));
-      });
+  Run(d);
+  if (!request.name.empty()) SendRenewal(std::move(request), epoch, sent, deadline);
 }
 
-void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, FencingToken token,
-                              Result<RenewOutcome> r) {
+void LeaseCore::SendRenewal(RenewRequest request, uint64_t epoch, TimePoint sent,
+                            TimePoint deadline) {
+  store_->scheduler()->Enqueue(
+      store_, std::move(request),
+      [self = shared_from_this(), epoch, sent](Result<RenewOutcome> r) {
+        self->OnRenewAnswer(epoch, sent, std::move(r));
+      },
+      weak_from_this(), deadline);
+}
+
+void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, Result<RenewOutcome> r) {
   Deferred d;
   {
     std::unique_lock lock(mu_);
     if (epoch != epoch_) {
       // The tenure ended while the renewal was out. If the renewal landed, the
-      // record names us again until it expires: give it back (conditional on
-      // that tenure's token, so it can never touch a later one).
+      // record names us again until it expires: give it back, conditional on
+      // that tenure's token so it can never touch a later one. (The epoch
+      // moves once when a tenure ends and once when the next begins, so
+      // ended_token_ is that tenure's token exactly when epoch_ == epoch + 1;
+      // after a new tenure began it is left to expire.)
       const bool landed = r.ok() && std::holds_alternative<Renewed>(*r);
-      const bool same_tenure_again = held_ && token_ == token;
+      FencingToken token = ended_token_;
+      const bool release = landed && epoch_ == epoch + 1;
       lock.unlock();
-      if (landed && !same_tenure_again) ReleaseDetached(std::move(token));
+      if (release) ReleaseDetached(std::move(token));
       return;
     }
     renewing_ = false;
@@ -552,6 +612,18 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, FencingToken token
     if (r.ok()) {
       if (auto* lost = std::get_if<Lost>(&*r)) {
         LoseLocked(lost->reason, lost->message, d);
+      } else if (now >= deadline_) {
+        // Renewed, but too late: CheckAlive() has already said false, and
+        // liveness never comes back within a tenure. The renewal did land,
+        // so give the record back.
+        LoseLocked(LossReason::kExpired,
+                   "the renewal was confirmed only after the safe deadline had passed", d);
+        FencingToken stale = token_;
+        auto previous = std::move(d.then);
+        d.then = [this, previous = std::move(previous), stale = std::move(stale)]() mutable {
+          if (previous) previous();
+          ReleaseDetached(std::move(stale));
+        };
       } else {
         const auto& ok = std::get<Renewed>(*r);
         const Duration ttl = ok.ttl > Duration::zero() ? ok.ttl : store_ttl_;
@@ -564,9 +636,7 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, FencingToken token
         store_ttl_ = ttl;
         renew_failures_ = 0;
         last_renew_error_ = Status::Ok();
-        ScheduleRenewLocked(anchor + options_.renew_interval);
-        // The deadline timer stays where it is: when it fires early it moves
-        // itself to the current deadline (one timer per TTL, not per renewal).
+        SetRenewAtLocked(anchor + options_.renew_interval);
       }
     } else {
       const Status& s = r.status();
@@ -576,16 +646,13 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, FencingToken token
       } else if (!IsTransient(s.code()) && s.code() != StatusCode::kInternal) {
         LoseLocked(LossReason::kBackendError, s.ToString(), d);
       } else {
-        // Transient: retry with backoff while time remains. If none does, the
-        // deadline timer ends the tenure on time.
+        // Transient: retry with backoff while an attempt still fits; if none
+        // does, the wake-up at the deadline ends the tenure on time.
         const Duration delay = Backoff(++renew_failures_);
-        if (now + delay + kMinAttempt < deadline_) {
-          renew_timer_ = runtime_->RunAt(now + delay, [weak = weak_from_this(), epoch] {
-            if (auto self = weak.lock()) self->OnRenewTimer(epoch);
-          });
-        }
+        renew_at_ = now + delay + kMinAttempt < deadline_ ? now + delay : TimePoint::max();
       }
     }
+    ArmLocked();
   }
   Run(d);
 }
@@ -607,39 +674,13 @@ Duration LeaseCore::Backoff(int failures) {
   return delay;
 }
 
-void LeaseCore::OnDeadlineTimer(uint64_t epoch) {
-  Deferred d;
-  {
-    std::lock_guard lock(mu_);
-    if (epoch != epoch_ || !held_) return;
-    deadline_timer_ = 0;
-    const TimePoint now = clock_.Now();
-    if (now < deadline_) {
-      deadline_timer_ = runtime_->RunAt(deadline_, [weak = weak_from_this(), epoch] {
-        if (auto self = weak.lock()) self->OnDeadlineTimer(epoch);
-      });
-      return;
-    }
-    std::string message = "no successful renewal before the safe deadline";
-    LossReason reason = LossReason::kExpired;
-    if (!last_renew_error_.ok()) {
-      message += "; last renewal error: " + last_renew_error_.ToString();
-    } else if (renewing_) {
-      message += "; the store has not answered the last renewal";
-    }
-    LoseLocked(reason, std::move(message), d);
-  }
-  Run(d);
-}
-
 void LeaseCore::LoseLocked(LossReason reason, std::string message, Deferred& d) {
   if (!held_) return;
   deadline_ns_.store(kNotHeld, std::memory_order_release);
   held_ = false;
   ++epoch_;
   renewing_ = false;
-  if (renew_timer_) d.timers.push_back(std::exchange(renew_timer_, 0));
-  if (deadline_timer_) d.timers.push_back(std::exchange(deadline_timer_, 0));
+  ended_token_ = token_;
   LostEvent event{reason, What() + ": " + std::string(LossReasonName(reason)) + ": " + message,
                   token_};
   auto handlers = handlers_;
@@ -685,8 +726,7 @@ Status LeaseCore::Release() {
     ++epoch_;
     renewing_ = false;
     token = token_;
-    if (renew_timer_) d.timers.push_back(std::exchange(renew_timer_, 0));
-    if (deadline_timer_) d.timers.push_back(std::exchange(deadline_timer_, 0));
+    ended_token_ = token_;
   }
   Run(d);
   Promise<Status> done(runtime_);
@@ -720,8 +760,7 @@ void LeaseCore::Shutdown() {
       ++epoch_;
       release = true;
       token = token_;
-      if (renew_timer_) d.timers.push_back(std::exchange(renew_timer_, 0));
-      if (deadline_timer_) d.timers.push_back(std::exchange(deadline_timer_, 0));
+      ended_token_ = token_;
     }
   }
   for (auto& slot : handlers) slot->Deactivate();

@@ -125,6 +125,51 @@ TEST_F(LeaseEngineTest, LateRenewalAfterLossGivesTheRecordBack) {
   EXPECT_TRUE(*b->Acquire());
 }
 
+TEST_F(LeaseEngineTest, RenewalConfirmedAfterTheDeadlineNeverRevivesTheLease) {
+  auto a = Make("a", {.ttl = seconds(3), .drift_allowance = milliseconds(60)});
+  ASSERT_TRUE(*a->Acquire());
+  const TimePoint deadline = *a->safe_deadline();
+  MemoryFaults f;
+  f.renew.latency = milliseconds(500);
+  store_->SetFaults(f);
+  std::atomic<int> lost{0};
+  auto sub = a->OnLost([&](const LostEvent& e) {
+    EXPECT_EQ(e.reason, LossReason::kExpired);
+    ++lost;
+  });
+  rt_->RunFor(seconds(1));  // the renewal is sent; its answer is due 500ms later
+  // The process is paused past its deadline: when it resumes, the renewal's
+  // answer is processed before the deadline timer.
+  rt_->fake_clock().AdvanceTo(deadline + milliseconds(10));
+  EXPECT_FALSE(a->CheckAlive());
+  rt_->RunUntilIdle();
+  EXPECT_FALSE(a->CheckAlive());
+  EXPECT_EQ(lost.load(), 1);
+  store_->SetFaults({});
+  rt_->RunFor(seconds(10));
+  EXPECT_FALSE(a->CheckAlive());
+  EXPECT_EQ(lost.load(), 1);
+  auto b = Make("b");
+  EXPECT_TRUE(*b->Acquire());  // the landed renewal was given back
+}
+
+TEST_F(LeaseEngineTest, LossIsOnTimeWhenTheStoreDropsTheRenewalWithoutAnswering) {
+  auto a = Make("a", {.ttl = seconds(3)});
+  ASSERT_TRUE(*a->Acquire());
+  rt_->RunFor(seconds(2));  // renewed once
+  const TimePoint deadline = *a->safe_deadline();
+  MemoryFaults f;
+  f.renew.hang = true;  // the store drops every renewal and never answers
+  store_->SetFaults(f);
+  TimePoint lost_at{};
+  auto sub = a->OnLost([&](const LostEvent& e) {
+    EXPECT_EQ(e.reason, LossReason::kExpired);
+    lost_at = rt_->clock().Now();
+  });
+  rt_->RunFor(seconds(5));
+  EXPECT_EQ(lost_at, deadline);
+}
+
 TEST_F(LeaseEngineTest, BlockingCallsFromALoopThreadAreRefused) {
   auto rt = Runtime::Create();
   auto store = MemoryStore::Create(rt);

@@ -31,7 +31,7 @@ std::string FormatDuration(Duration d) {
     std::string out = negative ? "-" : "";
     out += std::to_string(whole);
     if (milli != 0) {
-      char frac[8];
+      char frac[24];
       std::snprintf(frac, sizeof frac, ".%03llu", milli);
       std::string f(frac);
       while (f.back() == '0') f.pop_back();

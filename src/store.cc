@@ -1,6 +1,6 @@
 #include "leasehold/store.h"
 
-#include "renew_queue.h"
+#include "scheduler.h"
 
 namespace leasehold {
 
@@ -16,7 +16,7 @@ std::string_view LossReasonName(LossReason reason) noexcept {
 }
 
 Store::Store(std::shared_ptr<Runtime> runtime)
-    : runtime_(std::move(runtime)), renew_queue_(std::make_shared<detail::RenewQueue>()) {}
+    : runtime_(std::move(runtime)), scheduler_(std::make_shared<detail::Scheduler>(runtime_)) {}
 
 Store::~Store() = default;
 

@@ -54,7 +54,7 @@
 namespace leasehold {
 
 namespace detail {
-class RenewQueue;
+class Scheduler;
 }  // namespace detail
 
 // Why a tenure ended without a voluntary release.
@@ -200,14 +200,13 @@ class Store {
 
  private:
   std::shared_ptr<Runtime> runtime_{};
-  // Collects renewals that fall due together into one Renew() call.
-  std::shared_ptr<detail::RenewQueue> renew_queue_{};
+  // Wakes this store's leases and batches their renewals (no thread or
+  // runtime timer per lease).
+  std::shared_ptr<detail::Scheduler> scheduler_{};
 
  public:
   // For the engine.
-  const std::shared_ptr<detail::RenewQueue>& renew_queue() const noexcept {
-    return renew_queue_;
-  }
+  const std::shared_ptr<detail::Scheduler>& scheduler() const noexcept { return scheduler_; }
 };
 
 }  // namespace leasehold

@@ -1,5 +1,6 @@
 #include "leasehold/backends/memory.h"
 
+#include <charconv>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -25,7 +26,7 @@ struct MemoryStore::State {
 
   struct Record {
     std::string holder;
-    FencingToken token;
+    uint64_t sequence = 0;  // the token's value is derived (Token below)
     Duration ttl{};
     TimePoint expires;
     WallTime acquired_at;
@@ -107,8 +108,24 @@ struct MemoryStore::State {
     });
   }
 
-  std::string Token(const std::string& name, uint64_t sequence) const {
-    return "memory/" + id + "/" + std::to_string(sequence) + "/" + name;
+  // Tokens are "memory/<store id>/<sequence>/<name>": unique per tenure and
+  // per store object. Derived rather than stored, to keep records small.
+  FencingToken Token(const std::string& name, uint64_t sequence) const {
+    return {"memory/" + id + "/" + std::to_string(sequence) + "/" + name, sequence};
+  }
+  // token == Token(name, sequence), without building the string.
+  bool Matches(const FencingToken& token, std::string_view name, uint64_t sequence) const {
+    if (token.sequence != sequence) return false;
+    std::string_view v = token.value;
+    auto eat = [&v](std::string_view part) {
+      if (v.substr(0, part.size()) != part) return false;
+      v.remove_prefix(part.size());
+      return true;
+    };
+    char digits[24];
+    const auto end = std::to_chars(digits, digits + sizeof digits, sequence).ptr;
+    return eat("memory/") && eat(id) && eat("/") && eat(std::string_view(digits, end - digits)) &&
+           eat("/") && v == name;
   }
 
   // What an operation does under the current faults.
@@ -234,7 +251,8 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
           r.expires = now + request.ttl;
           r.ttl = request.ttl;
           r.renewed_at = s.clock.WallNow();
-          result = AcquireOutcome(Acquired{r.token, request.ttl, std::nullopt});
+          result = AcquireOutcome(
+              Acquired{s.Token(request.name, r.sequence), request.ttl, std::nullopt});
         } else {
           result = AcquireOutcome(
               Contended{r.holder, std::to_string(entry.version), std::nullopt});
@@ -246,12 +264,10 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
       } else {
         const uint64_t sequence = ++entry.sequence;
         const WallTime wall = s.clock.WallNow();
-        State::Record r{request.holder, {s.Token(request.name, sequence), sequence},
-                        request.ttl,    now + request.ttl,
-                        wall,           wall};
-        entry.record = r;
+        entry.record = State::Record{request.holder, sequence, request.ttl, now + request.ttl,
+                                    wall, wall};
         s.ChangedLocked(request.name, notify);
-        result = AcquireOutcome(Acquired{r.token, request.ttl, std::nullopt});
+        result = AcquireOutcome(Acquired{s.Token(request.name, sequence), request.ttl, std::nullopt});
       }
     }
     for (auto& task : notify) task();
@@ -290,10 +306,10 @@ void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
           continue;
         }
         State::Record& r = *found;
-        if (r.holder != q.holder || !(r.token == q.token)) {
+        if (r.holder != q.holder || !s.Matches(q.token, q.name, r.sequence)) {
           results.emplace_back(RenewOutcome(Lost{LossReason::kTakenOver,
                                                  "now held by \"" + r.holder + "\" (sequence " +
-                                                     std::to_string(r.token.sequence) + ")"}));
+                                                     std::to_string(r.sequence) + ")"}));
         } else if (!s.Live(r, now)) {
           // Never resurrect: the store already let it go.
           results.emplace_back(RenewOutcome(Lost{LossReason::kExpired, "expired in the store"}));
@@ -328,7 +344,7 @@ void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
       std::lock_guard lock(s.mu);
       State::Record* r = s.Find(request.name);
       // Conditional on our tenure: a record naming anyone else is left alone.
-      if (r && r->holder == request.holder && r->token == request.token) {
+      if (r && r->holder == request.holder && s.Matches(request.token, request.name, r->sequence)) {
         s.names[request.name].record.reset();
         s.ChangedLocked(request.name, notify);
       }
@@ -350,7 +366,7 @@ void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
       const TimePoint now = s.clock.Now();
       LeaseRecord record;
       record.name = name;
-      record.token = r.token;
+      record.token = s.Token(name, r.sequence);
       record.acquired_at = r.acquired_at;
       record.renewed_at = r.renewed_at;
       record.version = std::to_string(s.names[name].version);
@@ -401,7 +417,7 @@ uint64_t MemoryStore::TakeOver(const std::string& name, const std::string& holde
     State::Entry& entry = s.names[name];
     sequence = ++entry.sequence;
     const WallTime wall = s.clock.WallNow();
-    entry.record = State::Record{holder, {s.Token(name, sequence), sequence}, ttl,
+    entry.record = State::Record{holder, sequence, ttl,
                                     s.clock.Now() + ttl, wall, wall};
     s.ChangedLocked(name, notify);
     if (s.WatchedLocked(name)) s.ArmExpiryLocked(name, state_);

@@ -1,0 +1,142 @@
+#include "scheduler.h"
+
+#include <algorithm>
+#include <string>
+
+namespace leasehold::detail {
+
+// Defined in lease.cc: the one call the scheduler makes into a lease.
+void WakeLease(const std::shared_ptr<LeaseCore>& core);
+
+Scheduler::~Scheduler() {
+  if (armed_id_) runtime_->CancelTimer(armed_id_);
+}
+
+void Scheduler::WakeAt(TimePoint when, std::weak_ptr<LeaseCore> core) {
+  std::lock_guard lock(mu_);
+  heap_.push_back({when, std::move(core)});
+  std::push_heap(heap_.begin(), heap_.end(), Later);
+  if (when < armed_at_) ArmLocked(when);
+}
+
+void Scheduler::ArmLocked(TimePoint when) {
+  // Lock order: scheduler, then runtime (the runtime never calls back into
+  // us while holding its own lock).
+  if (armed_id_) runtime_->CancelTimer(armed_id_);
+  armed_at_ = when;
+  armed_id_ = runtime_->RunAt(when, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->Fire();
+  });
+}
+
+void Scheduler::Fire() {
+  std::vector<std::weak_ptr<LeaseCore>> due;
+  {
+    std::lock_guard lock(mu_);
+    armed_id_ = 0;
+    armed_at_ = TimePoint::max();
+    const TimePoint now = runtime_->clock().Now();
+    while (!heap_.empty() && heap_.front().when <= now) {
+      std::pop_heap(heap_.begin(), heap_.end(), Later);
+      due.push_back(std::move(heap_.back().core));
+      heap_.pop_back();
+    }
+    if (!heap_.empty()) ArmLocked(heap_.front().when);
+  }
+  for (auto& weak : due) {
+    if (auto core = weak.lock()) WakeLease(core);
+  }
+}
+
+size_t Scheduler::pending_wakes() const {
+  std::lock_guard lock(mu_);
+  return heap_.size();
+}
+
+void Scheduler::Enqueue(const std::shared_ptr<Store>& store, RenewRequest request, Done done,
+                        std::weak_ptr<LeaseCore> core, TimePoint safe_deadline) {
+  bool post = false;
+  {
+    std::lock_guard lock(renew_mu_);
+    requests_.push_back(std::move(request));
+    dones_.push_back(std::move(done));
+    guards_.push_back({safe_deadline, std::move(core)});
+    post = !std::exchange(flush_posted_, true);
+  }
+  // The task owns the store until it has handed the batch over.
+  if (post) runtime_->Post([store] { store->scheduler()->Flush(store); });
+}
+
+// Wakes the leases of one batch at their deadlines while the store is silent.
+struct Scheduler::Watchdog {
+  std::mutex mu;
+  std::vector<Wake> guards;  // sorted by deadline
+  size_t next = 0;
+  TimerId timer = 0;
+  bool answered = false;
+
+  static void Arm(const std::shared_ptr<Watchdog>& w, Runtime& runtime) {
+    // REQUIRES: w->mu held.
+    if (w->answered || w->next == w->guards.size()) return;
+    // The timer owns the watchdog: a store that never answers drops its
+    // callback (and the callback's reference) but must not silence this.
+    w->timer = runtime.RunAt(w->guards[w->next].when, [w, rt = &runtime] { Fire(w, *rt); });
+  }
+  static void Fire(const std::shared_ptr<Watchdog>& w, Runtime& runtime) {
+    std::vector<std::weak_ptr<LeaseCore>> due;
+    {
+      std::lock_guard lock(w->mu);
+      w->timer = 0;
+      if (w->answered) return;
+      const TimePoint now = runtime.clock().Now();
+      while (w->next < w->guards.size() && w->guards[w->next].when <= now) {
+        due.push_back(std::move(w->guards[w->next++].core));
+      }
+      Arm(w, runtime);
+    }
+    for (auto& weak : due) {
+      if (auto core = weak.lock()) WakeLease(core);
+    }
+  }
+};
+
+void Scheduler::Flush(const std::shared_ptr<Store>& store) {
+  std::vector<RenewRequest> requests;
+  std::vector<Done> dones;
+  auto watchdog = std::make_shared<Watchdog>();
+  {
+    std::lock_guard lock(renew_mu_);
+    requests.swap(requests_);
+    dones.swap(dones_);
+    watchdog->guards.swap(guards_);
+    flush_posted_ = false;
+  }
+  if (requests.empty()) return;
+  std::sort(watchdog->guards.begin(), watchdog->guards.end(),
+            [](const Wake& a, const Wake& b) { return a.when < b.when; });
+  {
+    std::lock_guard lock(watchdog->mu);
+    Watchdog::Arm(watchdog, *runtime_);
+  }
+  const size_t n = requests.size();
+  store->Renew(std::move(requests), [dones = std::move(dones), n, what = store->Describe(),
+                                     watchdog, runtime = runtime_](
+                                        std::vector<Result<RenewOutcome>> results) {
+    TimerId timer;
+    {
+      std::lock_guard lock(watchdog->mu);
+      watchdog->answered = true;
+      timer = std::exchange(watchdog->timer, 0);
+    }
+    if (timer) runtime->CancelTimer(timer);
+    if (results.size() != n) {
+      Status bad = InternalError(what + ": answered " + std::to_string(results.size()) +
+                                 " results to a batch of " + std::to_string(n) + " renewals");
+      for (const auto& done : dones) done(bad);
+      return;
+    }
+    for (size_t i = 0; i < n; ++i) dones[i](std::move(results[i]));
+  });
+}
+
+}  // namespace leasehold::detail
