@@ -729,11 +729,18 @@ Status LeaseCore::Release() {
     ended_token_ = token_;
   }
   Run(d);
+  // Bounded by our own timer too: the engine never depends on a store
+  // honouring its deadline.
   Promise<Status> done(runtime_);
-  store_->Release(ReleaseRequest{options_.name, identity_, std::move(token),
-                                 clock_.Now() + options_.request_timeout},
+  const TimePoint deadline = clock_.Now() + options_.request_timeout;
+  const TimerId timer = runtime_->RunAt(deadline, [done, what = What(), timeout = options_.request_timeout]() mutable {
+    done.Set(DeadlineExceededError(what + ": the store did not answer the release within " +
+                                   FormatDuration(timeout)));
+  });
+  store_->Release(ReleaseRequest{options_.name, identity_, std::move(token), deadline},
                   [done](Status s) mutable { done.Set(std::move(s)); });
   Status s = done.future().Wait();
+  runtime_->CancelTimer(timer);
   if (!s.ok()) {
     return s.WithContext(What() + ": release not confirmed, the record is left to expire");
   }

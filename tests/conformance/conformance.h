@@ -18,6 +18,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "leasehold/lease.h"
@@ -76,6 +77,9 @@ struct ConformanceParam {
   std::function<std::unique_ptr<Harness>()> make;
 };
 
+// Lets gtest print a parameter as its backend name (not as raw bytes).
+inline void PrintTo(const ConformanceParam& param, std::ostream* os) { *os << param.name; }
+
 inline std::string ConformanceParamName(
     const ::testing::TestParamInfo<ConformanceParam>& info) {
   return info.param.name;
@@ -88,7 +92,9 @@ class ConformanceTest : public ::testing::TestWithParam<ConformanceParam> {
 
   Harness& harness() { return *harness_; }
   // A Lease on a new client of the harness's store, with the harness's TTL
-  // unless `options` set one; fails the test on invalid options.
+  // unless `options` set one. The name is prefixed with name_prefix_ (so pass
+  // the same short name to get contenders for one lease; Lease::name() is the
+  // full name). Fails the test, and throws to end it, on invalid options.
   std::unique_ptr<Lease> MakeLease(LeaseOptions options);
   std::unique_ptr<Lease> MakeLease(const std::string& name, const std::string& owner);
   TimePoint Now() { return harness_->runtime()->clock().Now(); }

@@ -150,10 +150,13 @@ struct MemoryStore::State {
   // the operation lands `latency` after it was sent; a caller whose deadline
   // comes first is answered kDeadlineExceeded at its deadline, and the
   // operation still lands -- as a timed-out request over a network may.
-  void Execute(const Decision& decision, TimePoint deadline, std::function<void(bool)> op,
-               std::function<void(Status)> fail) {
+  // `subject` names what the operation is about, for messages.
+  void Execute(const Decision& decision, const std::string& subject, TimePoint deadline,
+               std::function<void(bool)> op, std::function<void(Status)> fail) {
     if (decision.plan == Plan::kHang) return;  // never answers, never lands
-    auto unavailable = [this] { return UnavailableError(Describe() + ": injected fault: unavailable"); };
+    auto unavailable = [&subject] {
+      return UnavailableError(Where(subject) + ": injected fault: store unavailable");
+    };
     if (decision.latency <= Duration::zero()) {
       if (decision.plan == Plan::kApply) {
         op(true);
@@ -165,7 +168,7 @@ struct MemoryStore::State {
     const TimePoint lands = clock.Now() + decision.latency;
     const bool apply = decision.plan == Plan::kApply;
     if (lands > deadline && !decision.answer_late) {
-      runtime->RunAt(deadline, [fail, what = Describe()] {
+      runtime->RunAt(deadline, [fail, what = Where(subject)] {
         fail(DeadlineExceededError(what + ": no answer before the request's deadline"));
       });
       if (apply) runtime->RunAt(lands, [op] { op(false); });
@@ -181,6 +184,9 @@ struct MemoryStore::State {
   }
 
   std::string Describe() const { return "memory:"; }
+  // "memory: lease \"jobs\"": prefixes the store's own messages.
+  static std::string Where(const std::string& subject) { return "memory: " + subject; }
+  static std::string Lease(const std::string& name) { return "lease \"" + name + "\""; }
 };
 
 MemoryStore::MemoryStore(std::shared_ptr<Runtime> runtime)
@@ -259,8 +265,8 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
         }
       } else if (s.faults.conflict_next_acquires > 0) {
         --s.faults.conflict_next_acquires;
-        result = AbortedError(s.Describe() + ": injected fault: lost compare-and-swap on \"" +
-                              request.name + "\"");
+        result = AbortedError(State::Where(State::Lease(request.name)) +
+                              ": injected fault: lost compare-and-swap");
       } else {
         const uint64_t sequence = ++entry.sequence;
         const WallTime wall = s.clock.WallNow();
@@ -273,7 +279,7 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
     for (auto& task : notify) task();
     if (answer) done(std::move(result));
   };
-  s.Execute(decision, request.deadline, std::move(op),
+  s.Execute(decision, State::Lease(request.name), request.deadline, std::move(op),
             [done](Status status) { done(std::move(status)); });
 }
 
@@ -323,7 +329,9 @@ void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
     }
     if (answer) done(std::move(results));
   };
-  s.Execute(decision, deadline, std::move(op), [done, n](Status status) {
+  const std::string subject =
+      n == 1 ? State::Lease(requests->front().name) : "renewal of " + std::to_string(n) + " leases";
+  s.Execute(decision, subject, deadline, std::move(op), [done, n](Status status) {
     done(std::vector<Result<RenewOutcome>>(n, Result<RenewOutcome>(status)));
   });
 }
@@ -352,12 +360,13 @@ void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
     for (auto& task : notify) task();
     if (answer) done(Status::Ok());
   };
-  s.Execute(decision, request.deadline, std::move(op), std::move(done));
+  s.Execute(decision, State::Lease(request.name), request.deadline, std::move(op),
+            std::move(done));
 }
 
 void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
   State& s = *state_;
-  Result<LeaseRecord> result = NotFoundError(s.Describe() + ": no record for \"" + name + "\"");
+  Result<LeaseRecord> result = NotFoundError(State::Where(State::Lease(name)) + ": no record");
   {
     std::lock_guard lock(s.mu);
     ++s.stats.inspect_calls;
