@@ -28,6 +28,14 @@ class LeaseEngineTest : public ::testing::Test {
     EXPECT_TRUE(lease.ok()) << lease.status().ToString();
     return std::move(*lease);
   }
+  // Operations still in flight when a test ends (injected latency) hold the
+  // runtime through their callbacks; let them land so nothing outlives the
+  // test. Assertions are all made before this.
+  void TearDown() override {
+    store_->SetFaults({});
+    rt_->RunFor(std::chrono::minutes(1));
+  }
+
   std::shared_ptr<SimulatedRuntime> rt_ = SimulatedRuntime::Create();
   std::shared_ptr<MemoryStore> store_ = MemoryStore::Create(rt_);
 };

@@ -92,6 +92,12 @@ class Runtime {
 // the earliest timer. Blocking-lane tasks also run inline (stores run their IO
 // "instantly" in simulated time).
 //
+// Operations still in flight when a test stops running the simulation (e.g.
+// a store answer delayed by injected latency) keep their callbacks -- and
+// through them the leases, stores and this runtime -- alive: run the
+// simulation until they land (RunFor) before dropping it, as a real runtime
+// would.
+//
 // Thread-safety: Post/RunAt/CancelTimer/PostCallback are safe from any thread,
 // but only one thread at a time may run the simulation.
 class SimulatedRuntime final : public Runtime {

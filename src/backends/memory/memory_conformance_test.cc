@@ -1,8 +1,12 @@
 // The conformance suite (tests/conformance/) instantiated for the memory store
-// on a SimulatedRuntime: every timing assertion is exact and nothing sleeps.
+// twice: on a SimulatedRuntime, where every timing assertion is exact and
+// nothing sleeps, and on a real threaded runtime with a short TTL, where the
+// engine's threads, timers and callbacks really run concurrently (this is the
+// instantiation the ThreadSanitizer build learns the most from).
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "conformance/conformance.h"
 #include "leasehold/backends/memory.h"
@@ -15,9 +19,10 @@ using namespace std::chrono_literals;
 
 class MemoryHarness final : public Harness {
  public:
-  MemoryHarness()
-      : Harness(/*simulated=*/true),
-        runtime_(SimulatedRuntime::Create()),
+  explicit MemoryHarness(bool simulated)
+      : Harness(simulated),
+        simulated_runtime_(simulated ? SimulatedRuntime::Create() : nullptr),
+        runtime_(simulated ? std::shared_ptr<Runtime>(simulated_runtime_) : Runtime::Create()),
         store_(MemoryStore::Create(runtime_)) {}
 
   std::shared_ptr<Runtime> runtime() override { return runtime_; }
@@ -25,12 +30,21 @@ class MemoryHarness final : public Harness {
   // The memory store is process-local: every "client" is the same store.
   std::shared_ptr<Store> NewClient() override { return store_; }
 
-  void Sleep(Duration d) override { runtime_->RunFor(d); }
+  void Sleep(Duration d) override {
+    if (simulated_runtime_) {
+      simulated_runtime_->RunFor(d);
+    } else {
+      std::this_thread::sleep_for(d);
+    }
+  }
 
-  Duration ttl() const override { return 3s; }
-  // Expiry is exact on the simulated clock and watchers are told at once.
-  Duration expiry_slack() const override { return 1ms; }
-  Duration callback_slack() const override { return 1ms; }
+  // Simulated: exact, so a realistic TTL costs nothing. Real: short, with
+  // slack for thread scheduling on a loaded (or sanitized) 2-core machine.
+  Duration ttl() const override { return simulated() ? Duration(3s) : Duration(600ms); }
+  Duration expiry_slack() const override { return simulated() ? Duration(1ms) : Duration(100ms); }
+  Duration callback_slack() const override {
+    return simulated() ? Duration(1ms) : Duration(100ms);
+  }
 
   bool SetUnavailable(bool on) override {
     MemoryFaults faults = store_->faults();
@@ -68,14 +82,18 @@ class MemoryHarness final : public Harness {
   }
 
  private:
-  std::shared_ptr<SimulatedRuntime> runtime_;
+  std::shared_ptr<SimulatedRuntime> simulated_runtime_;
+  std::shared_ptr<Runtime> runtime_;
   std::shared_ptr<MemoryStore> store_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Memory, ConformanceTest,
-                         ::testing::Values(ConformanceParam{
-                             "Memory", [] { return std::make_unique<MemoryHarness>(); }}),
-                         ConformanceParamName);
+INSTANTIATE_TEST_SUITE_P(
+    Memory, ConformanceTest,
+    ::testing::Values(
+        ConformanceParam{"Memory", [] { return std::make_unique<MemoryHarness>(true); }},
+        ConformanceParam{"MemoryRealTime",
+                         [] { return std::make_unique<MemoryHarness>(false); }}),
+    ConformanceParamName);
 
 }  // namespace
 }  // namespace leasehold::conformance
