@@ -769,50 +769,48 @@ TEST_P(ConformanceTest, OnLostFiresOnceAsExpiredOnTimeWhileTheStoreHangs) {
   EXPECT_EQ(losses.count(), 1u);
 }
 
-// Item 17: a foreign takeover ends the tenure as "taken over", on time.
-TEST_P(ConformanceTest, OnLostFiresOnceAsTakenOverWhenAForeignWriterTakesOver) {
-  auto lease = MakeLease("x", "a");
-  LossLog losses(harness().runtime()->clock());
+// Item 17: a foreign write (takeover, delete) ends the tenure at once, or at
+// the latest by the safe deadline, with `reason`; exactly once. `write`
+// returns false if the backend cannot perform it (the test is then skipped).
+void ExpectOneLossAfterForeignWrite(ConformanceTest& test, Harness& harness,
+                                    std::unique_ptr<Lease> lease,
+                                    const std::function<bool(const std::string&)>& write,
+                                    LossReason reason) {
+  LossLog losses(harness.runtime()->clock());
   auto sub = lease->OnLost(losses.Handler());
   auto token = AcquireToken(*lease);
   ASSERT_TRUE(token.has_value());
   const TimePoint deadline = *lease->safe_deadline();
-  if (!harness().ForeignTakeOver(lease->name(), "intruder")) {
-    GTEST_SKIP() << GetParam().name << " cannot simulate a foreign takeover";
+  if (!write(lease->name())) {
+    GTEST_SKIP() << test.GetParam().name << " cannot perform a foreign "
+                 << LossReasonName(reason) << " write";
   }
 
-  harness().Sleep(deadline - Now() + harness().callback_slack());
+  harness.Sleep(deadline - harness.runtime()->clock().Now() + harness.callback_slack());
   ASSERT_EQ(losses.count(), 1u);
-  EXPECT_EQ(losses.event(0).reason, LossReason::kTakenOver);
+  EXPECT_EQ(losses.event(0).reason, reason);
   EXPECT_EQ(losses.event(0).token, *token);
-  EXPECT_TRUE(NotAfter(losses.time(0), deadline + harness().callback_slack()));
+  EXPECT_TRUE(NotAfter(losses.time(0), deadline + harness.callback_slack()));
   EXPECT_FALSE(lease->CheckAlive());
 
-  harness().Sleep(harness().ttl() * 2);
+  harness.Sleep(harness.ttl() * 2);
   EXPECT_EQ(losses.count(), 1u);
+}
+
+// Item 17: a foreign takeover ends the tenure as "taken over", on time.
+TEST_P(ConformanceTest, OnLostFiresOnceAsTakenOverWhenAForeignWriterTakesOver) {
+  ExpectOneLossAfterForeignWrite(
+      *this, harness(), MakeLease("x", "a"),
+      [&](const std::string& name) { return harness().ForeignTakeOver(name, "intruder"); },
+      LossReason::kTakenOver);
 }
 
 // Item 17: a deleted record ends the tenure as "deleted", on time.
 TEST_P(ConformanceTest, OnLostFiresOnceAsDeletedWhenTheRecordIsDeleted) {
-  auto lease = MakeLease("x", "a");
-  LossLog losses(harness().runtime()->clock());
-  auto sub = lease->OnLost(losses.Handler());
-  auto token = AcquireToken(*lease);
-  ASSERT_TRUE(token.has_value());
-  const TimePoint deadline = *lease->safe_deadline();
-  if (!harness().ForeignDelete(lease->name())) {
-    GTEST_SKIP() << GetParam().name << " cannot delete a record";
-  }
-
-  harness().Sleep(deadline - Now() + harness().callback_slack());
-  ASSERT_EQ(losses.count(), 1u);
-  EXPECT_EQ(losses.event(0).reason, LossReason::kDeleted);
-  EXPECT_EQ(losses.event(0).token, *token);
-  EXPECT_TRUE(NotAfter(losses.time(0), deadline + harness().callback_slack()));
-  EXPECT_FALSE(lease->CheckAlive());
-
-  harness().Sleep(harness().ttl() * 2);
-  EXPECT_EQ(losses.count(), 1u);
+  ExpectOneLossAfterForeignWrite(
+      *this, harness(), MakeLease("x", "a"),
+      [&](const std::string& name) { return harness().ForeignDelete(name); },
+      LossReason::kDeleted);
 }
 
 // Item 18: OnLost never fires after a voluntary release.

@@ -4,6 +4,7 @@
 // engine's threads, timers and callbacks really run concurrently (this is the
 // instantiation the ThreadSanitizer build learns the most from).
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -47,28 +48,15 @@ class MemoryHarness final : public Harness {
   }
 
   bool SetUnavailable(bool on) override {
-    MemoryFaults faults = store_->faults();
-    faults.acquire.unavailable = on;
-    faults.renew.unavailable = on;
-    faults.release.unavailable = on;
-    store_->SetFaults(faults);
-    return true;
+    return Update([on](MemoryFaults& f) {
+      f.acquire.unavailable = f.renew.unavailable = f.release.unavailable = on;
+    });
   }
-
   bool SetHang(bool on) override {
-    MemoryFaults faults = store_->faults();
-    faults.acquire.hang = on;
-    faults.renew.hang = on;
-    faults.release.hang = on;
-    store_->SetFaults(faults);
-    return true;
+    return Update([on](MemoryFaults& f) { f.acquire.hang = f.renew.hang = f.release.hang = on; });
   }
-
   bool FailNextRenewals(int n) override {
-    MemoryFaults faults = store_->faults();
-    faults.renew.fail_next = n;
-    store_->SetFaults(faults);
-    return true;
+    return Update([n](MemoryFaults& f) { f.renew.fail_next = n; });
   }
 
   bool ForeignTakeOver(const std::string& name, const std::string& holder) override {
@@ -82,6 +70,13 @@ class MemoryHarness final : public Harness {
   }
 
  private:
+  bool Update(const std::function<void(MemoryFaults&)>& change) {
+    MemoryFaults faults = store_->faults();
+    change(faults);
+    store_->SetFaults(faults);
+    return true;
+  }
+
   std::shared_ptr<SimulatedRuntime> simulated_runtime_;
   std::shared_ptr<Runtime> runtime_;
   std::shared_ptr<MemoryStore> store_;
