@@ -9,11 +9,14 @@
 //     was started in; `epoch_` changes whenever a tenure begins or ends, so a
 //     stale answer can never act on a later tenure.
 //   * The store is never called and no user code runs while `mu_` is held.
-//   * At most one acquire request and one renewal request are in flight. An
-//     acquire request whose operation was abandoned (timeout, cancel, release)
-//     is an "orphan": no new acquire request is sent until it has answered,
-//     and if it won, its tenure has been released -- so an orphan can never
-//     release a tenure that a later request won with the same identity.
+//   * At most one acquire request and one renewal request are in flight. While
+//     anything that could free a record of ours is in flight -- a release, or
+//     an "orphan" (an acquire request whose operation was abandoned by a
+//     timeout, cancel or release, and which may still win) -- no new acquire
+//     request is sent: a store answers a same-identity acquire with the
+//     existing tenure, which the in-flight release would then free. Each such
+//     operation "settles" when it answers, or at the latest one request
+//     timeout past its deadline, so a silent store cannot park acquires forever.
 #include "leasehold/lease.h"
 
 #include <algorithm>
@@ -154,6 +157,9 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
     int aborted_in_a_row = 0;  // lost compare-and-swaps since the last answer
     bool parked = false;       // waiting for an orphan to answer
     bool in_flight = false;    // a request of this op awaits its answer
+    TimePoint request_deadline;     // of the request in flight
+    std::atomic<bool> orphan_settled{false};
+    TimerId orphan_timer = 0;
     TimerId timeout_timer = 0;
     TimerId retry_timer = 0;
     WatchId watch = 0;
@@ -172,7 +178,8 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   std::string What() const { return "lease \"" + options_.name + "\" on " + store_->Describe(); }
   void SendAttempt(const OpPtr& op);
   void OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutcome> result);
-  void OnOrphanAnswer(Result<AcquireOutcome> result);
+  void OnOrphanAnswer(const OpPtr& op, Result<AcquireOutcome> result);
+  void EndSettling();
   void ScheduleRetry(const OpPtr& op, Duration delay, const std::string& version,
                      std::unique_lock<std::mutex>& lock);
   void RetryNow(const OpPtr& op);
@@ -191,7 +198,11 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
 
  private:
   void LoseLocked(LossReason reason, std::string message, Deferred& d);
-  void ReleaseDetached(FencingToken token);
+  // Sends a conditional release of `token`'s tenure, settling-tracked and
+  // bounded by a timer of our own; the Future completes with the store's
+  // answer or kDeadlineExceeded.
+  Future<Status> SendRelease(FencingToken token);
+  void ReleaseDetached(FencingToken token) { (void)SendRelease(std::move(token)); }
   Duration Backoff(int failures);
 
   const std::shared_ptr<Store> store_;
@@ -226,7 +237,7 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   int renew_failures_ = 0;
   Status last_renew_error_;
   OpPtr op_;                  // the acquire operation in progress
-  bool orphan_in_flight_ = false;
+  int settling_ = 0;  // releases and orphans in flight (see the invariants)
   bool shut_down_ = false;
   std::vector<std::shared_ptr<HandlerSlot>> handlers_;
   std::minstd_rand jitter_{0x5eed};
@@ -312,8 +323,8 @@ void LeaseCore::SendAttempt(const OpPtr& op) {
   {
     std::lock_guard lock(mu_);
     if (op_ != op) return;
-    if (orphan_in_flight_) {
-      op->parked = true;  // OnOrphanAnswer sends it
+    if (settling_ > 0) {
+      op->parked = true;  // EndSettling sends it
       return;
     }
     sent = clock_.Now();
@@ -322,6 +333,7 @@ void LeaseCore::SendAttempt(const OpPtr& op) {
     request.holder = identity_;
     request.ttl = options_.ttl;
     request.deadline = std::min(sent + options_.request_timeout, op->deadline);
+    op->request_deadline = request.deadline;
   }
   store_->Acquire(std::move(request), [weak = weak_from_this(), op, sent, store = store_,
                                        name = options_.name, identity = identity_,
@@ -342,7 +354,7 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
   op->in_flight = false;
   if (op_ != op) {
     lock.unlock();
-    OnOrphanAnswer(std::move(result));
+    OnOrphanAnswer(op, std::move(result));
     return;
   }
   const TimePoint now = clock_.Now();
@@ -454,41 +466,53 @@ void LeaseCore::DetachOpLocked(const OpPtr& op, Deferred& d) {
 void LeaseCore::Finish(const OpPtr& op, AcquireResult result, std::unique_lock<std::mutex>& lock) {
   if (op_ != op) return;
   Deferred d;
-  // A request still in flight becomes an orphan.
-  if (op->in_flight) orphan_in_flight_ = true;
+  if (op->in_flight) {
+    // The request still in flight becomes an orphan: it settles when it
+    // answers, or one request timeout past its deadline if it never does.
+    ++settling_;
+    op->orphan_timer = runtime_->RunAt(
+        op->request_deadline + options_.request_timeout, [weak = weak_from_this(), op] {
+          if (op->orphan_settled.exchange(true)) return;
+          if (auto self = weak.lock()) self->EndSettling();
+        });
+  }
   DetachOpLocked(op, d);
   lock.unlock();
   Run(d);
   op->promise.Set(std::move(result));
 }
 
-void LeaseCore::OnOrphanAnswer(Result<AcquireOutcome> result) {
-  auto resume = [this] {
-    OpPtr parked;
+void LeaseCore::EndSettling() {
+  OpPtr parked;
+  {
+    std::lock_guard lock(mu_);
+    if (--settling_ > 0) return;
+    if (op_ && op_->parked) {
+      op_->parked = false;
+      parked = op_;
+    }
+  }
+  if (parked) SendAttempt(parked);
+}
+
+void LeaseCore::OnOrphanAnswer(const OpPtr& op, Result<AcquireOutcome> result) {
+  const bool settled_late = op->orphan_settled.exchange(true);
+  if (!settled_late) runtime_->CancelTimer(op->orphan_timer);
+  if (result.ok() && std::holds_alternative<Acquired>(*result)) {
+    // The abandoned attempt won: give the tenure back. The release is itself
+    // settling-tracked, so no new attempt of ours goes out before it settles.
+    // Unless it is the tenure we hold now: a store that answered past the
+    // settling bound applied the orphan to our live record (same identity),
+    // which only renewed it.
+    const FencingToken& won = std::get<Acquired>(*result).token;
+    bool ours_now;
     {
       std::lock_guard lock(mu_);
-      orphan_in_flight_ = false;
-      if (op_ && op_->parked) {
-        op_->parked = false;
-        parked = op_;
-      }
+      ours_now = held_ && token_ == won;
     }
-    if (parked) SendAttempt(parked);
-  };
-  if (result.ok() && std::holds_alternative<Acquired>(*result)) {
-    // The abandoned attempt won: give the tenure back before anyone of ours
-    // asks again, so it can never release a tenure a later request won.
-    FencingToken token = std::get<Acquired>(*result).token;
-    ReleaseRequest request{options_.name, identity_, std::move(token),
-                           clock_.Now() + options_.request_timeout};
-    store_->Release(std::move(request), [self = shared_from_this(), resume](Status) {
-      // Whatever the answer, the orphan is settled: on failure the record
-      // expires on its own, and a new attempt by us is idempotent on it.
-      self->runtime_->Post(resume);
-    });
-    return;
+    if (!ours_now) ReleaseDetached(won);
   }
-  resume();
+  if (!settled_late) EndSettling();
 }
 
 // --- tenure and renewal --------------------------------------------------------
@@ -695,12 +719,28 @@ void LeaseCore::LoseLocked(LossReason reason, std::string message, Deferred& d) 
   };
 }
 
-void LeaseCore::ReleaseDetached(FencingToken token) {
-  ReleaseRequest request{options_.name, identity_, std::move(token),
-                         clock_.Now() + options_.request_timeout};
-  // Keeps the store alive until it answers; the result is not needed: on
-  // failure the record expires on its own.
-  store_->Release(std::move(request), [keep = store_](Status) {});
+Future<Status> LeaseCore::SendRelease(FencingToken token) {
+  {
+    std::lock_guard lock(mu_);
+    ++settling_;
+  }
+  Promise<Status> done(runtime_);
+  const TimePoint deadline = clock_.Now() + options_.request_timeout;
+  // Bounded by our own timer: the engine never depends on a store honouring
+  // its deadline.
+  const TimerId timer = runtime_->RunAt(deadline, [done, what = What(),
+                                                   timeout = options_.request_timeout]() mutable {
+    done.Set(DeadlineExceededError(what + ": the store did not answer the release within " +
+                                   FormatDuration(timeout)));
+  });
+  Future<Status> future = done.future();
+  future.Then([self = shared_from_this(), timer](const Status&) {
+    self->runtime_->CancelTimer(timer);
+    self->EndSettling();
+  });
+  store_->Release(ReleaseRequest{options_.name, identity_, std::move(token), deadline},
+                  [done](Status s) mutable { done.Set(std::move(s)); });
+  return future;
 }
 
 // --- release, shutdown, handlers ----------------------------------------------------
@@ -729,18 +769,8 @@ Status LeaseCore::Release() {
     ended_token_ = token_;
   }
   Run(d);
-  // Bounded by our own timer too: the engine never depends on a store
-  // honouring its deadline.
-  Promise<Status> done(runtime_);
-  const TimePoint deadline = clock_.Now() + options_.request_timeout;
-  const TimerId timer = runtime_->RunAt(deadline, [done, what = What(), timeout = options_.request_timeout]() mutable {
-    done.Set(DeadlineExceededError(what + ": the store did not answer the release within " +
-                                   FormatDuration(timeout)));
-  });
-  store_->Release(ReleaseRequest{options_.name, identity_, std::move(token), deadline},
-                  [done](Status s) mutable { done.Set(std::move(s)); });
-  Status s = done.future().Wait();
-  runtime_->CancelTimer(timer);
+  Future<Status> done = SendRelease(std::move(token));
+  Status s = done.Wait();
   if (!s.ok()) {
     return s.WithContext(What() + ": release not confirmed, the record is left to expire");
   }

@@ -98,20 +98,56 @@ TEST_F(LeaseEngineTest, AbandonedAttemptThatWinsLaterIsReleased) {
 
 TEST_F(LeaseEngineTest, NewAttemptWaitsForTheOrphanToSettle) {
   MemoryFaults f;
+  f.acquire.latency = milliseconds(1200);
+  f.acquire.answer_late = true;  // lands and answers at 1.2s, past its deadline
+  store_->SetFaults(f);
+  auto a = Make("a");  // request_timeout 1s
+  const TimePoint start = rt_->clock().Now();
+  ASSERT_FALSE(a->Acquire({.timeout = milliseconds(500)}).ok());
+  store_->SetFaults({});
+  // Sent while the orphan is in flight: parked until it answered (won) and
+  // its tenure was given back, then sent -- a new tenure, not the orphan's.
+  auto r = a->AcquireWithToken();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ(rt_->clock().Now() - start, milliseconds(1200));
+  EXPECT_EQ((*r)->sequence, 2u);  // 1 was the orphan's, given back
+  rt_->RunFor(seconds(5));
+  EXPECT_TRUE(a->CheckAlive());
+  auto b = Make("b");
+  EXPECT_FALSE(*b->Acquire());
+}
+
+TEST_F(LeaseEngineTest, AnOrphanThatNeverSettlesParksNewAttemptsOnlyUntilItsBound) {
+  MemoryFaults f;
+  f.acquire.hang = true;  // the abandoned request is never answered
+  store_->SetFaults(f);
+  auto a = Make("a");  // request_timeout 1s
+  const TimePoint start = rt_->clock().Now();
+  ASSERT_FALSE(a->Acquire({.timeout = milliseconds(500)}).ok());
+  store_->SetFaults({});
+  auto r = a->AcquireWithToken();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->has_value());
+  // The orphan's request deadline (0.5s) + one request timeout.
+  EXPECT_EQ(rt_->clock().Now() - start, milliseconds(1500));
+}
+
+TEST_F(LeaseEngineTest, AnOrphanAnsweringPastItsBoundDoesNotReleaseTheTenureWeHold) {
+  MemoryFaults f;
   f.acquire.latency = seconds(2);
-  f.acquire.answer_late = true;
+  f.acquire.answer_late = true;  // lands at 2s, after the settling bound (1.5s)
   store_->SetFaults(f);
   auto a = Make("a");
   ASSERT_FALSE(a->Acquire({.timeout = milliseconds(500)}).ok());
   store_->SetFaults({});
-  // Sent while the orphan is in flight: must not race it.
-  const TimePoint asked = rt_->clock().Now();
-  auto r = a->AcquireWithToken();
-  EXPECT_GE(rt_->clock().Now() - asked, milliseconds(1500));  // parked until it settled
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  ASSERT_TRUE(r->has_value());
-  rt_->RunFor(seconds(5));
+  auto r = a->AcquireWithToken();  // sent at 1.5s, wins sequence 1
+  ASSERT_TRUE(r.ok() && r->has_value());
+  std::atomic<int> lost{0};
+  auto sub = a->OnLost([&](const LostEvent&) { ++lost; });
+  rt_->RunFor(seconds(5));  // at 2s the orphan is applied to our own record
   EXPECT_TRUE(a->CheckAlive());
+  EXPECT_EQ(lost.load(), 0);
   auto b = Make("b");
   EXPECT_FALSE(*b->Acquire());
 }
@@ -184,8 +220,9 @@ TEST_F(LeaseEngineTest, BlockingCallsFromALoopThreadAreRefused) {
   auto lease = Lease::Create(store, {.name = "x", .owner = "a", .ttl = seconds(3)});
   ASSERT_TRUE(lease.ok());
   Promise<Status> out(nullptr);
-  rt->Post([&] {
-    auto r = (*lease)->Acquire();
+  Lease* l = lease->get();
+  rt->Post([l, out]() mutable {
+    auto r = l->Acquire();
     out.Set(r.ok() ? Status::Ok() : r.status());
   });
   Status s = out.future().Wait();

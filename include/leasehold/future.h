@@ -107,15 +107,18 @@ class Promise {
   // Completes the Future and runs its continuations on this thread. Returns
   // false (and drops `value`) if it was already completed.
   bool Set(T value) {
+    // Our own reference: a waiter woken below may drop its Future (and the
+    // last other reference) before notify_all() returns.
+    const std::shared_ptr<typename Future<T>::State> state = state_;
     std::vector<std::function<void(const T&)>> continuations;
     {
-      std::lock_guard lock(state_->mu);
-      if (state_->value) return false;
-      state_->value.emplace(std::move(value));
-      continuations.swap(state_->continuations);
+      std::lock_guard lock(state->mu);
+      if (state->value) return false;
+      state->value.emplace(std::move(value));
+      continuations.swap(state->continuations);
     }
-    state_->cv.notify_all();
-    for (auto& f : continuations) f(*state_->value);
+    state->cv.notify_all();
+    for (auto& f : continuations) f(*state->value);
     return true;
   }
 
