@@ -17,6 +17,12 @@
 //     existing tenure, which the in-flight release would then free. Each such
 //     operation "settles" when it answers, or at the latest one request
 //     timeout past its deadline, so a silent store cannot park acquires forever.
+//   * A tenure never begins with a retired token: one whose tenure ended here
+//     (lost or released) or that this Lease gave back. Because a store answers
+//     a same-identity acquire on a live record with that record's token, a
+//     grant of a retired token may be freed by a release still on its way; it
+//     is released again and the acquire retried, so each tenure gets a token
+//     (and sequence) of its own and no late release can free it.
 #include "leasehold/lease.h"
 
 #include <algorithm>
@@ -62,14 +68,20 @@ struct HandlerSlot {
     cv.notify_all();
   }
 
-  // Deactivates and waits for a run on another thread to finish.
-  void Deactivate() {
+  // Deactivates and, if `wait`, waits for a run on another thread to finish.
+  void Deactivate(bool wait) {
     std::function<void(const LostEvent&)> dropped;
     std::unique_lock lock(mu);
     active = false;
     const auto self = std::this_thread::get_id();
-    cv.wait(lock, [&] { return running == std::thread::id() || running == self; });
+    if (wait) cv.wait(lock, [&] { return running == std::thread::id() || running == self; });
     if (running == std::thread::id()) dropped = std::move(fn);
+  }
+
+  // Waiting for a handler from a loop thread could deadlock: the handler may
+  // itself be blocked on that loop (Acquire/Release from inside OnLost).
+  static bool MayWait(const std::shared_ptr<Runtime>& runtime) {
+    return !runtime->OnLoopThread();
   }
 };
 
@@ -83,6 +95,8 @@ constexpr int kMaxAbortedRetries = 16;
 constexpr Duration kRenewGrid = std::chrono::milliseconds(10);
 // Attempts shorter than this are pointless; the deadline timer takes over.
 constexpr Duration kMinAttempt = std::chrono::milliseconds(1);
+// A waiting acquire never polls faster than this.
+constexpr Duration kMinPoll = std::chrono::milliseconds(1);
 
 int64_t Ns(TimePoint t) { return t.time_since_epoch().count(); }
 
@@ -180,6 +194,8 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   void OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutcome> result);
   void OnOrphanAnswer(const OpPtr& op, Result<AcquireOutcome> result);
   void EndSettling();
+  void RetireLocked(const FencingToken& token);
+  bool RetiredLocked(const FencingToken& token) const;
   void ScheduleRetry(const OpPtr& op, Duration delay, const std::string& version,
                      std::unique_lock<std::mutex>& lock);
   void RetryNow(const OpPtr& op);
@@ -204,6 +220,11 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   Future<Status> SendRelease(FencingToken token);
   void ReleaseDetached(FencingToken token) { (void)SendRelease(std::move(token)); }
   Duration Backoff(int failures);
+  // The renewal interval for a store-enforced `ttl`: as configured, but never
+  // more than half of what the TTL leaves (a store may cap the TTL).
+  Duration RenewInterval(Duration ttl) const {
+    return std::min(options_.renew_interval, (ttl - drift_) / 2);
+  }
 
   const std::shared_ptr<Store> store_;
   const std::shared_ptr<Runtime> runtime_;
@@ -234,6 +255,11 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   // The token of the tenure that ended last, for giving back a renewal of it
   // that landed too late.
   FencingToken ended_token_;
+  // Retired tokens (see the invariants): the highest retired sequence, and
+  // the last few values for stores without ordered sequences.
+  uint64_t retired_sequence_ = 0;
+  std::array<std::string, 4> retired_values_;
+  uint8_t retired_next_ = 0;
   int renew_failures_ = 0;
   Status last_renew_error_;
   OpPtr op_;                  // the acquire operation in progress
@@ -377,8 +403,25 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
     Finish(op, s.WithContext("acquire"), lock);
     return;
   }
-  op->aborted_in_a_row = 0;
   if (auto* won = std::get_if<Acquired>(&*result)) {
+    if (RetiredLocked(won->token)) {
+      // Our own ended tenure, still live in the store: give it back again and
+      // ask anew once that has settled (SendAttempt parks until then).
+      FencingToken token = won->token;
+      lock.unlock();
+      ReleaseDetached(std::move(token));
+      lock.lock();
+      if (op_ != op) return;
+      if (++op->aborted_in_a_row <= kMaxAbortedRetries && now < op->deadline) {
+        lock.unlock();
+        SendAttempt(op);
+      } else {
+        Finish(op, AbortedError(What() + ": the store keeps granting a tenure this lease already ended"),
+               lock);
+      }
+      return;
+    }
+    op->aborted_in_a_row = 0;
     const Duration ttl = won->ttl > Duration::zero() ? won->ttl : options_.ttl;
     const TimePoint anchor = std::min(sent, won->anchor.value_or(sent));
     if (anchor + ttl - drift_ <= now) {
@@ -405,6 +448,7 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
     op->promise.Set(std::move(value));
     return;
   }
+  op->aborted_in_a_row = 0;
   const auto& busy = std::get<Contended>(*result);
   ++op->contended;
   if (!op->options.wait) {
@@ -419,8 +463,8 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
   // Waiting: the store's watch wakes us; poll only as a fallback (rarely when
   // the store can watch), and at the latest when a client-judged expiry ends.
   Duration delay = watch_ ? std::max(options_.retry_delay, options_.ttl) : options_.retry_delay;
-  if (busy.retry_after) delay = std::min(delay, std::max(*busy.retry_after, Duration::zero()));
-  ScheduleRetry(op, delay, busy.version, lock);
+  if (busy.retry_after) delay = std::min(delay, *busy.retry_after);
+  ScheduleRetry(op, std::max(delay, kMinPoll), busy.version, lock);
 }
 
 void LeaseCore::ScheduleRetry(const OpPtr& op, Duration delay, const std::string& version,
@@ -428,7 +472,9 @@ void LeaseCore::ScheduleRetry(const OpPtr& op, Duration delay, const std::string
   op->retry_timer = runtime_->RunAt(clock_.Now() + delay, [weak = weak_from_this(), op] {
     if (auto self = weak.lock()) self->RetryNow(op);
   });
-  const bool watch = watch_ && op->options.wait;
+  // Watch only from an observation of a contended record: an error gives no
+  // version to watch from (and retrying on "changed since nothing" would spin).
+  const bool watch = watch_ && op->options.wait && !version.empty();
   lock.unlock();
   if (!watch) return;
   WatchId id = store_->Watch(options_.name, version, [weak = weak_from_this(), op, rt = runtime_] {
@@ -439,9 +485,11 @@ void LeaseCore::ScheduleRetry(const OpPtr& op, Duration delay, const std::string
   if (id == 0) return;
   lock.lock();
   const bool stale = op_ != op || op->retry_timer == 0;
-  if (!stale) op->watch = id;
+  WatchId previous = 0;
+  if (!stale) previous = std::exchange(op->watch, id);
   lock.unlock();
   if (stale) store_->CancelWatch(id);
+  if (previous) store_->CancelWatch(previous);
 }
 
 void LeaseCore::RetryNow(const OpPtr& op) {
@@ -527,7 +575,7 @@ void LeaseCore::BeginTenureLocked(const FencingToken& token, TimePoint anchor, D
   last_renew_error_ = Status::Ok();
   renewing_ = false;
   deadline_ns_.store(Ns(deadline_), std::memory_order_release);
-  SetRenewAtLocked(anchor + options_.renew_interval);
+  SetRenewAtLocked(anchor + RenewInterval(ttl));
   ArmLocked();
 }
 
@@ -586,7 +634,9 @@ void LeaseCore::OnWake() {
         message += "; the store has not answered the last renewal";
       }
       LoseLocked(LossReason::kExpired, std::move(message), d);
-    } else if (!renewing_ && now >= renew_at_ && deadline_ - now >= kMinAttempt) {
+    } else if (!renewing_ && now >= renew_at_ && deadline_ - now < kMinAttempt) {
+      renew_at_ = TimePoint::max();  // no attempt fits any more: wait for the deadline
+    } else if (!renewing_ && now >= renew_at_) {
       renewing_ = true;  // never two in flight
       sent = now;
       epoch = epoch_;
@@ -660,7 +710,7 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, Result<RenewOutcom
         store_ttl_ = ttl;
         renew_failures_ = 0;
         last_renew_error_ = Status::Ok();
-        SetRenewAtLocked(anchor + options_.renew_interval);
+        SetRenewAtLocked(anchor + RenewInterval(ttl));
       }
     } else {
       const Status& s = r.status();
@@ -705,6 +755,7 @@ void LeaseCore::LoseLocked(LossReason reason, std::string message, Deferred& d) 
   ++epoch_;
   renewing_ = false;
   ended_token_ = token_;
+  RetireLocked(token_);
   LostEvent event{reason, What() + ": " + std::string(LossReasonName(reason)) + ": " + message,
                   token_};
   auto handlers = handlers_;
@@ -723,24 +774,48 @@ Future<Status> LeaseCore::SendRelease(FencingToken token) {
   {
     std::lock_guard lock(mu_);
     ++settling_;
+    RetireLocked(token);
   }
   Promise<Status> done(runtime_);
   const TimePoint deadline = clock_.Now() + options_.request_timeout;
-  // Bounded by our own timer: the engine never depends on a store honouring
-  // its deadline.
-  const TimerId timer = runtime_->RunAt(deadline, [done, what = What(),
-                                                   timeout = options_.request_timeout]() mutable {
-    done.Set(DeadlineExceededError(what + ": the store did not answer the release within " +
-                                   FormatDuration(timeout)));
-  });
-  Future<Status> future = done.future();
-  future.Then([self = shared_from_this(), timer](const Status&) {
-    self->runtime_->CancelTimer(timer);
-    self->EndSettling();
-  });
+  // The caller hears kDeadlineExceeded at the deadline (our own timer: the
+  // engine never depends on a store honouring deadlines), but the release
+  // settles only when the store answers or one request timeout later, since
+  // it may still land meanwhile.
+  auto settled = std::make_shared<std::atomic<bool>>(false);
+  const TimerId answer_timer = runtime_->RunAt(
+      deadline, [done, what = What(), timeout = options_.request_timeout]() mutable {
+        done.Set(DeadlineExceededError(what + ": the store did not answer the release within " +
+                                       FormatDuration(timeout)));
+      });
+  const TimerId settle_timer = runtime_->RunAt(
+      deadline + options_.request_timeout, [self = shared_from_this(), settled] {
+        if (!settled->exchange(true)) self->EndSettling();
+      });
   store_->Release(ReleaseRequest{options_.name, identity_, std::move(token), deadline},
-                  [done](Status s) mutable { done.Set(std::move(s)); });
-  return future;
+                  [self = shared_from_this(), done, settled, answer_timer,
+                   settle_timer](Status s) mutable {
+                    self->runtime_->CancelTimer(answer_timer);
+                    done.Set(std::move(s));
+                    if (!settled->exchange(true)) {
+                      self->runtime_->CancelTimer(settle_timer);
+                      self->EndSettling();
+                    }
+                  });
+  return done.future();
+}
+
+void LeaseCore::RetireLocked(const FencingToken& token) {
+  retired_sequence_ = std::max(retired_sequence_, token.sequence);
+  retired_values_[retired_next_] = token.value;
+  retired_next_ = static_cast<uint8_t>((retired_next_ + 1) % retired_values_.size());
+}
+
+bool LeaseCore::RetiredLocked(const FencingToken& token) const {
+  if (fencing_ && token.sequence > 0) return token.sequence <= retired_sequence_;
+  return std::find(retired_values_.begin(), retired_values_.end(), token.value) !=
+             retired_values_.end() &&
+         !token.value.empty();
 }
 
 // --- release, shutdown, handlers ----------------------------------------------------
@@ -800,7 +875,8 @@ void LeaseCore::Shutdown() {
       ended_token_ = token_;
     }
   }
-  for (auto& slot : handlers) slot->Deactivate();
+  const bool wait = HandlerSlot::MayWait(runtime_);
+  for (auto& slot : handlers) slot->Deactivate(wait);
   Run(d);
   if (release) ReleaseDetached(std::move(token));
 }
@@ -846,8 +922,9 @@ Subscription::~Subscription() { Unsubscribe(); }
 void Subscription::Unsubscribe() noexcept {
   if (!slot_) return;
   auto slot = std::move(slot_);
-  slot->Deactivate();
-  if (auto core = slot->core.lock()) core->RemoveHandler(slot.get());
+  auto core = slot->core.lock();
+  slot->Deactivate(!core || detail::HandlerSlot::MayWait(core->runtime()));
+  if (core) core->RemoveHandler(slot.get());
 }
 
 Result<std::unique_ptr<Lease>> Lease::Create(std::shared_ptr<Store> store, LeaseOptions options) {

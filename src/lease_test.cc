@@ -14,6 +14,7 @@
 namespace leasehold {
 namespace {
 
+using std::chrono::microseconds;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
@@ -212,6 +213,64 @@ TEST_F(LeaseEngineTest, LossIsOnTimeWhenTheStoreDropsTheRenewalWithoutAnswering)
   });
   rt_->RunFor(seconds(5));
   EXPECT_EQ(lost_at, deadline);
+}
+
+// Review finding: an OnLost handler re-acquires while the give-back of a
+// renewal that landed too late is still on its way. The store answers the
+// re-acquire with the old (live) record; the late release would then free it.
+TEST_F(LeaseEngineTest, ARetiredTenureIsNeverResumedEvenIfTheStoreStillHasIt) {
+  auto a = Make("a", {.ttl = seconds(3), .drift_allowance = milliseconds(60)});
+  auto b = Make("b", {.ttl = seconds(3)});
+  auto first = a->AcquireWithToken();
+  ASSERT_TRUE(first.ok() && first->has_value());
+  rt_->RunFor(milliseconds(1500));  // renewed at 1s: deadline 3.94s
+  MemoryFaults f;
+  f.renew.latency = milliseconds(1950);  // the renewal sent at 2s lands at 3.95s
+  f.renew.answer_late = true;
+  f.acquire.latency = milliseconds(20);
+  f.release.latency = milliseconds(30);
+  store_->SetFaults(f);
+  Future<AcquireResult> again;
+  auto sub = a->OnLost([&](const LostEvent&) { again = a->StartAcquire(); });
+  bool both = false;
+  for (int i = 0; i < 300; ++i) {  // 3s in 10ms steps
+    rt_->RunFor(milliseconds(10));
+    if (i % 10 == 5 && !b->CheckAlive()) (void)b->StartAcquire();
+    both = both || (a->CheckAlive() && b->CheckAlive());
+  }
+  EXPECT_FALSE(both) << "two live holders";
+  ASSERT_TRUE(again.valid());
+  ASSERT_TRUE(again.ready());
+  const AcquireResult& r = again.Wait();
+  if (r.ok() && r->has_value()) {
+    EXPECT_GT((*r)->sequence, (*first)->sequence) << "a new tenure reused the old token";
+    EXPECT_NE((*r)->value, (*first)->value);
+  }
+}
+
+// Review finding: a waiting acquire against a failing store must back off,
+// not spin on "changed since no observation".
+TEST_F(LeaseEngineTest, AWaitingAcquireBacksOffWhileTheStoreFails) {
+  MemoryFaults f;
+  f.acquire.unavailable = true;
+  store_->SetFaults(f);
+  auto a = Make("a");
+  auto r = a->Acquire({.wait = true, .timeout = seconds(1)});
+  ASSERT_FALSE(r.ok());
+  // When the budget runs out, the caller hears why: the store's last error.
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(r.status().message(), HasSubstr("memory:"));
+  EXPECT_LE(rt_->clock().Now(), TimePoint() + std::chrono::hours(1) + seconds(1));
+  EXPECT_LT(store_->stats().acquire_calls, 100u);
+}
+
+// Review finding: a renewal time within the minimum attempt of the deadline
+// must not spin the wake-ups.
+TEST_F(LeaseEngineTest, ATinyTtlNeitherSpinsNorStopsTime) {
+  auto a = Make("a", {.ttl = milliseconds(2), .renew_interval = microseconds(980)});
+  ASSERT_TRUE(*a->Acquire());
+  rt_->RunFor(milliseconds(50));  // returns: simulated time moves on
+  EXPECT_LT(store_->stats().renew_calls, 200u);
 }
 
 TEST_F(LeaseEngineTest, BlockingCallsFromALoopThreadAreRefused) {

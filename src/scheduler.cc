@@ -75,20 +75,24 @@ struct Scheduler::Watchdog {
   TimerId timer = 0;
   bool answered = false;
 
-  static void Arm(const std::shared_ptr<Watchdog>& w, Runtime& runtime) {
+  static void Arm(const std::shared_ptr<Watchdog>& w, const std::shared_ptr<Runtime>& runtime) {
     // REQUIRES: w->mu held.
     if (w->answered || w->next == w->guards.size()) return;
     // The timer owns the watchdog: a store that never answers drops its
     // callback (and the callback's reference) but must not silence this.
-    w->timer = runtime.RunAt(w->guards[w->next].when, [w, rt = &runtime] { Fire(w, *rt); });
+    // It holds the runtime weakly: the runtime owns the timer.
+    w->timer = runtime->RunAt(w->guards[w->next].when,
+                              [w, weak = std::weak_ptr<Runtime>(runtime)] {
+                                if (auto rt = weak.lock()) Fire(w, rt);
+                              });
   }
-  static void Fire(const std::shared_ptr<Watchdog>& w, Runtime& runtime) {
+  static void Fire(const std::shared_ptr<Watchdog>& w, const std::shared_ptr<Runtime>& runtime) {
     std::vector<std::weak_ptr<LeaseCore>> due;
     {
       std::lock_guard lock(w->mu);
       w->timer = 0;
       if (w->answered) return;
-      const TimePoint now = runtime.clock().Now();
+      const TimePoint now = runtime->clock().Now();
       while (w->next < w->guards.size() && w->guards[w->next].when <= now) {
         due.push_back(std::move(w->guards[w->next++].core));
       }
@@ -116,7 +120,7 @@ void Scheduler::Flush(const std::shared_ptr<Store>& store) {
             [](const Wake& a, const Wake& b) { return a.when < b.when; });
   {
     std::lock_guard lock(watchdog->mu);
-    Watchdog::Arm(watchdog, *runtime_);
+    Watchdog::Arm(watchdog, runtime_);
   }
   const size_t n = requests.size();
   store->Renew(std::move(requests), [dones = std::move(dones), n, what = store->Describe(),

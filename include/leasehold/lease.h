@@ -135,6 +135,9 @@ class [[nodiscard]] Subscription {
 
   // After this returns the handler is never called again, and it is not running
   // on any other thread (a handler may unsubscribe itself). Idempotent.
+  // Called on a runtime loop thread (e.g. from a Future continuation) it does
+  // not wait for a run already in progress on the callback thread, since that
+  // handler may be blocked on the loop.
   void Unsubscribe() noexcept;
 
  private:
