@@ -789,8 +789,9 @@ Future<Status> LeaseCore::SendRelease(FencingToken token) {
                                        FormatDuration(timeout)));
       });
   const TimerId settle_timer = runtime_->RunAt(
-      deadline + options_.request_timeout, [self = shared_from_this(), settled] {
-        if (!settled->exchange(true)) self->EndSettling();
+      deadline + options_.request_timeout, [weak = weak_from_this(), settled] {
+        if (settled->exchange(true)) return;
+        if (auto self = weak.lock()) self->EndSettling();
       });
   store_->Release(ReleaseRequest{options_.name, identity_, std::move(token), deadline},
                   [self = shared_from_this(), done, settled, answer_timer,
