@@ -226,6 +226,13 @@ std::unique_ptr<Lease> ConformanceTest::MakeLease(const std::string& name,
 // ---------------------------------------------------------------------------
 // Options.
 
+// The store, read through a fresh client, names `holder` for lease `name`.
+void ExpectStoreHolder(Harness& harness, const std::string& name, const std::string& holder) {
+  auto record = InspectRecord(*harness.NewClient(), name, harness.ttl());
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(record->holder, holder);
+}
+
 // Item 1: name, owner and TTL are required; the error names the field.
 TEST_P(ConformanceTest, MissingNameOwnerOrTtlIsRejectedNamingTheField) {
   auto store = harness().NewClient();
@@ -323,9 +330,7 @@ TEST_P(ConformanceTest, UniqueIdentityOffWritesTheOwnerAsIs) {
   auto lease = MakeLease({.name = "x", .owner = "pod-1-uid-42", .unique_identity = false});
   EXPECT_EQ(lease->identity(), "pod-1-uid-42");
   ASSERT_TRUE(Acquires(*lease));
-  auto record = InspectRecord(*harness().NewClient(), lease->name(), harness().ttl());
-  ASSERT_TRUE(record.ok()) << record.status().ToString();
-  EXPECT_EQ(record->holder, "pod-1-uid-42");
+  ExpectStoreHolder(harness(), lease->name(), "pod-1-uid-42");
 }
 
 // ---------------------------------------------------------------------------
@@ -924,9 +929,7 @@ TEST_P(ConformanceTest, ALapsedHoldersReleaseDoesNotFreeTheNewHoldersLease) {
   EXPECT_TRUE(released.ok()) << released.ToString();
   EXPECT_TRUE(current->CheckAlive());
   EXPECT_TRUE(IsContended(*third));
-  auto record = InspectRecord(*harness().NewClient(), current->name(), harness().ttl());
-  ASSERT_TRUE(record.ok()) << record.status().ToString();
-  EXPECT_EQ(record->holder, current->identity());
+  ExpectStoreHolder(harness(), current->name(), current->identity());
 }
 
 // Item 22: a holder that has not yet noticed a takeover releases: the release is
@@ -941,9 +944,7 @@ TEST_P(ConformanceTest, AReleaseAfterAnUnnoticedTakeOverLeavesTheNewRecord) {
   Status released = lease->Release();
   EXPECT_TRUE(released.ok()) << released.ToString();
   EXPECT_TRUE(IsContended(*contender));
-  auto record = InspectRecord(*harness().NewClient(), lease->name(), harness().ttl());
-  ASSERT_TRUE(record.ok()) << record.status().ToString();
-  EXPECT_EQ(record->holder, "intruder");
+  ExpectStoreHolder(harness(), lease->name(), "intruder");
 }
 
 // lease.h: destroying a held Lease starts a release (the lease is free well
