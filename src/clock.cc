@@ -1,12 +1,24 @@
 // The only file in leasehold that reads the system clocks.
 #include "leasehold/clock.h"
 
+#include <time.h>
+
 namespace leasehold {
 namespace {
 
+// CLOCK_BOOTTIME rather than steady_clock's CLOCK_MONOTONIC: both are
+// monotonic and shared by every process of the host, but CLOCK_MONOTONIC
+// stops while the host is suspended. A remote store (or another host) keeps
+// time meanwhile, so a holder that resumed after a suspend longer than its TTL
+// must see its deadline as passed -- and on one host, a store judging expiry on
+// this clock agrees with every process about it.
 class SystemClock final : public Clock {
  public:
-  TimePoint Now() const noexcept override { return std::chrono::steady_clock::now(); }
+  TimePoint Now() const noexcept override {
+    timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return TimePoint(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+  }
   WallTime WallNow() const noexcept override { return std::chrono::system_clock::now(); }
 };
 

@@ -224,7 +224,9 @@ class ThreadedRuntime final : public Runtime {
         continue;
       }
       if (auto next = s->timers.Next()) {
-        s->cv.wait_until(lock, *next);
+        // Relative: RealClock is CLOCK_BOOTTIME, the condition variable's
+        // clock is steady_clock; they differ by the time spent suspended.
+        s->cv.wait_for(lock, *next - RealClock().Now());
       } else {
         s->cv.wait(lock);
       }

@@ -25,7 +25,8 @@ namespace leasehold {
 
 using Duration = std::chrono::nanoseconds;
 // A point on a monotonic timeline. Only differences between points read from the
-// same Clock mean anything.
+// same Clock mean anything (RealClock's timeline is CLOCK_BOOTTIME, not
+// steady_clock's: do not compare its points with steady_clock::now()).
 using TimePoint = std::chrono::steady_clock::time_point;
 using WallTime = std::chrono::system_clock::time_point;
 
@@ -38,7 +39,11 @@ class Clock {
   virtual WallTime WallNow() const noexcept = 0;
 };
 
-// The process-wide real clock: std::chrono::steady_clock and system_clock.
+// The process-wide real clock. Now() is CLOCK_BOOTTIME: monotonic, the same
+// for every process of the host, and -- unlike steady_clock -- it keeps
+// counting while the host is suspended, so a lease held across a suspend
+// longer than its TTL is seen as lost on resume, as it is by everyone else.
+// WallNow() is system_clock.
 const Clock& RealClock() noexcept;
 
 // A clock that moves only when Advance()/AdvanceTo() is called. Its wall time
