@@ -1,0 +1,113 @@
+// The conformance suite instantiated for the SQLite store: each NewClient() is
+// a store object with its own connection to the same database file, as another
+// process would have, behind a FaultStore for the network-like faults. On a SimulatedRuntime the store's expiry clock is the
+// fake clock; on the real runtime it is CLOCK_BOOTTIME.
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "conformance/conformance.h"
+#include "conformance/fault_store.h"
+#include "leasehold/backends/sqlite.h"
+#include "sqlite_test_util.h"
+
+namespace leasehold::conformance {
+namespace {
+
+using namespace std::chrono_literals;
+
+class SqliteHarness final : public Harness {
+ public:
+  explicit SqliteHarness(bool simulated)
+      : Harness(simulated),
+        simulated_runtime_(simulated ? SimulatedRuntime::Create() : nullptr),
+        runtime_(simulated ? std::shared_ptr<Runtime>(simulated_runtime_) : Runtime::Create()) {}
+
+  ~SqliteHarness() override {
+    blocker_.reset();
+    clients_.clear();
+  }
+
+  std::shared_ptr<Runtime> runtime() override { return runtime_; }
+
+  std::shared_ptr<Store> NewClient() override {
+    // A short busy timeout: "unavailable" (the database locked by someone
+    // else) must fail fast, and the simulated clock does not move while
+    // SQLite waits.
+    auto store = SqliteStore::Open({.path = dir_.db(), .busy_timeout = 20ms}, runtime_);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok()) return nullptr;
+    clients_.push_back(*store);
+    return std::make_shared<FaultStore>(*store, faults_);
+  }
+
+  void Sleep(Duration d) override {
+    if (simulated_runtime_) {
+      simulated_runtime_->RunFor(d);
+    } else {
+      std::this_thread::sleep_for(d);
+    }
+  }
+
+  Duration ttl() const override { return simulated() ? Duration(3s) : Duration(600ms); }
+  // Waiters poll every 5 ms.
+  Duration expiry_slack() const override { return simulated() ? Duration(10ms) : Duration(100ms); }
+  Duration callback_slack() const override { return simulated() ? Duration(1ms) : Duration(100ms); }
+
+  // Another program holds the write lock: every write fails with BUSY.
+  bool SetUnavailable(bool on) override {
+    if (on) {
+      blocker_ = std::make_unique<sqlite_test::Raw>(dir_.db());
+      return blocker_->Exec("BEGIN EXCLUSIVE");
+    }
+    if (blocker_) blocker_->Exec("ROLLBACK");
+    blocker_.reset();
+    return true;
+  }
+  // In front of the store: requests vanish, or renewals fail, on the way.
+  bool SetHang(bool on) override {
+    faults_->hang = on;
+    return true;
+  }
+  bool FailNextRenewals(int n) override {
+    faults_->fail_next_renewals = n;
+    return true;
+  }
+
+  bool ForeignTakeOver(const std::string& name, const std::string& holder) override {
+    sqlite_test::Raw raw(dir_.db());
+    const auto now = runtime_->clock().Now().time_since_epoch().count();
+    return raw.Exec("BEGIN IMMEDIATE;"
+                    "UPDATE leasehold_sequences SET last = last + 1 WHERE name = '" + name + "';"
+                    "UPDATE leasehold_leases SET holder = '" + holder + "',"
+                    " sequence = (SELECT last FROM leasehold_sequences WHERE name = '" + name + "'),"
+                    " boot_id = '" + sqlite_test::BootId() + "', renewed_ns = " +
+                    std::to_string(now) + ", ttl_ns = " + std::to_string(ttl().count()) +
+                    ", version = version + 1 WHERE name = '" + name + "';"
+                    "COMMIT;");
+  }
+  bool ForeignDelete(const std::string& name) override {
+    sqlite_test::Raw raw(dir_.db());
+    return raw.Exec("DELETE FROM leasehold_leases WHERE name = '" + name + "'");
+  }
+
+ private:
+  sqlite_test::TempDir dir_;
+  std::shared_ptr<SimulatedRuntime> simulated_runtime_;
+  std::shared_ptr<Runtime> runtime_;
+  std::vector<std::shared_ptr<SqliteStore>> clients_;
+  std::shared_ptr<FaultStore::Faults> faults_ = std::make_shared<FaultStore::Faults>();
+  std::unique_ptr<sqlite_test::Raw> blocker_;
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Sqlite, ConformanceTest,
+    ::testing::Values(
+        ConformanceParam{"Sqlite", [] { return std::make_unique<SqliteHarness>(true); }},
+        ConformanceParam{"SqliteRealTime", [] { return std::make_unique<SqliteHarness>(false); }}),
+    ConformanceParamName);
+
+}  // namespace
+}  // namespace leasehold::conformance

@@ -1,0 +1,71 @@
+// A Store decorator that injects network faults in front of any backend, so
+// that every backend's conformance run covers the behaviours that need a store
+// which stops answering or fails renewals (CONFORMANCE items 7, 13, 15-17, 51).
+//
+// All decorators made from one Faults object share it: a fault applies to every
+// client of the harness, as a network partition would.
+#ifndef LEASEHOLD_TESTS_CONFORMANCE_FAULT_STORE_H_
+#define LEASEHOLD_TESTS_CONFORMANCE_FAULT_STORE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "leasehold/store.h"
+
+namespace leasehold::conformance {
+
+class FaultStore final : public Store {
+ public:
+  struct Faults {
+    // Acquire, renew and release requests vanish: never answered, never
+    // delivered (a black-holed network).
+    std::atomic<bool> hang{false};
+    // The next N renewal batches fail with kUnavailable without reaching the
+    // store.
+    std::atomic<int> fail_next_renewals{0};
+  };
+
+  FaultStore(std::shared_ptr<Store> inner, std::shared_ptr<Faults> faults)
+      : Store(inner->runtime()), inner_(std::move(inner)), faults_(std::move(faults)) {}
+
+  std::string Describe() const override { return inner_->Describe(); }
+  StoreCapabilities capabilities() const override { return inner_->capabilities(); }
+  Status ValidateName(std::string_view name) const override { return inner_->ValidateName(name); }
+
+  void Acquire(AcquireRequest request, AcquireCallback done) override {
+    if (faults_->hang) return;
+    inner_->Acquire(std::move(request), std::move(done));
+  }
+  void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
+    if (faults_->hang) return;
+    if (faults_->fail_next_renewals.load() > 0) {
+      --faults_->fail_next_renewals;
+      done(std::vector<Result<RenewOutcome>>(
+          batch.size(), Result<RenewOutcome>(UnavailableError(Describe() + ": injected fault"))));
+      return;
+    }
+    inner_->Renew(std::move(batch), std::move(done));
+  }
+  void Release(ReleaseRequest request, StatusCallback done) override {
+    if (faults_->hang) return;
+    inner_->Release(std::move(request), std::move(done));
+  }
+  void Inspect(std::string name, TimePoint deadline, InspectCallback done) override {
+    inner_->Inspect(std::move(name), deadline, std::move(done));
+  }
+  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
+    return inner_->Watch(name, version, std::move(on_change));
+  }
+  void CancelWatch(WatchId id) noexcept override { inner_->CancelWatch(id); }
+
+ private:
+  const std::shared_ptr<Store> inner_;
+  const std::shared_ptr<Faults> faults_;
+};
+
+}  // namespace leasehold::conformance
+
+#endif  // LEASEHOLD_TESTS_CONFORMANCE_FAULT_STORE_H_
