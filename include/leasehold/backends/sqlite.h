@@ -20,9 +20,9 @@
 // block, so they run on the runtime's blocking lane when issued from a loop
 // thread, and on the caller's thread otherwise.
 //
-// Waiting: a watched lease is polled (PRAGMA data_version, then its row) every
-// `poll_interval`, only while someone watches, so a waiter notices a release
-// or an expiry within about that interval.
+// Waiting: a watched lease's row is polled every `poll_interval`, only while
+// someone watches, so a waiter notices a release, a takeover or an expiry
+// within about that interval.
 //
 // Thread-safety: every method is safe from any thread.
 #ifndef LEASEHOLD_BACKENDS_SQLITE_H_
