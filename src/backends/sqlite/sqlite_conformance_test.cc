@@ -33,10 +33,14 @@ class SqliteHarness final : public Harness {
   std::shared_ptr<Runtime> runtime() override { return runtime_; }
 
   std::shared_ptr<Store> NewClient() override {
-    // A short busy timeout: "unavailable" (the database locked by someone
-    // else) must fail fast, and the simulated clock does not move while
-    // SQLite waits.
-    auto store = SqliteStore::Open({.path = dir_.db(), .busy_timeout = 20ms}, runtime_);
+    // Short busy timeouts so that "unavailable" (the database locked by
+    // someone else) fails fast: very short when simulated (nothing else
+    // contends, and the fake clock does not move while SQLite waits), longer
+    // in real time, where many clients really contend for the write lock on a
+    // loaded (or sanitized) machine. Production defaults to 5 s.
+    auto store = SqliteStore::Open(
+        {.path = dir_.db(), .busy_timeout = simulated() ? Duration(20ms) : Duration(250ms)},
+        runtime_);
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     if (!store.ok()) return nullptr;
     clients_.push_back(*store);
