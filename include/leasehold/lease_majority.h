@@ -95,11 +95,11 @@ struct LeaseMajorityOptions {
 
 // Counters, for tests and operators.
 struct LeaseMajorityStats {
-  uint64_t attempts = 0;          // acquires started
-  uint64_t abandoned = 0;         // attempts abandoned (timeout or view change)
-  uint64_t released = 0;          // releases started (late wins, after a decision)
-  uint64_t failed_releases = 0;   // releases the store could not confirm
-  uint64_t record_reads = 0;      // Inspect() calls of non-deciders
+  uint64_t attempts{0};         // acquires started
+  uint64_t abandoned{0};        // attempts abandoned (timeout or view change)
+  uint64_t released{0};         // releases started (late wins, after a decision)
+  uint64_t failed_releases{0};  // releases the store could not confirm
+  uint64_t record_reads{0};     // Inspect() calls of non-deciders
 };
 
 class LeaseMajority final : public DowningStrategy {

@@ -34,6 +34,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "leasehold/fencing.h"
@@ -54,7 +55,7 @@ struct Member {
   // Unique within a view; ordered as strings (the lowest address is a side's
   // decider, see lease_majority.h).
   std::string address{};
-  MemberStatus status = MemberStatus::kUp;
+  MemberStatus status{MemberStatus::kUp};
   std::set<std::string> roles{};
 };
 
@@ -70,7 +71,7 @@ struct PartitionView {
 
 enum class DecisionKind {
   kNoDecision,       // not yet: ask again (down is empty)
-  kNothingToDecide,  // no reachable-side split: nobody unreachable (down is empty)
+  kNothingToDecide,  // nobody is unreachable (down is empty)
   kInvalidView,      // the view breaks a rule above (down is empty)
   kDownUnreachable,  // our side survives
   kDownOwnSide,      // the other side survives
@@ -81,7 +82,7 @@ enum class DecisionKind {
 std::string_view DecisionKindName(DecisionKind kind) noexcept;
 
 struct Decision {
-  DecisionKind kind = DecisionKind::kNoDecision;
+  DecisionKind kind{DecisionKind::kNoDecision};
   // The members to down; empty means no decision.
   std::set<std::string> down{};
   // For a decision won through a lease that issues fencing tokens: the
@@ -107,8 +108,8 @@ class DowningStrategy {
 struct Sides {
   std::set<std::string> own{};    // self's side: every live member not unreachable
   std::set<std::string> other{};  // every live unreachable member
-  int own_counted = 0;            // members of `own` that count (status, role)
-  int other_counted = 0;
+  int own_counted{0};             // members of `own` that count (status, role)
+  int other_counted{0};
   // The lowest-addressed counted member of each side; empty if none counts.
   std::string own_lowest{};
   std::string other_lowest{};

@@ -61,9 +61,9 @@ Result<std::unique_ptr<LeaderElector>> LeaderElector::Create(std::shared_ptr<Lea
   if (!lease) return InvalidArgumentError("LeaderElector: lease is null");
   const Duration ttl = lease->options().ttl;
   if (options.retry_period <= Duration::zero() || options.retry_period >= ttl) {
-    return InvalidArgumentError("LeaderElector: retry_period must be > 0 and below the lease's ttl (" +
-                                FormatDuration(ttl) + "), got " +
-                                FormatDuration(options.retry_period));
+    return InvalidArgumentError(
+        "LeaderElector: retry_period must be > 0 and below the lease's ttl (" +
+        FormatDuration(ttl) + "), got " + FormatDuration(options.retry_period));
   }
   if (options.health_tolerance < Duration::zero()) {
     return InvalidArgumentError("LeaderElector: health_tolerance must be >= 0, got " +
@@ -112,10 +112,9 @@ Status LeaderElector::CheckHealth() const {
   const Duration since = lo.ttl - *lo.drift_allowance - (*deadline - now);
   const Duration limit = lo.renew_interval + lo.request_timeout + impl_->options.health_tolerance;
   if (since > limit) {
-    return UnavailableError("leader election on " + lo.name +
-                            ": renewal is not progressing: last successful renewal " +
-                            FormatDuration(since) + " ago, expected within " +
-                            FormatDuration(limit));
+    return UnavailableError(
+        "leader election on " + lo.name + ": renewal is not progressing: last successful renewal " +
+        FormatDuration(since) + " ago, expected within " + FormatDuration(limit));
   }
   return Status::Ok();
 }
@@ -137,14 +136,14 @@ void LeaderElector::Impl::Campaign() {
     ao.wait = true;
     ao.stop = campaign_stop.get_token();
   }
-  lease->StartAcquire(std::move(ao)).Then([weak = weak_from_this(), lease = lease,
-                                           rt = runtime](const AcquireResult& r) {
-    if (auto self = weak.lock()) {
-      self->OnCampaign(r);
-    } else if (r.ok() && r->has_value()) {
-      rt->PostBlocking([lease] { (void)lease->Release(); });
-    }
-  });
+  lease->StartAcquire(std::move(ao))
+      .Then([weak = weak_from_this(), lease = lease, rt = runtime](const AcquireResult& r) {
+        if (auto self = weak.lock()) {
+          self->OnCampaign(r);
+        } else if (r.ok() && r->has_value()) {
+          rt->PostBlocking([lease] { (void)lease->Release(); });
+        }
+      });
 }
 
 void LeaderElector::Impl::OnCampaign(const AcquireResult& r) {
@@ -168,9 +167,8 @@ void LeaderElector::Impl::OnCampaign(const AcquireResult& r) {
   leader = lease->identity();
   FencingToken token = **r;
   runtime->PostCallback([self = shared_from_this(), token = std::move(token),
-                         stop = term_stop.get_token(), announce] {
-    self->RunLeading(token, stop, announce);
-  });
+                         stop = term_stop.get_token(),
+                         announce] { self->RunLeading(token, stop, announce); });
 }
 
 void LeaderElector::Impl::RunLeading(const FencingToken& token, std::stop_token stop,

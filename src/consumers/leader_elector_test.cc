@@ -33,9 +33,10 @@ struct Recorder {
               stop = s;
             },
         .on_stopped_leading = [this, who] { events.push_back(who + " stopped"); },
-        .on_new_leader = [this, who](const std::string& id) {
-          events.push_back(who + " sees " + id.substr(0, id.find('#')));
-        },
+        .on_new_leader =
+            [this, who](const std::string& id) {
+              events.push_back(who + " sees " + id.substr(0, id.find('#')));
+            },
     };
   }
 };
@@ -129,9 +130,8 @@ TEST_F(LeaderElectorTest, ShutdownFromTheLeadingCallbackReleasesOnlyAfterItRetur
   EXPECT_TRUE(alive_in_callback) << "released before the leading callback returned";
   EXPECT_EQ(holder_in_callback, lease->identity());
   std::string holder_after = "unset";
-  store_->Inspect(kName, rt_->clock().Now() + seconds(1), [&](Result<LeaseRecord> r) {
-    holder_after = r.ok() ? r->holder : "";
-  });
+  store_->Inspect(kName, rt_->clock().Now() + seconds(1),
+                  [&](Result<LeaseRecord> r) { holder_after = r.ok() ? r->holder : ""; });
   EXPECT_EQ(holder_after, "") << "not released after the leading callback returned";
 }
 
@@ -146,10 +146,9 @@ TEST_F(LeaderElectorTest, ALostLeaseStopsLeadingAndTheElectorCampaignsAgain) {
   EXPECT_FALSE(a->IsLeader());
   EXPECT_TRUE(ra.stop.stop_requested());
   // The poll may see the intruder before the renewal learns of it.
-  EXPECT_THAT(ra.events, ::testing::AnyOf(ElementsAre("a sees a", "a started", "a stopped",
-                                                      "a sees intruder"),
-                                          ElementsAre("a sees a", "a started", "a sees intruder",
-                                                      "a stopped")));
+  EXPECT_THAT(ra.events, ::testing::AnyOf(
+                             ElementsAre("a sees a", "a started", "a stopped", "a sees intruder"),
+                             ElementsAre("a sees a", "a started", "a sees intruder", "a stopped")));
   rt_->RunFor(seconds(5));  // the intruder's record expires: a leads again
   EXPECT_TRUE(a->IsLeader());
   ASSERT_EQ(ra.tokens.size(), 2u);

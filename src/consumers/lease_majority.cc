@@ -137,13 +137,12 @@ Result<std::unique_ptr<LeaseMajority>> LeaseMajority::Create(std::shared_ptr<Lea
     }
     return Status::Ok();
   };
-  for (const auto& [field, d] :
-       {std::pair<const char*, Duration>{"stable_after", o.stable_after},
-        {"minority_delay", o.minority_delay},
-        {"acquire_timeout", o.acquire_timeout},
-        {"retry_interval", o.retry_interval},
-        {"poll_interval", o.poll_interval},
-        {"release_after", o.release_after}}) {
+  for (const auto& [field, d] : {std::pair<const char*, Duration>{"stable_after", o.stable_after},
+                                 {"minority_delay", o.minority_delay},
+                                 {"acquire_timeout", o.acquire_timeout},
+                                 {"retry_interval", o.retry_interval},
+                                 {"poll_interval", o.poll_interval},
+                                 {"release_after", o.release_after}}) {
     if (Status s = negative(field, d); !s.ok()) return s;
   }
   const LeaseOptions& lo = lease->options();
@@ -257,10 +256,9 @@ Decision LeaseMajority::Impl::Decide(const PartitionView& view) {
       id = ++last_attempt;
       pending = id;
       ++stats.attempts;
-      attempt_timer = runtime->RunAt(now + options.acquire_timeout,
-                                     [weak = weak_from_this(), id] {
-                                       if (auto self = weak.lock()) self->OnAttemptTimeout(id);
-                                     });
+      attempt_timer = runtime->RunAt(now + options.acquire_timeout, [weak = weak_from_this(), id] {
+        if (auto self = weak.lock()) self->OnAttemptTimeout(id);
+      });
       action = Action::kAcquire;
     } else {
       // Not the decider: adopt what the record proves.
@@ -279,8 +277,7 @@ Decision LeaseMajority::Impl::Decide(const PartitionView& view) {
     // The engine keeps the attempt open one TTL past our own timeout, so that
     // a late win reaches us (we release it and see whether that worked)
     // rather than being given back where we cannot see it.
-    Future<AcquireResult> f =
-        lease->StartAcquire({.timeout = options.acquire_timeout + ttl});
+    Future<AcquireResult> f = lease->StartAcquire({.timeout = options.acquire_timeout + ttl});
     f.Then([weak = weak_from_this(), lease = lease, rt = runtime, id](const AcquireResult& r) {
       if (auto self = weak.lock()) {
         self->OnAttemptResult(id, r);
@@ -289,11 +286,11 @@ Decision LeaseMajority::Impl::Decide(const PartitionView& view) {
       }
     });
   } else {
-    lease->store()->Inspect(
-        lease->name(), now + lease->options().request_timeout,
-        [weak = weak_from_this(), my_epoch, now](Result<LeaseRecord> r) {
-          if (auto self = weak.lock()) self->OnRecord(my_epoch, now, std::move(r));
-        });
+    lease->store()->Inspect(lease->name(), now + lease->options().request_timeout,
+                            [weak = weak_from_this(), my_epoch, now](Result<LeaseRecord> r) {
+                              if (auto self = weak.lock())
+                                self->OnRecord(my_epoch, now, std::move(r));
+                            });
   }
   std::lock_guard lock(mu);
   if (epoch == my_epoch && cached) return *cached;

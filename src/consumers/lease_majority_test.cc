@@ -57,8 +57,10 @@ class NoFencingStore final : public Store {
 
 class LeaseMajorityTest : public ::testing::Test {
  protected:
-  std::shared_ptr<Lease> MakeLease(const std::string& owner, std::shared_ptr<Store> store = nullptr) {
-    auto lease = Lease::Create(store ? store : store_, {.name = kName, .owner = owner, .ttl = seconds(3)});
+  std::shared_ptr<Lease> MakeLease(const std::string& owner,
+                                   std::shared_ptr<Store> store = nullptr) {
+    auto lease =
+        Lease::Create(store ? store : store_, {.name = kName, .owner = owner, .ttl = seconds(3)});
     EXPECT_TRUE(lease.ok()) << lease.status().ToString();
     return std::shared_ptr<Lease>(std::move(*lease));
   }
@@ -312,8 +314,7 @@ TEST_F(LeaseMajorityTest, ACachedDecisionIsDroppedWhenTheViewChanges) {
   EXPECT_EQ(lm->Decide(Split("a", {"a", "b", "c"}, {"d"})).down, Set({"d"}));
   EXPECT_EQ(lm->Decide(Split("a", {"a", "b", "c"}, {"d"})).down, Set({"d"}));
   EXPECT_EQ(lm->Decide(Split("a", {"a"}, {"b", "c", "d"})).down, Set({"a"}));
-  EXPECT_EQ(lm->Decide(Split("a", {"a", "b", "c", "d"}, {})).kind,
-            DecisionKind::kNothingToDecide);
+  EXPECT_EQ(lm->Decide(Split("a", {"a", "b", "c", "d"}, {})).kind, DecisionKind::kNothingToDecide);
 }
 
 TEST_F(LeaseMajorityTest, AHealResetsEverythingButTheTrackingOfAnAbandonedAttempt) {

@@ -92,9 +92,8 @@ Decision KeepMajority::Decide(const PartitionView& view) {
     d.explanation = "nobody is unreachable";
     return d;
   }
-  const std::string counts =
-      std::to_string(s.own_counted) + " counted members here, " + std::to_string(s.other_counted) +
-      " unreachable";
+  const std::string counts = std::to_string(s.own_counted) + " counted members here, " +
+                             std::to_string(s.other_counted) + " unreachable";
   if (s.own_counted > s.other_counted) {
     d.kind = DecisionKind::kDownUnreachable;
     d.down = s.other;

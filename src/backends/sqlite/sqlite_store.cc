@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <unordered_map>
 #include <vector>
@@ -172,9 +173,9 @@ struct SqliteStore::State {
     return {"sqlite/" + db_id + "/" + std::to_string(sequence) + "/" + name, sequence};
   }
 
-  Status Exec(const char* sql, const std::string& what) {
+  Status Exec(const std::string& sql, const std::string& what) {
     char* err = nullptr;
-    int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
     sqlite3_free(err);
     return rc == SQLITE_OK ? Status::Ok() : Error(what, rc);
   }
@@ -433,30 +434,36 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
       !s.ok()) {
     return s;
   }
-  if (Status s = state->Exec(
-          "BEGIN IMMEDIATE;"
-          "CREATE TABLE IF NOT EXISTS leasehold_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-          "CREATE TABLE IF NOT EXISTS leasehold_sequences(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
-          "CREATE TABLE IF NOT EXISTS leasehold_leases(name TEXT PRIMARY KEY, holder TEXT,"
-          " sequence INTEGER NOT NULL, boot_id TEXT, renewed_ns INTEGER, ttl_ns INTEGER,"
-          " acquired_ms INTEGER, renewed_ms INTEGER, version INTEGER NOT NULL DEFAULT 0);"
-          "COMMIT;",
-          "create the schema");
-      !s.ok()) {
-    state->Rollback();
-    return s;
-  }
-  {
-    Stmt put(state->db, "INSERT OR IGNORE INTO leasehold_meta(key, value) VALUES('id', ?1)");
+  // An existing leasehold database needs no write lock to open: read its id
+  // first, and create the schema only when it is missing.
+  auto read_id = [&state]() -> std::optional<std::string> {
     Stmt get(state->db, "SELECT value FROM leasehold_meta WHERE key = 'id'");
-    if (put.prepare_rc() != SQLITE_OK) return state->Error("read the database id", put.prepare_rc());
-    put.Bind(RandomId());
-    if (int rc = put.Step(); rc != SQLITE_DONE) return state->Error("write the database id", rc);
-    if (get.Step() != SQLITE_ROW || !get.IsText(0)) {
-      return DataLossError(state->describe + ": leasehold_meta has no readable id");
+    if (get.prepare_rc() != SQLITE_OK || get.Step() != SQLITE_ROW || !get.IsText(0)) {
+      return std::nullopt;
     }
-    state->db_id = get.Text(0);
+    return get.Text(0);
+  };
+  std::optional<std::string> id = read_id();
+  if (!id) {
+    if (Status s = state->Exec(
+            "BEGIN IMMEDIATE;"
+            "CREATE TABLE IF NOT EXISTS leasehold_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS leasehold_sequences(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS leasehold_leases(name TEXT PRIMARY KEY, holder TEXT,"
+            " sequence INTEGER NOT NULL, boot_id TEXT, renewed_ns INTEGER, ttl_ns INTEGER,"
+            " acquired_ms INTEGER, renewed_ms INTEGER, version INTEGER NOT NULL DEFAULT 0);"
+            "INSERT OR IGNORE INTO leasehold_meta(key, value) VALUES('id', '" +
+                RandomId() + "');"
+            "COMMIT;",
+            "create the schema");
+        !s.ok()) {
+      state->Rollback();
+      return s;
+    }
+    id = read_id();
+    if (!id) return DataLossError(state->describe + ": leasehold_meta has no readable id");
   }
+  state->db_id = *id;
   struct Prepared {
     std::unique_ptr<Stmt>& slot;
     const char* sql;
