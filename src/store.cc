@@ -32,6 +32,10 @@ Status Store::ValidateName(std::string_view name) const {
   return Status::Ok();
 }
 
+void Store::Break(std::string name, TimePoint, StatusCallback done) {
+  done(UnimplementedError(Describe() + ": breaking lease \"" + name + "\" is not supported"));
+}
+
 WatchId Store::Watch(const std::string&, const std::string&, Task) { return 0; }
 void Store::CancelWatch(WatchId) noexcept {}
 

@@ -186,6 +186,12 @@ class Store {
   // Reads the record (kNotFound when there is none).
   virtual void Inspect(std::string name, TimePoint deadline, InspectCallback done) = 0;
 
+  // Operator's tool: makes the lease free whoever holds it, keeping its
+  // sequence, so the next acquire gets a higher one and fenced resources
+  // reject the broken holder. OK also when nobody held it. Default:
+  // kUnimplemented.
+  virtual void Break(std::string name, TimePoint deadline, StatusCallback done);
+
   // Calls `on_change` once, from any thread, when the record for `name` may have
   // changed after the observation `version` (released, deleted, expired, taken
   // over). Returns 0 if the store cannot watch; the engine then polls. A store

@@ -7,9 +7,11 @@
 // free, so a reboot expires everything.
 //
 // Fencing: each lease name has a sequence row that is only ever incremented, in
-// the same transaction as the acquire, with synchronous=FULL: sequences are
-// strictly increasing across process crashes, restarts, release, expiry, a
-// `break`, and power loss. Deleting the database file restarts them; tokens
+// the same transaction as the acquire, committed with synchronous=FULL:
+// sequences are strictly increasing across process crashes, restarts, release,
+// expiry, a `break`, and power loss. (Renewals and releases commit with
+// synchronous=NORMAL: after a power loss the boot id changes and every lease
+// is free anyway.) Deleting the database file restarts them; tokens
 // carry a random id created with the file, so tokens from two files never
 // compare equal.
 //
@@ -59,17 +61,13 @@ class SqliteStore final : public Store {
                                                    std::shared_ptr<Runtime> runtime = nullptr);
   ~SqliteStore() override;
 
-  // Operator's tool: makes the lease free whoever holds it. The sequence is
-  // kept, so the next acquire gets a higher one and fenced resources reject the
-  // broken holder. Blocks. OK also when there was no holder.
-  Status Break(const std::string& name);
-
   std::string Describe() const override;
   StoreCapabilities capabilities() const override;
   void Acquire(AcquireRequest request, AcquireCallback done) override;
   void Renew(std::vector<RenewRequest> batch, RenewCallback done) override;
   void Release(ReleaseRequest request, StatusCallback done) override;
   void Inspect(std::string name, TimePoint deadline, InspectCallback done) override;
+  void Break(std::string name, TimePoint deadline, StatusCallback done) override;
   WatchId Watch(const std::string& name, const std::string& version, Task on_change) override;
   void CancelWatch(WatchId id) noexcept override;
 

@@ -449,6 +449,11 @@ bool MemoryStore::Delete(const std::string& name) {
   return true;
 }
 
+void MemoryStore::Break(std::string name, TimePoint, StatusCallback done) {
+  Delete(name);
+  done(Status::Ok());
+}
+
 bool MemoryStore::ExpireNow(const std::string& name) {
   State& s = *state_;
   std::vector<Task> notify;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <random>
 #include <unordered_map>
@@ -66,7 +67,7 @@ StatusCode CodeFor(int rc) {
 // A prepared statement, reset on destruction of each use.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
+  Stmt(sqlite3* db, const char* sql) {
     rc_ = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
   }
   ~Stmt() { sqlite3_finalize(stmt_); }
@@ -106,7 +107,6 @@ class Stmt {
   void BindOne(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
   void BindOne(int i, uint64_t v) { sqlite3_bind_int64(stmt_, i, static_cast<int64_t>(v)); }
 
-  sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };
@@ -233,6 +233,37 @@ struct SqliteStore::State {
     return row;
   }
 
+  // Durability: only an acquire's commit must survive power loss (it
+  // allocates a sequence, which must never be issued twice). A renewal,
+  // release or break lost to power loss does not matter: the reboot changes
+  // the boot id and frees every lease anyway, and a process crash alone loses
+  // nothing in WAL mode. So acquires commit with synchronous=FULL (fsync) and
+  // the rest with NORMAL; the next FULL commit makes everything before it
+  // durable too.
+  Status Durable(bool full) {
+    if (full == sync_full) return Status::Ok();
+    Status s = Exec(full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", "configure");
+    if (s.ok()) sync_full = full;
+    return s;
+  }
+  bool sync_full = false;
+
+  Status EnableWal() {
+    const TimePoint give_up = clock.Now() + options.busy_timeout;
+    for (;;) {
+      bool wal;
+      {
+        Stmt mode(db, "PRAGMA journal_mode");  // finalized before switching
+        wal = mode.prepare_rc() == SQLITE_OK && mode.Step() == SQLITE_ROW && mode.Text(0) == "wal";
+      }
+      if (wal) return Durable(true);
+      const int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+      if (rc == SQLITE_OK) continue;  // verify
+      if ((rc & 0xff) != SQLITE_BUSY || clock.Now() >= give_up) return Error("enable WAL", rc);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+
   Status Begin(const std::string& what) { return Exec("BEGIN IMMEDIATE", what); }
   Status Commit(const std::string& what) {
     Status s = Exec("COMMIT", what);
@@ -249,6 +280,7 @@ struct SqliteStore::State {
     }
     std::lock_guard lock(mu);
     if (Status s = FitDeadline(q.deadline, what); !s.ok()) return s;
+    if (Status s = Durable(true); !s.ok()) return s;
     if (Status s = Begin(what); !s.ok()) return s;
     const int64_t now = Ns(clock.Now());
     const int64_t wall = UnixMs(clock.WallNow());
@@ -302,6 +334,7 @@ struct SqliteStore::State {
     };
     std::lock_guard lock(mu);
     if (Status s = FitDeadline(deadline, what); !s.ok()) return all(s);
+    if (Status s = Durable(false); !s.ok()) return all(s);
     if (Status s = Begin(what); !s.ok()) return all(s);
     const int64_t now = Ns(clock.Now());
     const int64_t wall = UnixMs(clock.WallNow());
@@ -350,6 +383,7 @@ struct SqliteStore::State {
     if (q.token.sequence == 0 || Token(q.name, q.token.sequence) != q.token) {
       return Status::Ok();  // not a tenure of this database: nothing of ours
     }
+    if (Status s = Durable(false); !s.ok()) return s;
     // Conditional on our tenure: one statement, atomic on its own.
     Stmt& r = *release;
     r.Bind(q.name, q.holder, static_cast<int64_t>(q.token.sequence));
@@ -430,10 +464,11 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
       static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(options.busy_timeout).count()));
   // WAL: readers never block the writer; FULL: a committed sequence survives
   // power loss, so a sequence is never issued twice.
-  if (Status s = state->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", "configure");
-      !s.ok()) {
-    return s;
-  }
+  // WAL: readers never block the writer. Already WAL (every open but the
+  // first): nothing to do -- switching needs an exclusive moment, and several
+  // processes opening a fresh file at once can see BUSY here without the busy
+  // handler being consulted, so retry within the busy timeout.
+  if (Status s = state->EnableWal(); !s.ok()) return s;
   // An existing leasehold database needs no write lock to open: read its id
   // first, and create the schema only when it is missing.
   auto read_id = [&state]() -> std::optional<std::string> {
@@ -536,14 +571,23 @@ void SqliteStore::Release(ReleaseRequest request, StatusCallback done) {
   });
 }
 
-Status SqliteStore::Break(const std::string& name) {
-  State& s = *state_;
-  std::lock_guard lock(s.mu);
-  Stmt& b = *s.break_lease;
-  b.Bind(name);
-  int rc = b.Step();
-  b.Reset();
-  return rc == SQLITE_DONE ? Status::Ok() : s.Error("break " + State::Lease(name), rc);
+void SqliteStore::Break(std::string name, TimePoint deadline, StatusCallback done) {
+  RunBlocking([state = state_, name = std::move(name), deadline, done = std::move(done)] {
+    const std::string what = "break " + State::Lease(name);
+    Status status;
+    {
+      std::lock_guard lock(state->mu);
+      status = state->FitDeadline(deadline, what);
+      if (status.ok()) {
+        Stmt& b = *state->break_lease;
+        b.Bind(name);
+        const int rc = b.Step();
+        b.Reset();
+        if (rc != SQLITE_DONE) status = state->Error(what, rc);
+      }
+    }
+    done(std::move(status));
+  });
 }
 
 void SqliteStore::Inspect(std::string name, TimePoint, InspectCallback done) {

@@ -82,7 +82,10 @@ TEST_F(SqliteStoreTest, BreakFreesTheLeaseAndTheNextHolderGetsAHigherSequence) {
   auto store = Open();
   auto a = Make(store, "a");
   const uint64_t first = AcquireSequence(*a);
-  ASSERT_TRUE(store->Break("job").ok());
+  Promise<Status> broke(rt_);
+  store->Break("job", rt_->clock().Now() + 1s, [broke](Status s) mutable { broke.Set(std::move(s)); });
+  auto broken = broke.future();
+  ASSERT_TRUE(broken.Wait().ok()) << broken.Wait().ToString();
   auto b = Make(store, "b");
   const uint64_t second = AcquireSequence(*b);
   EXPECT_GT(second, first);

@@ -1,0 +1,128 @@
+// The leasehold command-line tool: each command is a function over parsed
+// arguments and output streams, so tests call them directly; main.cc only
+// parses arguments (CLI11) and maps results to exit codes.
+#ifndef LEASEHOLD_TOOLS_LEASEHOLD_CLI_H_
+#define LEASEHOLD_TOOLS_LEASEHOLD_CLI_H_
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "leasehold/runtime.h"
+#include "leasehold/status.h"
+#include "leasehold/store.h"
+
+namespace leasehold::cli {
+
+// Exit codes (sysexits.h where one fits).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 64;        // bad arguments or store URL
+inline constexpr int kExitUnavailable = 69;  // store unreachable or store error
+inline constexpr int kExitNotAcquired = 75;  // held by another (no --wait) or --timeout passed
+inline constexpr int kExitLost = 76;         // lease lost while the command ran
+
+// "500ms", "15s", "2m", "1h", "250us", "1.5s": a positive number and a unit.
+Result<Duration> ParseDuration(std::string_view text);
+
+// A parsed --store URL.
+struct StoreSpec {
+  enum class Kind { kMemory, kSqlite, kEtcd, kKubernetes };
+  Kind kind = Kind::kMemory;
+  std::string url;   // as given, for messages (never contains secrets)
+  std::string path;  // sqlite: absolute database path
+  // etcd: endpoints "host:port", prefix, TLS and auth query options;
+  // kubernetes: host:port (empty for in-cluster/kubeconfig), namespace, files.
+  std::vector<std::string> endpoints;
+  std::string prefix;
+  bool tls = false;
+  std::string ns;
+  std::string ca_file, cert_file, key_file, token_file, username, password_file;
+};
+
+// Parses memory:, sqlite:///ABS/PATH.db, etcd://H:P[,H:P...][/PREFIX][?...],
+// etcds://..., kubernetes:///NAMESPACE, kubernetes://HOST:PORT/NAMESPACE?...
+// kInvalidArgument naming what is wrong.
+Result<StoreSpec> ParseStoreUrl(std::string_view url);
+
+// $LEASEHOLD_STORE if set, else
+// sqlite://${XDG_STATE_HOME:-$HOME/.local/state}/leasehold/leases.db.
+std::string DefaultStoreUrl();
+
+// Opens the store (creating the SQLite file's directory on first use).
+// kUnimplemented for backends not built in or not yet written.
+Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<Runtime> runtime);
+
+// Exit code for a store error: kExitUsage for bad input, else kExitUnavailable.
+int ExitCodeFor(const Status& status);
+
+struct RunArgs {
+  std::string store_url{};
+  std::string name{};
+  Duration ttl = std::chrono::seconds(15);
+  std::string owner{};  // default: hostname
+  bool wait = false;
+  std::optional<Duration> timeout{};
+  Duration kill_after = std::chrono::seconds(2);
+  std::vector<std::string> command{};
+};
+// Runs the command under the lease; returns the process exit code.
+int Run(const RunArgs& args, std::ostream& err);
+
+struct StatusArgs {
+  std::string store_url{};
+  std::string name{};
+  bool json = false;
+};
+int StatusCommand(const StatusArgs& args, std::ostream& out, std::ostream& err);
+
+struct WatchArgs {
+  std::string store_url{};
+  std::string name{};
+  bool json = false;
+  // Stops after this many lines (0 = until interrupted); for tests.
+  int max_events = 0;
+};
+int WatchCommand(const WatchArgs& args, std::ostream& out, std::ostream& err);
+
+struct BreakArgs {
+  std::string store_url{};
+  std::string name{};
+  bool yes = false;
+};
+int BreakCommand(const BreakArgs& args, std::ostream& out, std::ostream& err);
+
+struct BenchArgs {
+  std::string store_url{};
+  int ops = 1000;
+  bool json = false;
+};
+int BenchCommand(const BenchArgs& args, std::ostream& out, std::ostream& err);
+
+struct DemoArgs {
+  std::string store_url{};
+  std::string self{};  // path of this executable, to start `run` contenders
+};
+int DemoCommand(const DemoArgs& args, std::ostream& out, std::ostream& err);
+
+// Helpers shared by status, watch and break (defined in status.cc).
+namespace internal {
+// Parses the URL and opens the store; on failure reports to `err`, sets
+// `*exit_code` and returns null.
+std::shared_ptr<Store> OpenOrReport(const std::string& url, std::ostream& err, int* exit_code);
+// The record, or nullopt when the store has none.
+Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& name);
+bool IsHeld(const std::optional<LeaseRecord>& record);
+// The `status --json` object (keys: name, held, holder, sequence, token,
+// expires_in_ms) and the human-readable line.
+std::string RecordJson(const std::string& name, const std::optional<LeaseRecord>& record);
+std::string RecordLine(const std::string& name, const std::optional<LeaseRecord>& record,
+                       WallTime now);
+}  // namespace internal
+
+}  // namespace leasehold::cli
+
+#endif  // LEASEHOLD_TOOLS_LEASEHOLD_CLI_H_

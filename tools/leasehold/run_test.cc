@@ -1,0 +1,222 @@
+// `leasehold run` end to end: the built binary against a real SQLite file in a
+// fresh directory. Exit codes, environment, contention, loss, signals, and
+// that the command never outlives leasehold.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "leasehold/backends/sqlite.h"
+#include "leasehold/future.h"
+
+namespace leasehold {
+namespace {
+
+using namespace std::chrono_literals;
+
+class RunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/leasehold-run-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    url_ = "sqlite://" + dir_ + "/leases.db";
+  }
+  void TearDown() override {
+    for (pid_t pid : background_) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    std::system(("rm -rf " + dir_).c_str());
+  }
+
+  // Starts `leasehold --store URL args...` with stdout/stderr to files.
+  pid_t Spawn(const std::vector<std::string>& args) {
+    std::vector<std::string> full = {LEASEHOLD_BINARY};
+    if (args.empty() || args.front() != "--store") full.insert(full.end(), {"--store", url_});
+    full.insert(full.end(), args.begin(), args.end());
+    const std::string log = dir_ + "/out-" + std::to_string(spawned_++);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      std::vector<char*> argv;
+      for (auto& a : full) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    last_log_ = log;
+    return pid;
+  }
+  pid_t SpawnBackground(const std::vector<std::string>& args) {
+    const pid_t pid = Spawn(args);
+    background_.push_back(pid);
+    return pid;
+  }
+  // Exit code of a finished process (128+signal if killed); -1 on timeout.
+  int Wait(pid_t pid, std::chrono::milliseconds limit = 10s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        std::erase(background_, pid);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return -1;
+  }
+  int RunToEnd(const std::vector<std::string>& args) { return Wait(Spawn(args)); }
+  std::string Log() const {
+    std::ifstream in(last_log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  // The record as another process sees it.
+  Result<LeaseRecord> Inspect(const std::string& name) {
+    auto store = SqliteStore::Open({.path = dir_ + "/leases.db"});
+    if (!store.ok()) return store.status();
+    Promise<Result<LeaseRecord>> out(nullptr);
+    (*store)->Inspect(name, RealClock().Now() + 5s, [out](Result<LeaseRecord> r) mutable {
+      out.Set(std::move(r));
+    });
+    return out.future().Wait();
+  }
+  bool WaitHeld(const std::string& name, std::chrono::milliseconds limit = 5s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      auto r = Inspect(name);
+      if (r.ok() && !r->holder.empty()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  std::string dir_;
+  std::string url_;
+  std::string last_log_;
+  int spawned_ = 0;
+  std::vector<pid_t> background_;
+};
+
+TEST_F(RunTest, ExitsWithTheCommandsStatusAndReleasesTheLease) {
+  EXPECT_EQ(RunToEnd({"run", "job", "--", "sh", "-c", "exit 7"}), 7);
+  auto record = Inspect("job");
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(record->holder, "") << "the lease was not released";
+}
+
+TEST_F(RunTest, TheCommandGetsTheLeaseInItsEnvironment) {
+  const std::string check =
+      "test \"$LEASEHOLD_NAME\" = job && test -n \"$LEASEHOLD_TOKEN\" && "
+      "test \"$LEASEHOLD_SEQUENCE\" -ge 1 && test \"$LEASEHOLD_STORE\" = '" + url_ +
+      "' && case \"$LEASEHOLD_OWNER\" in me#*) exit 0;; esac; exit 9";
+  EXPECT_EQ(RunToEnd({"run", "job", "--owner", "me", "--", "sh", "-c", check}), 0) << Log();
+}
+
+TEST_F(RunTest, AHeldLeaseExits75WithoutRunningTheCommand) {
+  SpawnBackground({"run", "job", "--", "sleep", "30"});
+  ASSERT_TRUE(WaitHeld("job"));
+  const std::string marker = dir_ + "/ran";
+  EXPECT_EQ(RunToEnd({"run", "job", "--", "touch", marker}), 75);
+  EXPECT_NE(Log().find("held by someone else"), std::string::npos) << Log();
+  EXPECT_NE(access(marker.c_str(), F_OK), 0) << "the command ran without the lease";
+}
+
+TEST_F(RunTest, WaitingGivesUpAfterTheTimeoutWith75) {
+  SpawnBackground({"run", "job", "--", "sleep", "30"});
+  ASSERT_TRUE(WaitHeld("job"));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(RunToEnd({"run", "job", "--wait", "--timeout", "300ms", "--", "true"}), 75);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 300ms);
+}
+
+TEST_F(RunTest, AWaiterRunsAsSoonAsTheHolderFinishes) {
+  const pid_t holder = SpawnBackground({"run", "job", "--", "sleep", "1"});
+  ASSERT_TRUE(WaitHeld("job"));
+  const pid_t waiter = Spawn({"run", "job", "--wait", "--timeout", "10s", "--", "true"});
+  EXPECT_EQ(Wait(holder), 0);
+  EXPECT_EQ(Wait(waiter), 0) << Log();
+}
+
+TEST_F(RunTest, ALeaseLostWhileTheCommandRunsStopsItAndExits76) {
+  const std::string marker = dir_ + "/terminated";
+  const pid_t run = Spawn({"run", "job", "--ttl", "1s", "--kill-after", "200ms", "--", "sh", "-c",
+                           "trap 'touch " + marker + "; exit 1' TERM; sleep 30 & wait"});
+  ASSERT_TRUE(WaitHeld("job"));
+  // An operator breaks the lease: the holder's next renewal finds it gone.
+  auto store = SqliteStore::Open({.path = dir_ + "/leases.db"});
+  ASSERT_TRUE(store.ok());
+  Promise<Status> broke(nullptr);
+  (*store)->Break("job", RealClock().Now() + 5s, [broke](Status s) mutable { broke.Set(s); });
+  ASSERT_TRUE(broke.future().Wait().ok());
+  EXPECT_EQ(Wait(run, 5s), 76) << Log();
+  EXPECT_NE(Log().find("lost"), std::string::npos) << Log();
+  EXPECT_EQ(access(marker.c_str(), F_OK), 0) << "the command was not sent SIGTERM";
+}
+
+TEST_F(RunTest, SigtermIsForwardedToTheCommandThenTheLeaseIsReleased) {
+  const pid_t run = Spawn({"run", "job", "--", "sh", "-c", "trap 'exit 42' TERM; sleep 30 & wait"});
+  ASSERT_TRUE(WaitHeld("job"));
+  std::this_thread::sleep_for(100ms);  // let sh install its trap
+  kill(run, SIGTERM);
+  EXPECT_EQ(Wait(run), 42) << Log();
+  auto record = Inspect("job");
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->holder, "");
+}
+
+TEST_F(RunTest, TheCommandDiesWithLeasehold) {
+  const std::string pidfile = dir_ + "/pid";
+  const pid_t run = Spawn({"run", "job", "--", "sh", "-c", "echo $$ > " + pidfile + "; exec sleep 30"});
+  ASSERT_TRUE(WaitHeld("job"));
+  pid_t child = 0;
+  for (int i = 0; i < 200 && child == 0; ++i) {
+    std::ifstream in(pidfile);
+    in >> child;
+    if (child == 0) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GT(child, 0);
+  kill(run, SIGKILL);  // nothing renews the lease any more
+  EXPECT_EQ(Wait(run), 128 + SIGKILL);
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = kill(child, 0) != 0;
+    if (!gone) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(gone) << "the command outlived leasehold";
+}
+
+// The main job (scripts/demo): three `run` contenders, a crash, a failover, a
+// hand-off; the demo checks its own claims and exits non-zero if one fails.
+TEST_F(RunTest, TheDemoPrintsATimelineAndItsChecksHold) {
+  EXPECT_EQ(Wait(Spawn({"demo"}), 30s), 0) << Log();
+  const std::string log = Log();
+  for (const char* line : {"killed with SIGKILL", "failover", "hand-off", "strictly increasing", "OK"}) {
+    EXPECT_NE(log.find(line), std::string::npos) << "missing \"" << line << "\" in:\n" << log;
+  }
+}
+
+TEST_F(RunTest, UsageErrorsExit64AndUnbuiltBackendsExit69) {
+  EXPECT_EQ(RunToEnd({"run", "job"}), 64);  // no command
+  EXPECT_EQ(RunToEnd({"run", "job", "--ttl", "soon", "--", "true"}), 64);
+  EXPECT_NE(Log().find("duration"), std::string::npos) << Log();
+  EXPECT_EQ(RunToEnd({"run", "job", "--ttl", "1s", "--kill-after", "800ms", "--", "true"}), 64);
+  EXPECT_EQ(Wait(Spawn({"--store", "sqlite://relative.db", "run", "job", "--", "true"})), 64);
+  EXPECT_EQ(Wait(Spawn({"--store", "etcd://127.0.0.1:2379", "run", "job", "--", "true"})), 69);
+  EXPECT_NE(Log().find("etcd"), std::string::npos) << Log();
+}
+
+}  // namespace
+}  // namespace leasehold

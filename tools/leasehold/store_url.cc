@@ -1,0 +1,293 @@
+// --store URLs and --ttl-style durations.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "cli.h"
+#include "leasehold/backends/memory.h"
+#include "leasehold/backends/sqlite.h"
+#include "leasehold/lease.h"
+
+namespace leasehold::cli {
+namespace {
+
+Status Bad(std::string_view url, const std::string& why) {
+  return InvalidArgumentError("store URL \"" + std::string(url) + "\": " + why);
+}
+
+bool IsHostChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
+}
+
+// "host:port" or "[v6]:port" with a port in 1..65535.
+Status CheckEndpoint(std::string_view url, std::string_view ep) {
+  std::string_view host;
+  std::string_view port;
+  if (!ep.empty() && ep.front() == '[') {
+    const size_t close = ep.find(']');
+    if (close == std::string_view::npos) return Bad(url, "unclosed '[' in \"" + std::string(ep) + "\"");
+    host = ep.substr(1, close - 1);
+    if (close + 1 >= ep.size() || ep[close + 1] != ':') {
+      return Bad(url, "\"" + std::string(ep) + "\" needs a port after the address");
+    }
+    port = ep.substr(close + 2);
+    if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos) {
+      return Bad(url, "\"" + std::string(host) + "\" is not an IPv6 address");
+    }
+  } else {
+    const size_t colon = ep.rfind(':');
+    if (colon == std::string_view::npos) {
+      return Bad(url, "endpoint \"" + std::string(ep) + "\" needs a port (HOST:PORT)");
+    }
+    host = ep.substr(0, colon);
+    port = ep.substr(colon + 1);
+    if (host.empty() || !std::all_of(host.begin(), host.end(), IsHostChar)) {
+      return Bad(url, "\"" + std::string(host) + "\" is not a host name or address");
+    }
+  }
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string_view::npos) {
+    return Bad(url, "port \"" + std::string(port) + "\" is not a number");
+  }
+  const int p = std::atoi(std::string(port).c_str());
+  if (p < 1 || p > 65535) return Bad(url, "port " + std::string(port) + " is out of range 1-65535");
+  return Status::Ok();
+}
+
+Result<std::string> PercentDecode(std::string_view url, std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1])) ||
+        !std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+      return Bad(url, "malformed percent-escape in \"" + std::string(in) + "\"");
+    }
+    const char hex[3] = {in[i + 1], in[i + 2], 0};
+    const char c = static_cast<char>(std::strtol(hex, nullptr, 16));
+    if (c == '\0') return Bad(url, "a NUL byte (%00) is not allowed");
+    out += c;
+    i += 2;
+  }
+  return out;
+}
+
+// Splits "a=b&c=d" into the spec's fields; unknown keys are errors.
+Status ParseQuery(std::string_view url, std::string_view query, StoreSpec& spec,
+                  const std::vector<std::string_view>& allowed) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || eq == 0) {
+      return Bad(url, "query parameter \"" + std::string(pair) + "\" needs KEY=VALUE");
+    }
+    const std::string_view key = pair.substr(0, eq);
+    auto value = PercentDecode(url, pair.substr(eq + 1));
+    if (!value.ok()) return value.status();
+    if (value->empty()) return Bad(url, "query parameter \"" + std::string(key) + "\" is empty");
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      return Bad(url, "unknown query parameter \"" + std::string(key) + "\" (known: " + list + ")");
+    }
+    std::string* field = key == "ca-file"         ? &spec.ca_file
+                         : key == "cert-file"     ? &spec.cert_file
+                         : key == "key-file"      ? &spec.key_file
+                         : key == "token-file"    ? &spec.token_file
+                         : key == "username"      ? &spec.username
+                                                  : &spec.password_file;
+    if (!field->empty()) return Bad(url, "query parameter \"" + std::string(key) + "\" given twice");
+    *field = std::move(*value);
+  }
+  return Status::Ok();
+}
+
+// A Kubernetes namespace: a DNS label.
+bool IsDnsLabel(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-'; });
+}
+
+Status MakeDirs(const std::string& dir) {
+  std::string path;
+  for (size_t i = 0; i <= dir.size(); ++i) {
+    if (i == dir.size() || (dir[i] == '/' && i > 0)) {
+      path = dir.substr(0, i);
+      if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+        return UnavailableError("cannot create directory " + path + ": " + std::strerror(errno));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Duration> ParseDuration(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return InvalidArgumentError("duration \"" + std::string(text) + "\": " + why +
+                                " (examples: 500ms, 15s, 2m)");
+  };
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  const std::string number(text.substr(0, i));
+  const std::string_view unit = text.substr(i);
+  if (number.empty() || number == "." || std::count(number.begin(), number.end(), '.') > 1) {
+    return bad("needs a number");
+  }
+  if (unit.empty()) return bad("needs a unit");
+  double scale;  // nanoseconds per unit
+  if (unit == "ns") scale = 1;
+  else if (unit == "us") scale = 1e3;
+  else if (unit == "ms") scale = 1e6;
+  else if (unit == "s") scale = 1e9;
+  else if (unit == "m") scale = 60e9;
+  else if (unit == "h") scale = 3600e9;
+  else return bad("unknown unit \"" + std::string(unit) + "\" (ns, us, ms, s, m, h)");
+  const double value = std::strtod(number.c_str(), nullptr) * scale;
+  if (!std::isfinite(value) || value >= 1e18) return bad("is too long");
+  if (value < 1) return bad("must be > 0");
+  return Duration(static_cast<int64_t>(value));
+}
+
+Result<StoreSpec> ParseStoreUrl(std::string_view url) {
+  StoreSpec spec;
+  spec.url = std::string(url);
+  if (url.find('\0') != std::string_view::npos) return Bad("(binary)", "contains a NUL byte");
+  if (url == "memory:" || url == "memory://") {
+    spec.kind = StoreSpec::Kind::kMemory;
+    return spec;
+  }
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) {
+    return Bad(url, "expected memory:, sqlite:///PATH, etcd://HOST:PORT or kubernetes:///NAMESPACE");
+  }
+  const std::string_view scheme = url.substr(0, scheme_end);
+  std::string_view rest = url.substr(scheme_end + 3);
+  std::string_view query;
+  if (const size_t q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (rest.find('#') != std::string_view::npos) return Bad(url, "fragments (#) are not allowed");
+
+  if (scheme == "sqlite") {
+    if (!query.empty()) return Bad(url, "sqlite URLs take no query parameters");
+    if (rest.empty() || rest.front() != '/') {
+      return Bad(url, "the database path must be absolute: sqlite:///abs/path.db");
+    }
+    auto path = PercentDecode(url, rest);
+    if (!path.ok()) return path.status();
+    if (path->back() == '/') return Bad(url, "the path names a directory, not a database file");
+    spec.kind = StoreSpec::Kind::kSqlite;
+    spec.path = std::move(*path);
+    return spec;
+  }
+  if (scheme == "etcd" || scheme == "etcds") {
+    spec.kind = StoreSpec::Kind::kEtcd;
+    spec.tls = scheme == "etcds";
+    const size_t slash = rest.find('/');
+    const std::string_view hosts = rest.substr(0, slash);
+    if (slash != std::string_view::npos) spec.prefix = std::string(rest.substr(slash + 1));
+    if (hosts.empty()) return Bad(url, "needs at least one HOST:PORT endpoint");
+    std::string_view list = hosts;
+    while (true) {
+      const size_t comma = list.find(',');
+      const std::string_view ep = list.substr(0, comma);
+      if (Status s = CheckEndpoint(url, ep); !s.ok()) return s;
+      spec.endpoints.emplace_back(ep);
+      if (comma == std::string_view::npos) break;
+      list = list.substr(comma + 1);
+    }
+    if (Status s = ParseQuery(url, query, spec,
+                              {"ca-file", "cert-file", "key-file", "username", "password-file"});
+        !s.ok()) {
+      return s;
+    }
+    if (!spec.tls && (!spec.ca_file.empty() || !spec.cert_file.empty() || !spec.key_file.empty())) {
+      return Bad(url, "TLS files need the etcds:// scheme");
+    }
+    if (spec.cert_file.empty() != spec.key_file.empty()) {
+      return Bad(url, "cert-file and key-file go together");
+    }
+    if (spec.username.empty() != spec.password_file.empty()) {
+      return Bad(url, "username and password-file go together");
+    }
+    return spec;
+  }
+  if (scheme == "kubernetes") {
+    spec.kind = StoreSpec::Kind::kKubernetes;
+    spec.tls = true;
+    const size_t slash = rest.find('/');
+    if (slash == std::string_view::npos) return Bad(url, "needs a namespace: kubernetes:///NAMESPACE");
+    const std::string_view host = rest.substr(0, slash);
+    spec.ns = std::string(rest.substr(slash + 1));
+    if (!IsDnsLabel(spec.ns)) {
+      return Bad(url, "namespace \"" + spec.ns + "\" is not a valid Kubernetes namespace (a DNS label)");
+    }
+    if (host.empty()) {
+      if (!query.empty()) return Bad(url, "in-cluster/kubeconfig URLs take no query parameters");
+      return spec;
+    }
+    if (Status s = CheckEndpoint(url, host); !s.ok()) return s;
+    spec.endpoints.emplace_back(host);
+    if (Status s = ParseQuery(url, query, spec, {"token-file", "ca-file"}); !s.ok()) return s;
+    if (spec.token_file.empty() || spec.ca_file.empty()) {
+      return Bad(url, "an explicit API server needs both token-file and ca-file");
+    }
+    return spec;
+  }
+  return Bad(url, "unknown scheme \"" + std::string(scheme) + "\"");
+}
+
+std::string DefaultStoreUrl() {
+  if (const char* env = std::getenv("LEASEHOLD_STORE"); env && *env) return env;
+  std::string state;
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg == '/') {
+    state = xdg;
+  } else if (const char* home = std::getenv("HOME"); home && *home == '/') {
+    state = std::string(home) + "/.local/state";
+  } else {
+    state = "/tmp";
+  }
+  return "sqlite://" + state + "/leasehold/leases.db";
+}
+
+Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<Runtime> runtime) {
+  switch (spec.kind) {
+    case StoreSpec::Kind::kMemory:
+      return std::shared_ptr<Store>(MemoryStore::Create(std::move(runtime)));
+    case StoreSpec::Kind::kSqlite: {
+      if (Status s = MakeDirs(spec.path.substr(0, spec.path.rfind('/'))); !s.ok()) {
+        return s.WithContext("store " + spec.url);
+      }
+      auto store = SqliteStore::Open({.path = spec.path}, std::move(runtime));
+      if (!store.ok()) return store.status();
+      return std::shared_ptr<Store>(*store);
+    }
+    case StoreSpec::Kind::kEtcd:
+      return UnimplementedError("store " + spec.url + ": the etcd backend is not built into this leasehold yet");
+    case StoreSpec::Kind::kKubernetes:
+      return UnimplementedError("store " + spec.url +
+                                ": the Kubernetes backend is not built into this leasehold yet");
+  }
+  return InternalError("unknown store kind");
+}
+
+int ExitCodeFor(const Status& status) {
+  return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitUnavailable;
+}
+
+}  // namespace leasehold::cli
