@@ -20,12 +20,8 @@ int BreakCommand(const BreakArgs& args, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   int code = kExitOk;
-  std::shared_ptr<Store> store = OpenOrReport(args.store_url, err, &code);
+  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, err, &code);
   if (!store) return code;
-  if (Status s = store->ValidateName(args.name); !s.ok()) {
-    err << "leasehold: " << s.message() << "\n";
-    return kExitUsage;
-  }
   // What is about to be broken, for the operator's record. Another tenure may
   // start between this read and the break; the break frees that one too.
   auto before = InspectNow(*store, args.name);

@@ -110,9 +110,10 @@ int DemoCommand(const DemoArgs& args, std::ostream& out, std::ostream& err);
 
 // Helpers shared by status, watch and break (defined in status.cc).
 namespace internal {
-// Parses the URL and opens the store; on failure reports to `err`, sets
-// `*exit_code` and returns null.
-std::shared_ptr<Store> OpenOrReport(const std::string& url, std::ostream& err, int* exit_code);
+// Parses the URL, opens the store and checks that it can hold `name`; on
+// failure reports to `err`, sets `*exit_code` and returns null.
+std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& name,
+                                    std::ostream& err, int* exit_code);
 // The record, or nullopt when the store has none.
 Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& name);
 bool IsHeld(const std::optional<LeaseRecord>& record);

@@ -16,9 +16,11 @@ namespace leasehold::cli::internal {
 // How long one store request of a CLI command may take.
 constexpr Duration kRequestTimeout = std::chrono::seconds(10);
 
-// Parses `url` and opens the store on a runtime of its own. On failure writes
-// "leasehold: <why>" to `err`, sets `*exit_code` and returns null.
-std::shared_ptr<Store> OpenOrReport(const std::string& url, std::ostream& err, int* exit_code) {
+// Parses `url`, opens the store on a runtime of its own and checks that it can
+// hold `name`. On failure writes "leasehold: <why>" to `err`, sets
+// `*exit_code` and returns null.
+std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& name,
+                                    std::ostream& err, int* exit_code) {
   auto spec = ParseStoreUrl(url);
   if (!spec.ok()) {
     err << "leasehold: " << spec.status().message() << "\n";
@@ -30,6 +32,11 @@ std::shared_ptr<Store> OpenOrReport(const std::string& url, std::ostream& err, i
     err << "leasehold: " << store.status().message() << "\n";
     *exit_code = store.status().code() == StatusCode::kUnimplemented ? kExitUnavailable
                                                                       : ExitCodeFor(store.status());
+    return nullptr;
+  }
+  if (Status s = (*store)->ValidateName(name); !s.ok()) {
+    err << "leasehold: " << s.message() << "\n";
+    *exit_code = kExitUsage;
     return nullptr;
   }
   return *store;
@@ -110,12 +117,8 @@ using namespace internal;
 
 int StatusCommand(const StatusArgs& args, std::ostream& out, std::ostream& err) {
   int code = kExitOk;
-  std::shared_ptr<Store> store = OpenOrReport(args.store_url, err, &code);
+  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, err, &code);
   if (!store) return code;
-  if (Status s = store->ValidateName(args.name); !s.ok()) {
-    err << "leasehold: " << s.message() << "\n";
-    return kExitUsage;
-  }
   auto record = InspectNow(*store, args.name);
   if (!record.ok()) {
     err << "leasehold: status of \"" << args.name << "\": " << record.status().message() << "\n";

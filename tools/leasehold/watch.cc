@@ -87,12 +87,8 @@ int WatchCommand(const WatchArgs& args, std::ostream& out, std::ostream& err) {
   }
 
   int code = kExitOk;
-  std::shared_ptr<Store> store = OpenOrReport(args.store_url, err, &code);
+  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, err, &code);
   if (!store) return code;
-  if (Status s = store->ValidateName(args.name); !s.ok()) {
-    err << "leasehold: " << s.message() << "\n";
-    return kExitUsage;
-  }
   const Clock& clock = store->runtime()->clock();
 
   int printed = 0;
