@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <stop_token>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -203,6 +204,14 @@ void ConformanceTest::TearDown() {
     harness_->Sleep(Duration::zero());
   }
   harness_.reset();
+}
+
+void Harness::Sleep(Duration d) {
+  if (simulated_runtime_) {
+    simulated_runtime_->RunFor(d);
+  } else {
+    std::this_thread::sleep_for(d);
+  }
 }
 
 std::unique_ptr<Lease> ConformanceTest::MakeLease(LeaseOptions options) {

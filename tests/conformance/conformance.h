@@ -31,10 +31,10 @@ class Harness {
  public:
   virtual ~Harness() = default;
 
-  // The runtime the harness's stores run on. Simulated harnesses return a
-  // SimulatedRuntime.
-  virtual std::shared_ptr<Runtime> runtime() = 0;
-  bool simulated() const { return simulated_; }
+  // The runtime the harness's stores run on: a SimulatedRuntime when
+  // simulated, else a real threaded runtime of the harness's own.
+  const std::shared_ptr<Runtime>& runtime() const { return runtime_; }
+  bool simulated() const { return simulated_runtime_ != nullptr; }
 
   // A new client of the same underlying store, as another process would have
   // (same records, its own connection). Fails the test if it cannot connect.
@@ -42,7 +42,7 @@ class Harness {
 
   // Lets `d` of time pass on the harness clock (simulated: runs the simulation;
   // real: sleeps).
-  virtual void Sleep(Duration d) = 0;
+  void Sleep(Duration d);
 
   // A TTL suitable for this backend's tests (short, but well above the
   // backend's expiry granularity), and how late after a TTL the backend may let
@@ -66,10 +66,13 @@ class Harness {
   virtual bool ForeignDelete(const std::string& name) = 0;
 
  protected:
-  explicit Harness(bool simulated) : simulated_(simulated) {}
+  explicit Harness(bool simulated)
+      : simulated_runtime_(simulated ? SimulatedRuntime::Create() : nullptr),
+        runtime_(simulated ? std::shared_ptr<Runtime>(simulated_runtime_) : Runtime::Create()) {}
 
  private:
-  bool simulated_;
+  std::shared_ptr<SimulatedRuntime> simulated_runtime_;
+  std::shared_ptr<Runtime> runtime_;
 };
 
 struct ConformanceParam {

@@ -21,23 +21,10 @@ using namespace std::chrono_literals;
 class MemoryHarness final : public Harness {
  public:
   explicit MemoryHarness(bool simulated)
-      : Harness(simulated),
-        simulated_runtime_(simulated ? SimulatedRuntime::Create() : nullptr),
-        runtime_(simulated ? std::shared_ptr<Runtime>(simulated_runtime_) : Runtime::Create()),
-        store_(MemoryStore::Create(runtime_)) {}
-
-  std::shared_ptr<Runtime> runtime() override { return runtime_; }
+      : Harness(simulated), store_(MemoryStore::Create(runtime())) {}
 
   // The memory store is process-local: every "client" is the same store.
   std::shared_ptr<Store> NewClient() override { return store_; }
-
-  void Sleep(Duration d) override {
-    if (simulated_runtime_) {
-      simulated_runtime_->RunFor(d);
-    } else {
-      std::this_thread::sleep_for(d);
-    }
-  }
 
   // Simulated: exact, so a realistic TTL costs nothing. Real: short, with
   // slack for thread scheduling on a loaded (or sanitized) 2-core machine.
@@ -77,8 +64,6 @@ class MemoryHarness final : public Harness {
     return true;
   }
 
-  std::shared_ptr<SimulatedRuntime> simulated_runtime_;
-  std::shared_ptr<Runtime> runtime_;
   std::shared_ptr<MemoryStore> store_;
 };
 

@@ -21,16 +21,12 @@ using namespace std::chrono_literals;
 class SqliteHarness final : public Harness {
  public:
   explicit SqliteHarness(bool simulated)
-      : Harness(simulated),
-        simulated_runtime_(simulated ? SimulatedRuntime::Create() : nullptr),
-        runtime_(simulated ? std::shared_ptr<Runtime>(simulated_runtime_) : Runtime::Create()) {}
+      : Harness(simulated) {}
 
   ~SqliteHarness() override {
     blocker_.reset();
     clients_.clear();
   }
-
-  std::shared_ptr<Runtime> runtime() override { return runtime_; }
 
   std::shared_ptr<Store> NewClient() override {
     // Short busy timeouts so that "unavailable" (the database locked by
@@ -40,19 +36,11 @@ class SqliteHarness final : public Harness {
     // loaded (or sanitized) machine. Production defaults to 5 s.
     auto store = SqliteStore::Open(
         {.path = dir_.db(), .busy_timeout = simulated() ? Duration(20ms) : Duration(250ms)},
-        runtime_);
+        runtime());
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     if (!store.ok()) return nullptr;
     clients_.push_back(*store);
     return std::make_shared<FaultStore>(*store, faults_);
-  }
-
-  void Sleep(Duration d) override {
-    if (simulated_runtime_) {
-      simulated_runtime_->RunFor(d);
-    } else {
-      std::this_thread::sleep_for(d);
-    }
   }
 
   Duration ttl() const override { return simulated() ? Duration(3s) : Duration(600ms); }
@@ -82,7 +70,7 @@ class SqliteHarness final : public Harness {
 
   bool ForeignTakeOver(const std::string& name, const std::string& holder) override {
     sqlite_test::Raw raw(dir_.db());
-    const auto now = runtime_->clock().Now().time_since_epoch().count();
+    const auto now = runtime()->clock().Now().time_since_epoch().count();
     return raw.Exec("BEGIN IMMEDIATE;"
                     "UPDATE leasehold_sequences SET last = last + 1 WHERE name = '" + name + "';"
                     "UPDATE leasehold_leases SET holder = '" + holder + "',"
@@ -99,8 +87,6 @@ class SqliteHarness final : public Harness {
 
  private:
   sqlite_test::TempDir dir_;
-  std::shared_ptr<SimulatedRuntime> simulated_runtime_;
-  std::shared_ptr<Runtime> runtime_;
   std::vector<std::shared_ptr<SqliteStore>> clients_;
   std::shared_ptr<FaultStore::Faults> faults_ = std::make_shared<FaultStore::Faults>();
   std::unique_ptr<sqlite_test::Raw> blocker_;
