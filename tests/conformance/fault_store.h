@@ -13,11 +13,11 @@
 #include <utility>
 #include <vector>
 
-#include "leasehold/store.h"
+#include "leasehold/forwarding_store.h"
 
 namespace leasehold::conformance {
 
-class FaultStore final : public Store {
+class FaultStore final : public ForwardingStore {
  public:
   struct Faults {
     // Acquire, renew and release requests vanish: never answered, never
@@ -29,15 +29,11 @@ class FaultStore final : public Store {
   };
 
   FaultStore(std::shared_ptr<Store> inner, std::shared_ptr<Faults> faults)
-      : Store(inner->runtime()), inner_(std::move(inner)), faults_(std::move(faults)) {}
-
-  std::string Describe() const override { return inner_->Describe(); }
-  StoreCapabilities capabilities() const override { return inner_->capabilities(); }
-  Status ValidateName(std::string_view name) const override { return inner_->ValidateName(name); }
+      : ForwardingStore(std::move(inner)), faults_(std::move(faults)) {}
 
   void Acquire(AcquireRequest request, AcquireCallback done) override {
     if (faults_->hang) return;
-    inner_->Acquire(std::move(request), std::move(done));
+    ForwardingStore::Acquire(std::move(request), std::move(done));
   }
   void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
     if (faults_->hang) return;
@@ -47,22 +43,14 @@ class FaultStore final : public Store {
           batch.size(), Result<RenewOutcome>(UnavailableError(Describe() + ": injected fault"))));
       return;
     }
-    inner_->Renew(std::move(batch), std::move(done));
+    ForwardingStore::Renew(std::move(batch), std::move(done));
   }
   void Release(ReleaseRequest request, StatusCallback done) override {
     if (faults_->hang) return;
-    inner_->Release(std::move(request), std::move(done));
+    ForwardingStore::Release(std::move(request), std::move(done));
   }
-  void Inspect(std::string name, TimePoint deadline, InspectCallback done) override {
-    inner_->Inspect(std::move(name), deadline, std::move(done));
-  }
-  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
-    return inner_->Watch(name, version, std::move(on_change));
-  }
-  void CancelWatch(WatchId id) noexcept override { inner_->CancelWatch(id); }
 
  private:
-  const std::shared_ptr<Store> inner_;
   const std::shared_ptr<Faults> faults_;
 };
 

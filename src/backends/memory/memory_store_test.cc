@@ -5,6 +5,7 @@
 //
 // Everything runs on a SimulatedRuntime: exact times, no sleeping.
 #include "leasehold/backends/memory.h"
+#include "leasehold/forwarding_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -700,25 +701,19 @@ TEST_F(MemoryStoreTest, ALostCompareAndSwapIsRetriedWithinTheAcquireBudget) {
 
 // A Store that forwards to a MemoryStore and watches the renewals going by:
 // how many of one lease are in flight at once, and each request's deadline.
-class RenewProbe final : public Store {
+class RenewProbe final : public ForwardingStore {
  public:
   struct Sent {
     TimePoint at;
     TimePoint deadline;
   };
 
-  explicit RenewProbe(std::shared_ptr<MemoryStore> inner)
-      : Store(inner->runtime()), inner_(std::move(inner)) {}
+  explicit RenewProbe(std::shared_ptr<MemoryStore> inner) : ForwardingStore(std::move(inner)) {}
 
   int max_in_flight() const { return max_in_flight_; }
   int renew_calls() const { return calls_; }
   const std::vector<Sent>& sent() const { return sent_; }
 
-  std::string Describe() const override { return inner_->Describe(); }
-  StoreCapabilities capabilities() const override { return inner_->capabilities(); }
-  void Acquire(AcquireRequest request, AcquireCallback done) override {
-    inner_->Acquire(std::move(request), std::move(done));
-  }
   void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
     // The simulation is single-threaded: no lock needed.
     std::vector<std::string> names;
@@ -728,29 +723,36 @@ class RenewProbe final : public Store {
       max_in_flight_ = std::max(max_in_flight_, ++in_flight_[r.name]);
     }
     ++calls_;
-    inner_->Renew(std::move(batch), [this, names, done](std::vector<Result<RenewOutcome>> r) {
-      for (const auto& name : names) --in_flight_[name];
-      done(std::move(r));
-    });
+    ForwardingStore::Renew(std::move(batch),
+                           [this, names, done](std::vector<Result<RenewOutcome>> r) {
+                             for (const auto& name : names) --in_flight_[name];
+                             done(std::move(r));
+                           });
   }
-  void Release(ReleaseRequest request, StatusCallback done) override {
-    inner_->Release(std::move(request), std::move(done));
-  }
-  void Inspect(std::string name, TimePoint deadline, InspectCallback done) override {
-    inner_->Inspect(std::move(name), deadline, std::move(done));
-  }
-  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
-    return inner_->Watch(name, version, std::move(on_change));
-  }
-  void CancelWatch(WatchId id) noexcept override { inner_->CancelWatch(id); }
 
  private:
-  std::shared_ptr<MemoryStore> inner_;
   std::map<std::string, int> in_flight_;
   int max_in_flight_ = 0;
   int calls_ = 0;
   std::vector<Sent> sent_;
 };
+
+// A decorator built on ForwardingStore forwards everything it does not
+// override -- including Break and name validation, which hand-written
+// forwarders used to drop.
+TEST_F(MemoryStoreTest, AForwardingStoreForwardsWhatItDoesNotOverride) {
+  auto probe = std::make_shared<RenewProbe>(store_);
+  EXPECT_EQ(probe->Describe(), store_->Describe());
+  EXPECT_FALSE(probe->ValidateName("").ok());
+  auto lease = MakeLease({.name = "n", .owner = "a", .ttl = 3s}, probe);
+  ASSERT_TRUE(*lease->Acquire());
+  Promise<Status> broke(runtime_);
+  probe->Break("n", runtime_->clock().Now() + 1s, [broke](Status s) mutable { broke.Set(s); });
+  auto broken = broke.future();
+  EXPECT_TRUE(broken.Wait().ok()) << broken.Wait().ToString();
+  runtime_->RunFor(2s);  // the next renewal finds the record gone
+  EXPECT_FALSE(lease->CheckAlive());
+}
 
 // Item 20: renewals of one holder never overlap, even when each one is slower
 // than the renewal interval.
