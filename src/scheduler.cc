@@ -48,11 +48,6 @@ void Scheduler::Fire() {
   }
 }
 
-size_t Scheduler::pending_wakes() const {
-  std::lock_guard lock(mu_);
-  return heap_.size();
-}
-
 void Scheduler::Enqueue(const std::shared_ptr<Store>& store, RenewRequest request, Done done,
                         std::weak_ptr<LeaseCore> core, TimePoint safe_deadline) {
   bool post = false;

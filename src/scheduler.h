@@ -50,9 +50,6 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
   void Enqueue(const std::shared_ptr<Store>& store, RenewRequest request, Done done,
                std::weak_ptr<LeaseCore> core, TimePoint safe_deadline);
 
-  // Entries in the wake heap (for tests and benchmarks).
-  size_t pending_wakes() const;
-
  private:
   struct Wake {
     TimePoint when;
@@ -66,7 +63,7 @@ class Scheduler : public std::enable_shared_from_this<Scheduler> {
 
   const std::shared_ptr<Runtime> runtime_;
 
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::vector<Wake> heap_;  // min-heap on `when`
   TimerId armed_id_ = 0;
   TimePoint armed_at_ = TimePoint::max();

@@ -144,7 +144,6 @@ struct LeaseRecord {
 struct StoreCapabilities {
   bool fencing = true;      // issues FencingTokens with ordered sequences
   bool watch = false;       // implements Watch()
-  bool batch_renew = false;  // one request renews many leases
 };
 
 using AcquireCallback = std::function<void(Result<AcquireOutcome>)>;

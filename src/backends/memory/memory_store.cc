@@ -230,7 +230,7 @@ MemoryStoreStats MemoryStore::stats() const {
 std::string MemoryStore::Describe() const { return state_->Describe(); }
 
 StoreCapabilities MemoryStore::capabilities() const {
-  return {.fencing = true, .watch = true, .batch_renew = true};
+  return {.fencing = true, .watch = true};
 }
 
 void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {

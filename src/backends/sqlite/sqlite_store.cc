@@ -550,7 +550,7 @@ void SqliteStore::RunBlocking(Task fn) {
 std::string SqliteStore::Describe() const { return state_->describe; }
 
 StoreCapabilities SqliteStore::capabilities() const {
-  return {.fencing = true, .watch = true, .batch_renew = true};
+  return {.fencing = true, .watch = true};
 }
 
 void SqliteStore::Acquire(AcquireRequest request, AcquireCallback done) {
