@@ -122,6 +122,34 @@ std::function<void(T)> OnLoop(const std::shared_ptr<Runtime>& runtime,
   };
 }
 
+// gRPC (1.51) shares one "callback alternative" completion queue among the
+// channels that use its callback API, and shuts it down when the last such
+// channel is destroyed; creating a channel while that shutdown runs trips an
+// assertion inside gRPC. One channel that has made a callback call and lives
+// for the whole process keeps the queue up.
+void PinCallbackQueue() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    static auto* const channel = new std::shared_ptr<grpc::Channel>(
+        grpc::CreateChannel("dns:///127.0.0.1:1", grpc::InsecureChannelCredentials()));
+    auto stub = pb::KV::NewStub(*channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(gpr_time_from_nanos(1, GPR_TIMESPAN));
+    pb::RangeRequest req;
+    pb::RangeResponse resp;
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    stub->async()->Range(&ctx, &req, &resp, [&](grpc::Status) {
+      std::lock_guard lock(m);
+      done = true;
+      cv.notify_all();
+    });
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return done; });
+  });
+}
+
 }  // namespace
 
 struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
@@ -895,6 +923,7 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
     creds = grpc::InsecureChannelCredentials();
   }
   if (!runtime) runtime = Runtime::Default();
+  PinCallbackQueue();
   auto state = std::make_shared<State>(runtime, std::move(options));
   for (const auto& address : state->options.endpoints) {
     grpc::ChannelArguments args;

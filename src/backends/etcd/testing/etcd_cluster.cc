@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -185,6 +186,8 @@ Status EtcdCluster::Spawn(int i, bool existing) {
     return InternalError("etcd fixture: fork failed");
   }
   if (pid == 0) {
+    // A test process that dies takes its etcd with it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(log_fd, 1);
     dup2(log_fd, 2);
     const int null_fd = open("/dev/null", O_RDONLY);
