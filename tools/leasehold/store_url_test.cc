@@ -117,6 +117,9 @@ TEST(StoreUrlTest, EmptyQueryPairsAreIgnored) {
   StoreSpec s = MustParse("etcd://h:2379?&username=a&&password-file=/p&");
   EXPECT_EQ(s.username, "a");
   EXPECT_EQ(MustParse("etcd://h:2379?").username, "");
+  // Without password-file the password comes from LEASEHOLD_ETCD_PASSWORD.
+  EXPECT_EQ(MustParse("etcd://h:2379?username=bob").username, "bob");
+  EXPECT_EQ(MustParse("etcd://h:2379?username=bob").password_file, "");
 }
 
 TEST(StoreUrlTest, KubernetesInClusterNamespace) {
@@ -217,8 +220,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"etcd://h:1?cert-file=/c&key-file=/k", "TLS files need the etcds:// scheme"},
         BadUrl{"etcd://h:1/p#x", "fragments (#) are not allowed"},
         // half credentials
-        BadUrl{"etcd://h:1?username=bob", "username and password-file go together"},
-        BadUrl{"etcd://h:1?password-file=/pw", "username and password-file go together"},
+        BadUrl{"etcd://h:1?password-file=/pw", "password-file needs a username"},
         BadUrl{"etcds://h:1?cert-file=/c", "cert-file and key-file go together"},
         BadUrl{"etcds://h:1?key-file=/k&ca-file=/ca", "cert-file and key-file go together"},
         // kubernetes

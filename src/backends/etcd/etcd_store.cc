@@ -181,6 +181,10 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
     bool granting = false;
     Duration ttl{};
     TimePoint anchor{};
+    // The raft term of the answer that set `anchor`. An answer from a leader
+    // that has been deposed (paused, partitioned) carries an older term than
+    // the cluster's: such a renewal may not have happened where it counts.
+    uint64_t anchor_term = 0;
     std::vector<std::function<void(Status)>> grant_waiters;
     // Keepalives sent and not yet answered, oldest first: (serial, send time).
     std::deque<std::pair<uint64_t, TimePoint>> in_flight;
@@ -189,10 +193,12 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
     int64_t id;
     Duration ttl;
     TimePoint anchor;
+    uint64_t term;
   };
   struct KeepAliveAnswer {
     int64_t ttl_s;  // <= 0: the session is gone
     TimePoint anchor;
+    uint64_t term;
   };
   using KeepAliveCallback = std::function<void(Result<KeepAliveAnswer>)>;
 
@@ -551,7 +557,7 @@ void EtcdStore::State::GetSession(int64_t ttl_s, TimePoint deadline,
   }
   auto s = slot;
   if (s->alive) {
-    const SessionInfo info{s->id, s->ttl, s->anchor};
+    const SessionInfo info{s->id, s->ttl, s->anchor, s->anchor_term};
     // A session whose last proof of life is old would give a new tenure a
     // short deadline: refresh it first.
     if (clock.Now() - s->anchor < s->ttl / 3) {
@@ -571,7 +577,7 @@ void EtcdStore::State::GetSession(int64_t ttl_s, TimePoint deadline,
         return;
       }
       std::lock_guard lock(self->mu);
-      done(SessionInfo{s->id, s->ttl, s->anchor});
+      done(SessionInfo{s->id, s->ttl, s->anchor, s->anchor_term});
     });
     return;
   }
@@ -584,7 +590,7 @@ void EtcdStore::State::GetSession(int64_t ttl_s, TimePoint deadline,
     SessionInfo info;
     {
       std::lock_guard lock(self->mu);
-      info = {s->id, s->ttl, s->anchor};
+      info = {s->id, s->ttl, s->anchor, s->anchor_term};
     }
     done(info);
   });
@@ -625,6 +631,7 @@ void EtcdStore::State::Grant(const std::shared_ptr<Session>& s, TimePoint deadli
             s->id = r->id();
             s->ttl = std::chrono::seconds(r->ttl());
             s->anchor = sent;
+            s->anchor_term = r->header().raft_term();
             s->in_flight.clear();
           }
           waiters.swap(s->grant_waiters);
@@ -650,7 +657,7 @@ void EtcdStore::State::KeepAlive(const std::shared_ptr<Session>& s, TimePoint de
   std::unique_lock lock(mu);
   if (!s->alive) {
     lock.unlock();
-    done(KeepAliveAnswer{0, {}});
+    done(KeepAliveAnswer{0, {}, 0});
     return;
   }
   if (clock.Now() >= deadline) {
@@ -715,19 +722,22 @@ void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& res
         auto it = ka_waiters.find(s->in_flight.front().first);
         if (it != ka_waiters.end()) {
           timers.push_back(it->second.second);
-          calls.emplace_back(std::move(it->second.first), KeepAliveAnswer{0, sent});
+          calls.emplace_back(std::move(it->second.first), KeepAliveAnswer{0, sent, resp.header().raft_term()});
           ka_waiters.erase(it);
         }
         s->in_flight.pop_front();
       }
     } else {
       s->ttl = std::chrono::seconds(resp.ttl());
-      s->anchor = std::max(s->anchor, sent);
+      if (sent >= s->anchor) {
+        s->anchor = sent;
+        s->anchor_term = resp.header().raft_term();
+      }
     }
     auto it = ka_waiters.find(serial);
     if (it != ka_waiters.end()) {
       timers.push_back(it->second.second);
-      calls.emplace_back(std::move(it->second.first), KeepAliveAnswer{gone ? 0 : resp.ttl(), sent});
+      calls.emplace_back(std::move(it->second.first), KeepAliveAnswer{gone ? 0 : resp.ttl(), sent, resp.header().raft_term()});
       ka_waiters.erase(it);
     }
   }
@@ -947,13 +957,18 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
     bool connected = false;
     // Try every endpoint at once; the first to connect becomes current.
     for (auto& e : state->endpoints) e.channel->GetState(true);
+    std::vector<bool> failed(state->endpoints.size(), false);
     while (!connected && std::chrono::system_clock::now() < until) {
       for (size_t i = 0; i < state->endpoints.size() && !connected; ++i) {
-        if (state->endpoints[i].channel->GetState(true) == GRPC_CHANNEL_READY) {
+        const auto st = state->endpoints[i].channel->GetState(true);
+        if (st == GRPC_CHANNEL_READY) {
           state->current = i;
           connected = true;
         }
+        if (st == GRPC_CHANNEL_TRANSIENT_FAILURE) failed[i] = true;
       }
+      // Every endpoint refused at least once: say so now, not at the timeout.
+      if (std::all_of(failed.begin(), failed.end(), [](bool f) { return f; })) break;
       if (!connected) {
         state->endpoints[0].channel->WaitForStateChange(
             state->endpoints[0].channel->GetState(true),
@@ -961,8 +976,8 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
       }
     }
     if (!connected) {
-      return UnavailableError(state->describe + ": no endpoint accepted a connection within " +
-                              FormatDuration(state->options.dial_timeout) +
+      return UnavailableError(state->describe + ": no endpoint accepted a connection (dial timeout " +
+                              FormatDuration(state->options.dial_timeout) + ")" +
                               (state->options.tls ? " (TLS: check the CA and certificates)" : ""));
     }
     if (!state->options.username.empty()) {
@@ -1044,7 +1059,7 @@ void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request
             [st, request = std::move(request), done = std::move(done), attempt, session, key,
              what](Result<pb::TxnResponse> r) mutable {
               if (!r.ok()) {
-                if (r.status().code() == StatusCode::kNotFound && attempt == 0) {
+                if (r.status().code() == StatusCode::kNotFound && attempt < 3) {
                   // "requested lease not found": our session expired; grant a
                   // new one and try once more.
                   {
@@ -1059,6 +1074,23 @@ void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request
                 return;
               }
               st->NoteHeader(r->header());
+              if (r->header().raft_term() != session.term) {
+                // The session's last proof of life came from another raft term:
+                // possibly from a deposed leader. Prove it again, then retry
+                // (a put that landed is found again as our own tenure).
+                {
+                  std::lock_guard lock(st->mu);
+                  auto s = st->SessionForId(session.id);
+                  if (s) s->anchor = TimePoint{};
+                }
+                if (attempt < 3) {
+                  AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
+                } else {
+                  done(AbortedError(st->describe + ": " + what +
+                                    ": the cluster's raft term keeps changing"));
+                }
+                return;
+              }
               if (r->succeeded()) {
                 if (r->header().revision() <= 0) {
                   done(st->Malformed(what));
@@ -1098,147 +1130,173 @@ void EtcdStore::Acquire(AcquireRequest request, AcquireCallback done) {
 
 void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
   auto st = state_;
+  // Phase 1: one keepalive per session (or a fresh enough answer). Phase 2,
+  // after every answer: read the keys, ≤ kMaxOpsPerTxn per transaction. The
+  // reads are linearizable, so their raft term is the cluster's: a keepalive
+  // answered in an older term may come from a deposed leader and counts for
+  // nothing.
   struct Join {
     std::mutex mu;
-    std::vector<Result<RenewOutcome>> results;
-    std::vector<std::optional<Status>> key_error;  // transient error reading the key
-    std::vector<std::optional<Lost>> key_lost;
+    std::vector<RenewRequest> batch;
+    std::map<int64_t, Result<State::KeepAliveAnswer>> answers;  // by ttl_s
+    std::map<int64_t, int64_t> session_id;                      // by ttl_s
+    std::vector<std::optional<Result<RenewOutcome>>> key_result;  // set: final
     std::vector<int64_t> key_lease;
-    std::map<int64_t, Result<EtcdStore::State::KeepAliveAnswer>> answers;  // by ttl_s
-    std::map<int64_t, int64_t> session_id;                                 // by ttl_s
+    std::vector<uint64_t> key_term;
     size_t pending = 0;
     RenewCallback done;
-    std::vector<RenewRequest> batch;
   };
   auto join = std::make_shared<Join>();
   const size_t n = batch.size();
-  join->results.assign(n, Result<RenewOutcome>(InternalError("unset")));
-  join->key_error.resize(n);
-  join->key_lost.resize(n);
+  join->key_result.resize(n);
   join->key_lease.assign(n, 0);
+  join->key_term.assign(n, 0);
   join->done = OnLoop(runtime(), std::move(done));
   TimePoint deadline = TimePoint::max();
   for (const auto& r : batch) deadline = std::min(deadline, r.deadline);
+  join->batch = std::move(batch);
 
   std::map<int64_t, std::shared_ptr<State::Session>> sessions;
   {
     std::lock_guard lock(st->mu);
-    for (const auto& r : batch) {
+    const TimePoint now = st->clock.Now();
+    for (const auto& r : join->batch) {
       const int64_t ttl_s = TtlSeconds(r.ttl);
       auto it = st->sessions.find(ttl_s);
-      if (it != st->sessions.end() && it->second->alive) {
-        sessions[ttl_s] = it->second;
-        join->session_id[ttl_s] = it->second->id;
+      if (it == st->sessions.end() || !it->second->alive) continue;
+      const auto& s = it->second;
+      join->session_id[ttl_s] = s->id;
+      // A keepalive of this session answered within the last TTL/10 proves it
+      // alive as well as a new one would, from an earlier (safer) anchor; and
+      // leases renewed from one anchor fall due together again, so the batches
+      // of a store converge instead of each sending a keepalive of its own.
+      if (now - s->anchor < s->ttl / 10) {
+        join->answers.emplace(
+            ttl_s, State::KeepAliveAnswer{
+                       std::chrono::duration_cast<std::chrono::seconds>(s->ttl).count(), s->anchor,
+                       s->anchor_term});
+        continue;
       }
+      sessions[ttl_s] = s;
     }
   }
-  join->batch = std::move(batch);
+
   auto finish = [join, st] {
     std::vector<Result<RenewOutcome>> results;
+    results.reserve(join->batch.size());
     {
       std::lock_guard lock(join->mu);
-      if (--join->pending != 0) return;
       for (size_t i = 0; i < join->batch.size(); ++i) {
         const auto& req = join->batch[i];
         const int64_t ttl_s = TtlSeconds(req.ttl);
-        const std::string what = State::Lease(req.name);
+        const std::string what = st->describe + ": " + State::Lease(req.name);
         auto a = join->answers.find(ttl_s);
         if (a == join->answers.end()) {
-          join->results[i] = RenewOutcome(
-              Lost{LossReason::kExpired, st->describe + ": " + what + ": its session is gone"});
-          continue;
+          results.emplace_back(RenewOutcome(Lost{LossReason::kExpired, what + ": its session is gone"}));
+        } else if (!a->second.ok()) {
+          results.emplace_back(a->second.status());
+        } else if (a->second->ttl_s <= 0) {
+          results.emplace_back(RenewOutcome(
+              Lost{LossReason::kExpired, what + ": etcd says its session lease " +
+                                             std::to_string(join->session_id[ttl_s]) + " has expired"}));
+        } else if (join->key_result[i]) {
+          results.push_back(*join->key_result[i]);
+        } else if (join->key_lease[i] != join->session_id[ttl_s]) {
+          results.emplace_back(RenewOutcome(
+              Lost{LossReason::kTakenOver, what + ": the key is attached to another etcd lease"}));
+        } else if (join->key_term[i] != a->second->term) {
+          results.emplace_back(UnavailableError(
+              what + ": the keepalive was answered in raft term " + std::to_string(a->second->term) +
+              " but the cluster is in term " + std::to_string(join->key_term[i]) +
+              " (a deposed leader?)"));
+        } else {
+          results.emplace_back(
+              RenewOutcome(Renewed{std::chrono::seconds(a->second->ttl_s), a->second->anchor}));
         }
-        if (!a->second.ok()) {
-          join->results[i] = a->second.status();
-          continue;
-        }
-        if (a->second->ttl_s <= 0) {
-          join->results[i] = RenewOutcome(Lost{
-              LossReason::kExpired, st->describe + ": " + what + ": etcd says its session lease " +
-                                        std::to_string(join->session_id[ttl_s]) + " has expired"});
-          continue;
-        }
-        if (join->key_lost[i]) {
-          join->results[i] = RenewOutcome(*join->key_lost[i]);
-          continue;
-        }
-        if (join->key_error[i]) {
-          join->results[i] = *join->key_error[i];
-          continue;
-        }
-        if (join->key_lease[i] != join->session_id[ttl_s]) {
-          join->results[i] = RenewOutcome(
-              Lost{LossReason::kTakenOver,
-                   st->describe + ": " + what + ": the key is attached to another etcd lease"});
-          continue;
-        }
-        join->results[i] = RenewOutcome(
-            Renewed{std::chrono::seconds(a->second->ttl_s), a->second->anchor});
       }
-      results = std::move(join->results);
     }
     join->done(std::move(results));
   };
 
-  // One pending unit per keepalive and per verification transaction, plus one
-  // for the setup below.
-  std::vector<std::pair<size_t, size_t>> chunks;  // [begin, end) into batch
-  for (size_t b = 0; b < n; b += kMaxOpsPerTxn) chunks.emplace_back(b, std::min(n, b + kMaxOpsPerTxn));
-  join->pending = sessions.size() + chunks.size() + 1;
-
-  for (auto& [ttl_s, s] : sessions) {
-    st->KeepAlive(s, deadline, [join, finish, ttl_s = ttl_s](Result<State::KeepAliveAnswer> a) {
-      {
-        std::lock_guard lock(join->mu);
-        join->answers.emplace(ttl_s, std::move(a));
-      }
-      finish();
-    });
-  }
-  for (auto [b, e] : chunks) {
-    pb::TxnRequest txn;
-    for (size_t i = b; i < e; ++i) {
-      txn.add_success()->mutable_request_range()->set_key(st->Key(join->batch[i].name));
+  auto read_keys = [join, st, deadline, finish] {
+    const size_t n = join->batch.size();
+    std::vector<std::pair<size_t, size_t>> chunks;  // [begin, end)
+    for (size_t b = 0; b < n; b += kMaxOpsPerTxn) chunks.emplace_back(b, std::min(n, b + kMaxOpsPerTxn));
+    {
+      std::lock_guard lock(join->mu);
+      join->pending = chunks.size();
     }
-    st->Txn("verify " + std::to_string(e - b) + " held key(s)", std::move(txn), deadline,
-            [join, finish, st, b = b, e = e](Result<pb::TxnResponse> r) {
-              {
-                std::lock_guard lock(join->mu);
-                const bool shape_ok = r.ok() && r->succeeded() &&
-                                      r->responses_size() == static_cast<int>(e - b);
-                for (size_t i = b; i < e; ++i) {
-                  const auto& req = join->batch[i];
-                  if (!r.ok()) {
-                    join->key_error[i] = r.status();
-                    continue;
+    for (auto [b, e] : chunks) {
+      pb::TxnRequest txn;
+      for (size_t i = b; i < e; ++i) {
+        txn.add_success()->mutable_request_range()->set_key(st->Key(join->batch[i].name));
+      }
+      st->Txn("verify " + std::to_string(e - b) + " held key(s)", std::move(txn), deadline,
+              [join, finish, st, b = b, e = e](Result<pb::TxnResponse> r) {
+                bool last;
+                {
+                  std::lock_guard lock(join->mu);
+                  const bool shape_ok = r.ok() && r->succeeded() &&
+                                        r->responses_size() == static_cast<int>(e - b);
+                  for (size_t i = b; i < e; ++i) {
+                    const auto& req = join->batch[i];
+                    const std::string what = st->describe + ": " + State::Lease(req.name);
+                    if (!r.ok()) {
+                      join->key_result[i] = r.status();
+                      continue;
+                    }
+                    if (!shape_ok || !r->responses(static_cast<int>(i - b)).has_response_range()) {
+                      join->key_result[i] = st->Malformed("verify " + State::Lease(req.name));
+                      continue;
+                    }
+                    const auto& range = r->responses(static_cast<int>(i - b)).response_range();
+                    if (range.kvs_size() == 0) {
+                      join->key_result[i] =
+                          RenewOutcome(Lost{LossReason::kDeleted, what + ": the key is gone"});
+                      continue;
+                    }
+                    const auto& kv = range.kvs(0);
+                    if (static_cast<uint64_t>(kv.create_revision()) != req.token.sequence) {
+                      join->key_result[i] = RenewOutcome(
+                          Lost{LossReason::kTakenOver,
+                               what + ": the key was recreated (create revision " +
+                                   std::to_string(kv.create_revision()) + ", ours " +
+                                   std::to_string(req.token.sequence) + ")"});
+                      continue;
+                    }
+                    join->key_lease[i] = kv.lease();
+                    join->key_term[i] = r->header().raft_term();
                   }
-                  if (!shape_ok || !r->responses(static_cast<int>(i - b)).has_response_range()) {
-                    join->key_error[i] = st->Malformed("verify " + State::Lease(req.name));
-                    continue;
-                  }
-                  const auto& range = r->responses(static_cast<int>(i - b)).response_range();
-                  if (range.kvs_size() == 0) {
-                    join->key_lost[i] = Lost{LossReason::kDeleted,
-                                             st->describe + ": " + State::Lease(req.name) +
-                                                 ": the key is gone"};
-                    continue;
-                  }
-                  const auto& kv = range.kvs(0);
-                  if (static_cast<uint64_t>(kv.create_revision()) != req.token.sequence) {
-                    join->key_lost[i] =
-                        Lost{LossReason::kTakenOver,
-                             st->describe + ": " + State::Lease(req.name) + ": the key was recreated (create revision " +
-                                 std::to_string(kv.create_revision()) + ", ours " +
-                                 std::to_string(req.token.sequence) + ")"};
-                    continue;
-                  }
-                  join->key_lease[i] = kv.lease();
+                  last = --join->pending == 0;
                 }
-              }
-              finish();
-            });
+                if (last) finish();
+              });
+    }
+  };
+
+  {
+    std::lock_guard lock(join->mu);
+    join->pending = sessions.size() + 1;
   }
-  finish();
+  auto keepalive_done = [join, read_keys] {
+    bool last;
+    {
+      std::lock_guard lock(join->mu);
+      last = --join->pending == 0;
+    }
+    if (last) read_keys();
+  };
+  for (auto& [ttl_s, s] : sessions) {
+    st->KeepAlive(s, deadline,
+                  [join, keepalive_done, ttl_s = ttl_s](Result<State::KeepAliveAnswer> a) {
+                    {
+                      std::lock_guard lock(join->mu);
+                      join->answers.emplace(ttl_s, std::move(a));
+                    }
+                    keepalive_done();
+                  });
+  }
+  keepalive_done();
 }
 
 void EtcdStore::Release(ReleaseRequest request, StatusCallback done) {
