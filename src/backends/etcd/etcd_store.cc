@@ -1388,15 +1388,12 @@ WatchId EtcdStore::Watch(const std::string& name, const std::string& version, Ta
   bool valid = !version.empty() && version.size() < 19;
   for (char c : version) valid = valid && std::isdigit(static_cast<unsigned char>(c));
   if (valid) revision = std::stoll(version);
+  // Without a revision to watch from, a change could be missed: the engine
+  // polls instead.
+  if (!valid || revision <= 0) return 0;
   std::unique_lock lock(st->mu);
   if (st->shutting_down) return 0;
   const WatchId id = ++st->last_watch;
-  if (!valid || revision <= 0) {
-    // Nothing to watch from: report a (spurious) change so the waiter reads.
-    lock.unlock();
-    st->runtime->Post(std::move(on_change));
-    return id;
-  }
   State::Watcher w{st->Key(name), revision + 1, std::move(on_change)};
   st->StartWatch(id, w);
   st->watchers.emplace(id, std::move(w));

@@ -12,6 +12,8 @@
 #include <string>
 
 #include "etcd_cluster.h"
+#include "testing/test_pki.h"
+#include "testing/temp_dir.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/lease.h"
 
@@ -284,6 +286,102 @@ TEST_F(EtcdStoreTest, ErrorsNameTheStoreAndTheLease) {
   auto r = lease->Acquire();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_THAT(r.status().message(), HasSubstr("etcd://"));
+}
+
+
+// Item 32: TLS is verified; the right CA works, a wrong CA fails closed with a
+// clear error; a server demanding client certificates gets ours.
+class EtcdTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(dir_.ok());
+    auto pki = testing::TestPki::Create(dir_.path());
+    ASSERT_TRUE(pki.ok()) << pki.status().ToString();
+    pki_ = *pki;
+    auto c = etcd_test::EtcdCluster::Start({.members = 1,
+                                            .tls_cert_file = pki_.server_cert_file,
+                                            .tls_key_file = pki_.server_key_file,
+                                            .tls_client_ca_file = pki_.ca_file});
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    cluster_ = std::move(c).value();
+  }
+  testing::TempDir dir_{"etcd-tls"};
+  testing::TestPki pki_;
+  std::unique_ptr<etcd_test::EtcdCluster> cluster_;
+};
+
+TEST_F(EtcdTlsTest, TheRightCaAndAClientCertificateWork) {
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .tls = true,
+                                .ca_file = pki_.ca_file, .cert_file = pki_.client_cert_file,
+                                .key_file = pki_.client_key_file});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto lease = Lease::Create(*store, {.name = "tls", .owner = "a", .ttl = 2s});
+  ASSERT_TRUE(lease.ok());
+  EXPECT_TRUE(Got((*lease)->Acquire()));
+  EXPECT_TRUE((*lease)->Release().ok());
+}
+
+TEST_F(EtcdTlsTest, AWrongCaFailsClosedWithAClearError) {
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .tls = true,
+                                .ca_file = pki_.other_ca_file, .cert_file = pki_.client_cert_file,
+                                .key_file = pki_.client_key_file, .dial_timeout = 2s});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(store.status().message(), HasSubstr("TLS"));
+}
+
+TEST_F(EtcdTlsTest, PlainTextToATlsServerFails) {
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .dial_timeout = 2s});
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kUnavailable);
+}
+
+// Token authentication: a user and password; a token etcd no longer accepts
+// (its TTL passed while idle) is renewed without the caller noticing; a wrong
+// password is refused with a clear error that does not contain it.
+class EtcdAuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = etcd_test::EtcdCluster::Start({.members = 1, .extra_args = {"--auth-token-ttl", "1"}});
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    cluster_ = std::move(c).value();
+    const std::string ep = cluster_->endpoint(0);
+    ASSERT_TRUE(etcd_test::Etcdctl(ep, {"user", "add", "root", "--new-user-password=rootpw"}));
+    ASSERT_TRUE(etcd_test::Etcdctl(ep, {"auth", "enable"}));
+  }
+  std::unique_ptr<etcd_test::EtcdCluster> cluster_;
+};
+
+TEST_F(EtcdAuthTest, AUserWithAPasswordHoldsLeasesAcrossTokenExpiry) {
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .username = "root",
+                                .password = "rootpw"});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto lease = Lease::Create(*store, {.name = "auth", .owner = "a", .ttl = 3s});
+  ASSERT_TRUE(lease.ok());
+  EXPECT_TRUE(Got((*lease)->Acquire()));
+  ASSERT_TRUE((*lease)->Release().ok());
+  std::this_thread::sleep_for(2500ms);  // the 1 s token expires while idle
+  auto again = (*lease)->Acquire();
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(*again);
+}
+
+TEST_F(EtcdAuthTest, AWrongPasswordIsRefusedWithoutShowingIt) {
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .username = "root",
+                                .password = "not-the-pw-xyzzy"});
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(store.status().message(), HasSubstr("root"));
+  EXPECT_THAT(store.status().message(), ::testing::Not(HasSubstr("xyzzy")));
+}
+
+TEST_F(EtcdAuthTest, NoCredentialsIsAnErrorNotContention) {
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints()});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto lease = Lease::Create(*store, {.name = "auth", .owner = "a", .ttl = 3s});
+  ASSERT_TRUE(lease.ok());
+  auto r = (*lease)->Acquire();
+  ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("etcd://"));
 }
 

@@ -175,6 +175,7 @@ Status EtcdCluster::Spawn(int i, bool existing) {
                                options_.tls_client_ca_file});
     }
   }
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -249,7 +250,7 @@ Status EtcdCluster::WaitHealthy(int i, std::chrono::milliseconds timeout) const 
       }
       if (tls) {
         // No plain-HTTP probe over TLS: wait for the "ready to serve" log line.
-        if (LogTail(k).find("ready to serve client requests") != std::string::npos) break;
+        if (LogTail(k).find("serving client traffic securely") != std::string::npos) break;
       } else {
         auto body = HttpRequest(members_[k].client_port, "GET", "/health", "", 500ms);
         if (body && body->find("\"health\":\"true\"") != std::string::npos) break;
@@ -287,6 +288,29 @@ std::string EtcdCluster::LogTail(int i) const {
   ss << in.rdbuf();
   std::string all = ss.str();
   return all.size() > 3000 ? all.substr(all.size() - 3000) : all;
+}
+
+bool Etcdctl(const std::string& endpoint, const std::vector<std::string>& args) {
+  std::vector<std::string> all = {"etcdctl", "--endpoints", endpoint};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    const int null_fd = open("/dev/null", O_RDWR);
+    if (null_fd >= 0) {
+      dup2(null_fd, 0);
+      dup2(null_fd, 1);
+    }
+    setenv("ETCDCTL_API", "3", 1);
+    execvp("etcdctl", argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 // ---------------------------------------------------------------------------

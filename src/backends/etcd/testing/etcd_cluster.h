@@ -28,7 +28,12 @@ struct ClusterOptions {
   std::string tls_cert_file{};
   std::string tls_key_file{};
   std::string tls_client_ca_file{};
+  // More etcd flags for every member (e.g. {"--auth-token-ttl", "1"}).
+  std::vector<std::string> extra_args{};
 };
+
+// Runs Debian's etcdctl against `endpoint` with `args`; true when it exits 0.
+bool Etcdctl(const std::string& endpoint, const std::vector<std::string>& args);
 
 class EtcdCluster {
  public:
