@@ -174,8 +174,9 @@ int Wait(const std::string& endpoint, const std::string& name, int ttl_s) {
   auto got = lease->Acquire({.wait = true, .timeout = 60s});
   const auto wall = std::chrono::system_clock::now().time_since_epoch();
   Check(got.ok() && *got, "wait");
-  std::printf("acquired_at_ns %lld\n",
-              static_cast<long long>(std::chrono::duration_cast<std::chrono::nanoseconds>(wall).count()));
+  std::printf(
+      "acquired_at_ns %lld\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::nanoseconds>(wall).count()));
   Check(lease->Release().ok(), "release");
   return 0;
 }
@@ -193,8 +194,8 @@ int Many(const std::string& endpoint, int count, int ttl_s, int window_s) {
   std::vector<std::unique_ptr<leasehold::Lease>> leases;
   std::vector<leasehold::Future<leasehold::AcquireResult>> futures;
   for (int i = 0; i < count; ++i) {
-    leases.push_back(NewLease(store, "many/" + std::to_string(i), "bench",
-                              std::chrono::seconds(ttl_s)));
+    leases.push_back(
+        NewLease(store, "many/" + std::to_string(i), "bench", std::chrono::seconds(ttl_s)));
     futures.push_back(leases.back()->StartAcquire());
     if (futures.size() % 500 == 0) futures.back().Wait();  // keep the pipeline bounded
   }

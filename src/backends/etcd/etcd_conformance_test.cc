@@ -50,7 +50,9 @@ class UnavailableStore final : public ForwardingStore {
   }
 
  private:
-  Status Refused() const { return UnavailableError(Describe() + ": connection refused (injected)"); }
+  Status Refused() const {
+    return UnavailableError(Describe() + ": connection refused (injected)");
+  }
   std::shared_ptr<std::atomic<bool>> unavailable_;
 };
 

@@ -7,8 +7,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <memory>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -43,13 +43,12 @@ class EtcdFaultTest : public ::testing::Test {
   Lease& NewLease(const std::string& owner, int first) {
     auto eps = cluster_->endpoints();
     std::rotate(eps.begin(), eps.begin() + first, eps.end());
-    auto store = EtcdStore::Open({.endpoints = eps, .key_prefix = "fault/",
-                                  .shutdown_timeout = 200ms},
-                                 runtime_);
+    auto store = EtcdStore::Open(
+        {.endpoints = eps, .key_prefix = "fault/", .shutdown_timeout = 200ms}, runtime_);
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     stores_.push_back(*store);
-    auto lease = Lease::Create(*store, {.name = "job", .owner = owner, .ttl = kTtl,
-                                        .retry_delay = 50ms});
+    auto lease =
+        Lease::Create(*store, {.name = "job", .owner = owner, .ttl = kTtl, .retry_delay = 50ms});
     EXPECT_TRUE(lease.ok()) << lease.status().ToString();
     leases_.push_back(std::move(*lease));
     return *leases_.back();
@@ -71,10 +70,9 @@ class EtcdFaultTest : public ::testing::Test {
           for (auto* l : sampled_) {
             auto t = l->token();
             auto d = l->safe_deadline();
-            overlap_report_ += l->identity() + ": seq " +
-                               (t ? std::to_string(t->sequence) : std::string("-")) +
-                               " deadline in " + (d ? FormatDuration(*d - now) : std::string("-")) +
-                               "; ";
+            overlap_report_ +=
+                l->identity() + ": seq " + (t ? std::to_string(t->sequence) : std::string("-")) +
+                " deadline in " + (d ? FormatDuration(*d - now) : std::string("-")) + "; ";
           }
         }
         std::this_thread::sleep_for(1ms);
@@ -188,12 +186,15 @@ TEST_F(EtcdFaultTest, PausingTheLeaderPastTheTtlFencesTheStaleHolder) {
         << a_lost->message;
     EXPECT_THAT(a_lost->message, ::testing::AnyOf(::testing::HasSubstr("has expired"),
                                                   ::testing::HasSubstr("the key is gone")));
-    EXPECT_LE(overlaps_.load(), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    a.options().renew_interval).count() + 100)
+    EXPECT_LE(
+        overlaps_.load(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(a.options().renew_interval).count() +
+            100)
         << "ms of overlap: " << overlap_report_;
-    std::printf("etcd revoked the live holder's session (etcd-io/etcd#15247): %d ms of "
-                "overlap, ended by the holder's renewal (%s)\n",
-                overlaps_.load(), a_lost->message.c_str());
+    std::printf(
+        "etcd revoked the live holder's session (etcd-io/etcd#15247): %d ms of "
+        "overlap, ended by the holder's renewal (%s)\n",
+        overlaps_.load(), a_lost->message.c_str());
   }
 }
 
@@ -225,7 +226,8 @@ TEST_F(EtcdFaultTest, RestartingAMemberKeepsTheHolderAlive) {
   EXPECT_TRUE(a.CheckAlive());
 }
 
-TEST_F(EtcdFaultTest, StoppingTheWholeClusterLosesEveryHolderOnTimeAndRecoveryContinuesTheSequence) {
+TEST_F(EtcdFaultTest,
+       StoppingTheWholeClusterLosesEveryHolderOnTimeAndRecoveryContinuesTheSequence) {
   std::vector<Lease*> holders;
   std::vector<std::optional<FencingToken>> tokens;
   std::mutex log_mu;
@@ -234,13 +236,12 @@ TEST_F(EtcdFaultTest, StoppingTheWholeClusterLosesEveryHolderOnTimeAndRecoveryCo
   for (int i = 0; i < 3; ++i) {
     auto eps = cluster_->endpoints();
     std::rotate(eps.begin(), eps.begin() + i, eps.end());
-    auto store = EtcdStore::Open({.endpoints = eps, .key_prefix = "fault/",
-                                  .shutdown_timeout = 200ms},
-                                 runtime_);
+    auto store = EtcdStore::Open(
+        {.endpoints = eps, .key_prefix = "fault/", .shutdown_timeout = 200ms}, runtime_);
     ASSERT_TRUE(store.ok());
     stores_.push_back(*store);
-    auto lease = Lease::Create(*store, {.name = "n" + std::to_string(i), .owner = "h",
-                                        .ttl = kTtl});
+    auto lease =
+        Lease::Create(*store, {.name = "n" + std::to_string(i), .owner = "h", .ttl = kTtl});
     ASSERT_TRUE(lease.ok());
     leases_.push_back(std::move(*lease));
     holders.push_back(leases_.back().get());

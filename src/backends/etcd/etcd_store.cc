@@ -1,5 +1,3 @@
-#include "leasehold/backends/etcd.h"
-
 #include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
 
@@ -15,6 +13,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "leasehold/backends/etcd.h"
 #include "leasehold/lease.h"
 #include "rpc.grpc.pb.h"
 #include "rpc.pb.h"
@@ -114,11 +113,10 @@ class WatchStream;
 // be destroyed (nor its channels) inside one of gRPC's own callbacks.
 template <typename T>
 std::function<void(T)> OnLoop(const std::shared_ptr<Runtime>& runtime,
-                               std::function<void(T)> done) {
+                              std::function<void(T)> done) {
   return [runtime, done = std::move(done)](T value) mutable {
-    runtime->Post([done = std::move(done), value = std::move(value)]() mutable {
-      done(std::move(value));
-    });
+    runtime->Post(
+        [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
   };
 }
 
@@ -226,8 +224,7 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
 
   FencingToken Token(const std::string& key, int64_t create_revision) const {
     char id[20];
-    std::snprintf(id, sizeof id, "%016llx",
-                  static_cast<unsigned long long>(cluster_id.load()));
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(cluster_id.load()));
     return {"etcd/" + std::string(id) + "/" + std::to_string(create_revision) + "/" + key,
             static_cast<uint64_t>(create_revision)};
   }
@@ -313,15 +310,16 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
     const size_t ep = current.load() % endpoints.size();
     if (NeedsToken()) {
       auto self = shared_from_this();
-      Authenticate(ep, deadline, [self, what = std::move(what), req = std::move(req), deadline,
-                                  invoke, done = std::move(done), attempt](Status s) mutable {
-        if (!s.ok()) {
-          done(s);
-          return;
-        }
-        self->Unary<Req, Resp>(std::move(what), std::move(req), deadline, invoke,
-                               std::move(done), attempt, true);
-      });
+      Authenticate(ep, deadline,
+                   [self, what = std::move(what), req = std::move(req), deadline, invoke,
+                    done = std::move(done), attempt](Status s) mutable {
+                     if (!s.ok()) {
+                       done(s);
+                       return;
+                     }
+                     self->Unary<Req, Resp>(std::move(what), std::move(req), deadline, invoke,
+                                            std::move(done), attempt, true);
+                   });
       return;
     }
     struct Call {
@@ -345,10 +343,9 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
                return;
              }
              if (Failover(s.error_code())) self->Rotate(ep);
-             const bool retry_elsewhere =
-                 s.error_code() == grpc::StatusCode::UNAVAILABLE &&
-                 attempt + 1 < static_cast<int>(self->endpoints.size()) &&
-                 self->clock.Now() < deadline;
+             const bool retry_elsewhere = s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                                          attempt + 1 < static_cast<int>(self->endpoints.size()) &&
+                                          self->clock.Now() < deadline;
              if (retry_elsewhere) {
                self->Unary<Req, Resp>(std::move(what), std::move(call->req), deadline, invoke,
                                       std::move(done), attempt + 1, reauthed);
@@ -390,8 +387,7 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
   }
 
   // Sessions.
-  void GetSession(int64_t ttl_s, TimePoint deadline,
-                  std::function<void(Result<SessionInfo>)> done);
+  void GetSession(int64_t ttl_s, TimePoint deadline, std::function<void(Result<SessionInfo>)> done);
   void Grant(const std::shared_ptr<Session>& s, TimePoint deadline);
   void KeepAlive(const std::shared_ptr<Session>& s, TimePoint deadline, KeepAliveCallback done);
   void OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& resp);
@@ -722,7 +718,8 @@ void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& res
         auto it = ka_waiters.find(s->in_flight.front().first);
         if (it != ka_waiters.end()) {
           timers.push_back(it->second.second);
-          calls.emplace_back(std::move(it->second.first), KeepAliveAnswer{0, sent, resp.header().raft_term()});
+          calls.emplace_back(std::move(it->second.first),
+                             KeepAliveAnswer{0, sent, resp.header().raft_term()});
           ka_waiters.erase(it);
         }
         s->in_flight.pop_front();
@@ -737,7 +734,8 @@ void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& res
     auto it = ka_waiters.find(serial);
     if (it != ka_waiters.end()) {
       timers.push_back(it->second.second);
-      calls.emplace_back(std::move(it->second.first), KeepAliveAnswer{gone ? 0 : resp.ttl(), sent, resp.header().raft_term()});
+      calls.emplace_back(std::move(it->second.first),
+                         KeepAliveAnswer{gone ? 0 : resp.ttl(), sent, resp.header().raft_term()});
       ka_waiters.erase(it);
     }
   }
@@ -748,9 +746,9 @@ void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& res
 void EtcdStore::State::OnKeepAliveStreamDone(KeepAliveStream* stream, const grpc::Status& status) {
   std::vector<KeepAliveCallback> calls;
   std::vector<TimerId> timers;
-  Status st = Error(status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream ended")
-                                : status,
-                    "keepalive stream", endpoints[stream->endpoint()]);
+  Status st =
+      Error(status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream ended") : status,
+            "keepalive stream", endpoints[stream->endpoint()]);
   if (st.code() != StatusCode::kUnavailable && st.code() != StatusCode::kDeadlineExceeded &&
       st.code() != StatusCode::kUnauthenticated && st.code() != StatusCode::kPermissionDenied) {
     st = UnavailableError(st.message());
@@ -889,7 +887,8 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
     bool ok = colon != std::string::npos && colon > 0 && colon + 1 < e.size() &&
               e.size() - colon - 1 <= 5;
     if (ok) {
-      for (size_t i = colon + 1; i < e.size(); ++i) ok = ok && std::isdigit(static_cast<unsigned char>(e[i]));
+      for (size_t i = colon + 1; i < e.size(); ++i)
+        ok = ok && std::isdigit(static_cast<unsigned char>(e[i]));
       ok = ok && std::stoi(e.substr(colon + 1)) > 0 && std::stoi(e.substr(colon + 1)) < 65536;
     }
     for (char c : e) ok = ok && c > 0x20 && c < 0x7f && c != '/' && c != ',';
@@ -953,12 +952,12 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
     state->endpoints.push_back(std::move(e));
   }
   if (state->options.dial_timeout > Duration::zero()) {
-    const auto until = std::chrono::system_clock::now() + state->options.dial_timeout;
+    const TimePoint until = state->clock.Now() + state->options.dial_timeout;
     bool connected = false;
     // Try every endpoint at once; the first to connect becomes current.
     for (auto& e : state->endpoints) e.channel->GetState(true);
     std::vector<bool> failed(state->endpoints.size(), false);
-    while (!connected && std::chrono::system_clock::now() < until) {
+    while (!connected && state->clock.Now() < until) {
       for (size_t i = 0; i < state->endpoints.size() && !connected; ++i) {
         const auto st = state->endpoints[i].channel->GetState(true);
         if (st == GRPC_CHANNEL_READY) {
@@ -970,13 +969,13 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
       // Every endpoint refused at least once: say so now, not at the timeout.
       if (std::all_of(failed.begin(), failed.end(), [](bool f) { return f; })) break;
       if (!connected) {
-        state->endpoints[0].channel->WaitForStateChange(
-            state->endpoints[0].channel->GetState(true),
-            std::chrono::system_clock::now() + std::chrono::milliseconds(20));
+        state->endpoints[0].channel->WaitForStateChange(state->endpoints[0].channel->GetState(true),
+                                                        gpr_time_from_millis(20, GPR_TIMESPAN));
       }
     }
     if (!connected) {
-      return UnavailableError(state->describe + ": no endpoint accepted a connection (dial timeout " +
+      return UnavailableError(state->describe +
+                              ": no endpoint accepted a connection (dial timeout " +
                               FormatDuration(state->options.dial_timeout) + ")" +
                               (state->options.tls ? " (TLS: check the CA and certificates)" : ""));
     }
@@ -984,8 +983,8 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
       std::mutex m;
       std::condition_variable cv;
       std::optional<Status> result;
-      state->Authenticate(state->current.load(),
-                          state->clock.Now() + state->options.dial_timeout, [&](Status s) {
+      state->Authenticate(state->current.load(), state->clock.Now() + state->options.dial_timeout,
+                          [&](Status s) {
                             std::lock_guard lock(m);
                             result = s;
                             cv.notify_all();
@@ -1034,92 +1033,95 @@ void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request
                     AcquireCallback done, int attempt) {
   const int64_t ttl_s = TtlSeconds(request.ttl);
   const TimePoint deadline = request.deadline;
-  st->GetSession(ttl_s, deadline, [st, request = std::move(request), done = std::move(done),
-                                   attempt](Result<EtcdStore::State::SessionInfo> info) mutable {
-    if (!info.ok()) {
-      done(info.status());
-      return;
-    }
-    const std::string key = st->Key(request.name);
-    pb::TxnRequest txn;
-    auto* cmp = txn.add_compare();
-    cmp->set_key(key);
-    cmp->set_target(pb::Compare::CREATE);
-    cmp->set_result(pb::Compare::EQUAL);
-    cmp->set_create_revision(0);
-    auto* put = txn.add_success()->mutable_request_put();
-    put->set_key(key);
-    put->set_value(request.holder);
-    put->set_lease(info->id);
-    txn.add_failure()->mutable_request_range()->set_key(key);
-    const std::string what = "acquire " + EtcdStore::State::Lease(request.name);
-    const TimePoint deadline = request.deadline;
-    const auto session = *info;
-    st->Txn(what, std::move(txn), deadline,
-            [st, request = std::move(request), done = std::move(done), attempt, session, key,
-             what](Result<pb::TxnResponse> r) mutable {
-              if (!r.ok()) {
-                if (r.status().code() == StatusCode::kNotFound && attempt < 3) {
-                  // "requested lease not found": our session expired; grant a
-                  // new one and try once more.
-                  {
-                    std::lock_guard lock(st->mu);
-                    auto s = st->SessionForId(session.id);
-                    if (s) s->alive = false;
+  st->GetSession(
+      ttl_s, deadline,
+      [st, request = std::move(request), done = std::move(done),
+       attempt](Result<EtcdStore::State::SessionInfo> info) mutable {
+        if (!info.ok()) {
+          done(info.status());
+          return;
+        }
+        const std::string key = st->Key(request.name);
+        pb::TxnRequest txn;
+        auto* cmp = txn.add_compare();
+        cmp->set_key(key);
+        cmp->set_target(pb::Compare::CREATE);
+        cmp->set_result(pb::Compare::EQUAL);
+        cmp->set_create_revision(0);
+        auto* put = txn.add_success()->mutable_request_put();
+        put->set_key(key);
+        put->set_value(request.holder);
+        put->set_lease(info->id);
+        txn.add_failure()->mutable_request_range()->set_key(key);
+        const std::string what = "acquire " + EtcdStore::State::Lease(request.name);
+        const TimePoint deadline = request.deadline;
+        const auto session = *info;
+        st->Txn(what, std::move(txn), deadline,
+                [st, request = std::move(request), done = std::move(done), attempt, session, key,
+                 what](Result<pb::TxnResponse> r) mutable {
+                  if (!r.ok()) {
+                    if (r.status().code() == StatusCode::kNotFound && attempt < 3) {
+                      // "requested lease not found": our session expired; grant a
+                      // new one and try once more.
+                      {
+                        std::lock_guard lock(st->mu);
+                        auto s = st->SessionForId(session.id);
+                        if (s) s->alive = false;
+                      }
+                      AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
+                      return;
+                    }
+                    done(r.status());
+                    return;
                   }
-                  AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
-                  return;
-                }
-                done(r.status());
-                return;
-              }
-              st->NoteHeader(r->header());
-              if (r->header().raft_term() != session.term) {
-                // The session's last proof of life came from another raft term:
-                // possibly from a deposed leader. Prove it again, then retry
-                // (a put that landed is found again as our own tenure).
-                {
-                  std::lock_guard lock(st->mu);
-                  auto s = st->SessionForId(session.id);
-                  if (s) s->anchor = TimePoint{};
-                }
-                if (attempt < 3) {
-                  AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
-                } else {
-                  done(AbortedError(st->describe + ": " + what +
-                                    ": the cluster's raft term keeps changing"));
-                }
-                return;
-              }
-              if (r->succeeded()) {
-                if (r->header().revision() <= 0) {
-                  done(st->Malformed(what));
-                  return;
-                }
-                done(AcquireOutcome(Acquired{st->Token(key, r->header().revision()), session.ttl,
-                                             session.anchor}));
-                return;
-              }
-              if (r->responses_size() != 1 || !r->responses(0).has_response_range()) {
-                done(st->Malformed(what));
-                return;
-              }
-              const auto& range = r->responses(0).response_range();
-              if (range.kvs_size() == 0) {
-                done(AbortedError(st->describe + ": " + what + ": the key vanished mid-transaction"));
-                return;
-              }
-              const auto& kv = range.kvs(0);
-              if (kv.value() == request.holder && kv.lease() == session.id &&
-                  kv.create_revision() > 0) {
-                done(AcquireOutcome(
-                    Acquired{st->Token(key, kv.create_revision()), session.ttl, session.anchor}));
-                return;
-              }
-              done(AcquireOutcome(
-                  Contended{kv.value(), std::to_string(r->header().revision()), std::nullopt}));
-            });
-  });
+                  st->NoteHeader(r->header());
+                  if (r->header().raft_term() != session.term) {
+                    // The session's last proof of life came from another raft term:
+                    // possibly from a deposed leader. Prove it again, then retry
+                    // (a put that landed is found again as our own tenure).
+                    {
+                      std::lock_guard lock(st->mu);
+                      auto s = st->SessionForId(session.id);
+                      if (s) s->anchor = TimePoint{};
+                    }
+                    if (attempt < 3) {
+                      AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
+                    } else {
+                      done(AbortedError(st->describe + ": " + what +
+                                        ": the cluster's raft term keeps changing"));
+                    }
+                    return;
+                  }
+                  if (r->succeeded()) {
+                    if (r->header().revision() <= 0) {
+                      done(st->Malformed(what));
+                      return;
+                    }
+                    done(AcquireOutcome(Acquired{st->Token(key, r->header().revision()),
+                                                 session.ttl, session.anchor}));
+                    return;
+                  }
+                  if (r->responses_size() != 1 || !r->responses(0).has_response_range()) {
+                    done(st->Malformed(what));
+                    return;
+                  }
+                  const auto& range = r->responses(0).response_range();
+                  if (range.kvs_size() == 0) {
+                    done(AbortedError(st->describe + ": " + what +
+                                      ": the key vanished mid-transaction"));
+                    return;
+                  }
+                  const auto& kv = range.kvs(0);
+                  if (kv.value() == request.holder && kv.lease() == session.id &&
+                      kv.create_revision() > 0) {
+                    done(AcquireOutcome(Acquired{st->Token(key, kv.create_revision()), session.ttl,
+                                                 session.anchor}));
+                    return;
+                  }
+                  done(AcquireOutcome(
+                      Contended{kv.value(), std::to_string(r->header().revision()), std::nullopt}));
+                });
+      });
 }
 
 }  // namespace
@@ -1138,8 +1140,8 @@ void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
   struct Join {
     std::mutex mu;
     std::vector<RenewRequest> batch;
-    std::map<int64_t, Result<State::KeepAliveAnswer>> answers;  // by ttl_s
-    std::map<int64_t, int64_t> session_id;                      // by ttl_s
+    std::map<int64_t, Result<State::KeepAliveAnswer>> answers;    // by ttl_s
+    std::map<int64_t, int64_t> session_id;                        // by ttl_s
     std::vector<std::optional<Result<RenewOutcome>>> key_result;  // set: final
     std::vector<int64_t> key_lease;
     std::vector<uint64_t> key_term;
@@ -1172,9 +1174,9 @@ void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
       // of a store converge instead of each sending a keepalive of its own.
       if (now - s->anchor < s->ttl / 10) {
         join->answers.emplace(
-            ttl_s, State::KeepAliveAnswer{
-                       std::chrono::duration_cast<std::chrono::seconds>(s->ttl).count(), s->anchor,
-                       s->anchor_term});
+            ttl_s,
+            State::KeepAliveAnswer{std::chrono::duration_cast<std::chrono::seconds>(s->ttl).count(),
+                                   s->anchor, s->anchor_term});
         continue;
       }
       sessions[ttl_s] = s;
@@ -1192,23 +1194,24 @@ void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
         const std::string what = st->describe + ": " + State::Lease(req.name);
         auto a = join->answers.find(ttl_s);
         if (a == join->answers.end()) {
-          results.emplace_back(RenewOutcome(Lost{LossReason::kExpired, what + ": its session is gone"}));
+          results.emplace_back(
+              RenewOutcome(Lost{LossReason::kExpired, what + ": its session is gone"}));
         } else if (!a->second.ok()) {
           results.emplace_back(a->second.status());
         } else if (a->second->ttl_s <= 0) {
-          results.emplace_back(RenewOutcome(
-              Lost{LossReason::kExpired, what + ": etcd says its session lease " +
-                                             std::to_string(join->session_id[ttl_s]) + " has expired"}));
+          results.emplace_back(RenewOutcome(Lost{
+              LossReason::kExpired, what + ": etcd says its session lease " +
+                                        std::to_string(join->session_id[ttl_s]) + " has expired"}));
         } else if (join->key_result[i]) {
           results.push_back(*join->key_result[i]);
         } else if (join->key_lease[i] != join->session_id[ttl_s]) {
           results.emplace_back(RenewOutcome(
               Lost{LossReason::kTakenOver, what + ": the key is attached to another etcd lease"}));
         } else if (join->key_term[i] != a->second->term) {
-          results.emplace_back(UnavailableError(
-              what + ": the keepalive was answered in raft term " + std::to_string(a->second->term) +
-              " but the cluster is in term " + std::to_string(join->key_term[i]) +
-              " (a deposed leader?)"));
+          results.emplace_back(
+              UnavailableError(what + ": the keepalive was answered in raft term " +
+                               std::to_string(a->second->term) + " but the cluster is in term " +
+                               std::to_string(join->key_term[i]) + " (a deposed leader?)"));
         } else {
           results.emplace_back(
               RenewOutcome(Renewed{std::chrono::seconds(a->second->ttl_s), a->second->anchor}));
@@ -1221,7 +1224,8 @@ void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
   auto read_keys = [join, st, deadline, finish] {
     const size_t n = join->batch.size();
     std::vector<std::pair<size_t, size_t>> chunks;  // [begin, end)
-    for (size_t b = 0; b < n; b += kMaxOpsPerTxn) chunks.emplace_back(b, std::min(n, b + kMaxOpsPerTxn));
+    for (size_t b = 0; b < n; b += kMaxOpsPerTxn)
+      chunks.emplace_back(b, std::min(n, b + kMaxOpsPerTxn));
     {
       std::lock_guard lock(join->mu);
       join->pending = chunks.size();
@@ -1236,8 +1240,8 @@ void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
                 bool last;
                 {
                   std::lock_guard lock(join->mu);
-                  const bool shape_ok = r.ok() && r->succeeded() &&
-                                        r->responses_size() == static_cast<int>(e - b);
+                  const bool shape_ok =
+                      r.ok() && r->succeeded() && r->responses_size() == static_cast<int>(e - b);
                   for (size_t i = b; i < e; ++i) {
                     const auto& req = join->batch[i];
                     const std::string what = st->describe + ": " + State::Lease(req.name);
@@ -1257,11 +1261,11 @@ void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
                     }
                     const auto& kv = range.kvs(0);
                     if (static_cast<uint64_t>(kv.create_revision()) != req.token.sequence) {
-                      join->key_result[i] = RenewOutcome(
-                          Lost{LossReason::kTakenOver,
-                               what + ": the key was recreated (create revision " +
-                                   std::to_string(kv.create_revision()) + ", ours " +
-                                   std::to_string(req.token.sequence) + ")"});
+                      join->key_result[i] =
+                          RenewOutcome(Lost{LossReason::kTakenOver,
+                                            what + ": the key was recreated (create revision " +
+                                                std::to_string(kv.create_revision()) + ", ours " +
+                                                std::to_string(req.token.sequence) + ")"});
                       continue;
                     }
                     join->key_lease[i] = kv.lease();

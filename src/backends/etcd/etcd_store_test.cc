@@ -5,17 +5,17 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
+#include <string>
 #include <thread>
 #include <variant>
 #include <vector>
-#include <memory>
-#include <string>
 
 #include "etcd_cluster.h"
-#include "testing/test_pki.h"
-#include "testing/temp_dir.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/lease.h"
+#include "testing/temp_dir.h"
+#include "testing/test_pki.h"
 
 namespace leasehold {
 namespace {
@@ -31,8 +31,8 @@ TEST(EtcdOptionsTest, OpenRejectsMissingAndMalformedEndpoints) {
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(none.status().message(), HasSubstr("endpoints"));
-  for (const char* bad : {"localhost", ":2379", "host:", "host:0", "host:99999", "host:12a",
-                          "a b:1", "h/x:1"}) {
+  for (const char* bad :
+       {"localhost", ":2379", "host:", "host:0", "host:99999", "host:12a", "a b:1", "h/x:1"}) {
     auto s = EtcdStore::Open({.endpoints = {bad}, .dial_timeout = Duration::zero()});
     ASSERT_FALSE(s.ok()) << bad;
     EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument) << bad;
@@ -41,7 +41,8 @@ TEST(EtcdOptionsTest, OpenRejectsMissingAndMalformedEndpoints) {
 }
 
 TEST(EtcdOptionsTest, OpenRejectsInconsistentCredentials) {
-  auto half_cert = EtcdStore::Open({.endpoints = {"127.0.0.1:1"}, .tls = true,
+  auto half_cert = EtcdStore::Open({.endpoints = {"127.0.0.1:1"},
+                                    .tls = true,
                                     .cert_file = "/nonexistent/c.pem",
                                     .dial_timeout = Duration::zero()});
   ASSERT_FALSE(half_cert.ok());
@@ -50,7 +51,8 @@ TEST(EtcdOptionsTest, OpenRejectsInconsistentCredentials) {
       {.endpoints = {"127.0.0.1:1"}, .username = "u", .dial_timeout = Duration::zero()});
   ASSERT_FALSE(no_password.ok());
   EXPECT_THAT(no_password.status().message(), HasSubstr("password"));
-  auto unreadable = EtcdStore::Open({.endpoints = {"127.0.0.1:1"}, .tls = true,
+  auto unreadable = EtcdStore::Open({.endpoints = {"127.0.0.1:1"},
+                                     .tls = true,
                                      .ca_file = "/nonexistent/ca.pem",
                                      .dial_timeout = Duration::zero()});
   ASSERT_FALSE(unreadable.ok());
@@ -243,8 +245,8 @@ TEST_F(EtcdStoreTest, FencedTxnRejectsAStaleHolder) {
   auto ta = a->AcquireWithToken();
   ASSERT_TRUE(ta.ok() && ta->has_value());
   const auto deadline = [&] { return runtime_->clock().Now() + 5s; };
-  EXPECT_TRUE(store->FencedTxn(**ta, "fence", {{.key = "data/x", .value = "from a"}}, deadline())
-                  .ok());
+  EXPECT_TRUE(
+      store->FencedTxn(**ta, "fence", {{.key = "data/x", .value = "from a"}}, deadline()).ok());
   // a's tenure ends behind its back (a pause past the TTL, say); b takes over.
   ASSERT_TRUE(raw_->Delete("t/fence"));
   auto b = MakeLease(Open(), "fence", "b");
@@ -254,8 +256,9 @@ TEST_F(EtcdStoreTest, FencedTxnRejectsAStaleHolder) {
   EXPECT_EQ(stale.code(), StatusCode::kFailedPrecondition) << stale.ToString();
   EXPECT_THAT(stale.message(), HasSubstr("lease no longer held"));
   EXPECT_EQ(raw_->Get("data/x")->value, "from a");
-  EXPECT_TRUE(store->FencedTxn(**tb, "fence",
-                               {{.kind = EtcdWrite::Kind::kDelete, .key = "data/x"}}, deadline())
+  EXPECT_TRUE(store
+                  ->FencedTxn(**tb, "fence", {{.kind = EtcdWrite::Kind::kDelete, .key = "data/x"}},
+                              deadline())
                   .ok());
   EXPECT_FALSE(raw_->Get("data/x").has_value());
 }
@@ -289,7 +292,6 @@ TEST_F(EtcdStoreTest, ErrorsNameTheStoreAndTheLease) {
   EXPECT_THAT(r.status().message(), HasSubstr("etcd://"));
 }
 
-
 // Item 32: TLS is verified; the right CA works, a wrong CA fails closed with a
 // clear error; a server demanding client certificates gets ours.
 class EtcdTlsTest : public ::testing::Test {
@@ -312,8 +314,10 @@ class EtcdTlsTest : public ::testing::Test {
 };
 
 TEST_F(EtcdTlsTest, TheRightCaAndAClientCertificateWork) {
-  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .tls = true,
-                                .ca_file = pki_.ca_file, .cert_file = pki_.client_cert_file,
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(),
+                                .tls = true,
+                                .ca_file = pki_.ca_file,
+                                .cert_file = pki_.client_cert_file,
                                 .key_file = pki_.client_key_file});
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto lease = Lease::Create(*store, {.name = "tls", .owner = "a", .ttl = 2s});
@@ -323,9 +327,12 @@ TEST_F(EtcdTlsTest, TheRightCaAndAClientCertificateWork) {
 }
 
 TEST_F(EtcdTlsTest, AWrongCaFailsClosedWithAClearError) {
-  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .tls = true,
-                                .ca_file = pki_.other_ca_file, .cert_file = pki_.client_cert_file,
-                                .key_file = pki_.client_key_file, .dial_timeout = 2s});
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(),
+                                .tls = true,
+                                .ca_file = pki_.other_ca_file,
+                                .cert_file = pki_.client_cert_file,
+                                .key_file = pki_.client_key_file,
+                                .dial_timeout = 2s});
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kUnavailable);
   EXPECT_THAT(store.status().message(), HasSubstr("TLS"));
@@ -354,8 +361,8 @@ class EtcdAuthTest : public ::testing::Test {
 };
 
 TEST_F(EtcdAuthTest, AUserWithAPasswordHoldsLeasesAcrossTokenExpiry) {
-  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .username = "root",
-                                .password = "rootpw"});
+  auto store = EtcdStore::Open(
+      {.endpoints = cluster_->endpoints(), .username = "root", .password = "rootpw"});
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto lease = Lease::Create(*store, {.name = "auth", .owner = "a", .ttl = 3s});
   ASSERT_TRUE(lease.ok());
@@ -368,8 +375,8 @@ TEST_F(EtcdAuthTest, AUserWithAPasswordHoldsLeasesAcrossTokenExpiry) {
 }
 
 TEST_F(EtcdAuthTest, AWrongPasswordIsRefusedWithoutShowingIt) {
-  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .username = "root",
-                                .password = "not-the-pw-xyzzy"});
+  auto store = EtcdStore::Open(
+      {.endpoints = cluster_->endpoints(), .username = "root", .password = "not-the-pw-xyzzy"});
   ASSERT_FALSE(store.ok());
   EXPECT_THAT(store.status().message(), HasSubstr("root"));
   EXPECT_THAT(store.status().message(), ::testing::Not(HasSubstr("xyzzy")));

@@ -53,9 +53,8 @@ std::string JsonString(const std::string& json, const std::string& field) {
 
 }  // namespace
 
-std::optional<std::string> HttpRequest(int port, const std::string& method,
-                                       const std::string& path, const std::string& body,
-                                       std::chrono::milliseconds timeout) {
+std::optional<std::string> HttpRequest(int port, const std::string& method, const std::string& path,
+                                       const std::string& body, std::chrono::milliseconds timeout) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return std::nullopt;
   sockaddr_in addr{};
@@ -64,7 +63,8 @@ std::optional<std::string> HttpRequest(int port, const std::string& method,
   addr.sin_port = htons(static_cast<uint16_t>(port));
   const auto until = SteadyClock::now() + timeout;
   auto wait = [&](short events) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd, events, 0};
     return poll(&p, 1, static_cast<int>(left.count())) == 1;
@@ -151,28 +151,39 @@ Status EtcdCluster::Spawn(int i, bool existing) {
       std::string(tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(m.client_port);
   const std::string peer_url = "http://127.0.0.1:" + std::to_string(m.peer_port);
   std::vector<std::string> args = {"etcd",
-                                   "--name", m.name,
-                                   "--data-dir", m.data_dir,
-                                   "--listen-client-urls", client_url,
-                                   "--advertise-client-urls", client_url,
-                                   "--listen-peer-urls", peer_url,
-                                   "--initial-advertise-peer-urls", peer_url,
-                                   "--initial-cluster", initial_cluster_,
-                                   "--initial-cluster-token", "leasehold-test",
-                                   "--initial-cluster-state", existing ? "existing" : "new",
-                                   "--logger", "zap",
-                                   "--log-outputs", "stderr"};
+                                   "--name",
+                                   m.name,
+                                   "--data-dir",
+                                   m.data_dir,
+                                   "--listen-client-urls",
+                                   client_url,
+                                   "--advertise-client-urls",
+                                   client_url,
+                                   "--listen-peer-urls",
+                                   peer_url,
+                                   "--initial-advertise-peer-urls",
+                                   peer_url,
+                                   "--initial-cluster",
+                                   initial_cluster_,
+                                   "--initial-cluster-token",
+                                   "leasehold-test",
+                                   "--initial-cluster-state",
+                                   existing ? "existing" : "new",
+                                   "--logger",
+                                   "zap",
+                                   "--log-outputs",
+                                   "stderr"};
   if (options_.fast_election) {
     for (const char* a : {"--heartbeat-interval", "10", "--election-timeout", "100"}) {
       args.emplace_back(a);
     }
   }
   if (tls) {
-    args.insert(args.end(), {"--cert-file", options_.tls_cert_file, "--key-file",
-                             options_.tls_key_file});
+    args.insert(args.end(),
+                {"--cert-file", options_.tls_cert_file, "--key-file", options_.tls_key_file});
     if (!options_.tls_client_ca_file.empty()) {
-      args.insert(args.end(), {"--client-cert-auth", "--trusted-ca-file",
-                               options_.tls_client_ca_file});
+      args.insert(args.end(),
+                  {"--client-cert-auth", "--trusted-ca-file", options_.tls_client_ca_file});
     }
   }
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
@@ -270,8 +281,8 @@ int EtcdCluster::Leader(std::chrono::milliseconds timeout) const {
   do {
     for (int k = 0; k < size(); ++k) {
       if (members_[k].pid <= 0) continue;
-      auto body = HttpRequest(members_[k].client_port, "POST", "/v3/maintenance/status", "{}",
-                              300ms);
+      auto body =
+          HttpRequest(members_[k].client_port, "POST", "/v3/maintenance/status", "{}", 300ms);
       if (!body) continue;
       const std::string leader = JsonString(*body, "leader");
       const std::string self = JsonString(*body, "member_id");

@@ -84,9 +84,8 @@ class EtcdCluster {
 
 // A plain HTTP request to 127.0.0.1:port (for /health and the JSON gateway).
 // Returns the body, or nullopt on any failure.
-std::optional<std::string> HttpRequest(int port, const std::string& method,
-                                       const std::string& path, const std::string& body,
-                                       std::chrono::milliseconds timeout);
+std::optional<std::string> HttpRequest(int port, const std::string& method, const std::string& path,
+                                       const std::string& body, std::chrono::milliseconds timeout);
 
 // A foreign etcd writer over gRPC (synchronous), for tests.
 class RawEtcd {
