@@ -456,7 +456,13 @@ class KeepAliveStream final
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    if (!ok) {
+      // The call is ending: gRPC destroys its side of the stream before
+      // OnDone, so no write may start from now on.
+      std::lock_guard lock(mu_);
+      done_ = true;
+      return;
+    }
     if (auto s = state_.lock()) s->OnKeepAliveResponse(resp_);
     StartRead(&resp_);
   }
@@ -516,7 +522,13 @@ class WatchStream final : public grpc::ClientBidiReactor<pb::WatchRequest, pb::W
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    if (!ok) {
+      // The call is ending: gRPC destroys its side of the stream before
+      // OnDone, so no write may start from now on.
+      std::lock_guard lock(mu_);
+      done_ = true;
+      return;
+    }
     if (auto s = state_.lock()) s->OnWatchResponse(resp_);
     StartRead(&resp_);
   }
