@@ -41,7 +41,7 @@ void CheckSpec(std::string_view input, const StoreSpec& s) {
       for (const auto& ep : s.endpoints) Require(IsEndpoint(ep));
       Require(s.tls || (s.ca_file.empty() && s.cert_file.empty() && s.key_file.empty()));
       Require(s.cert_file.empty() == s.key_file.empty());       // no half client cert
-      Require(s.username.empty() == s.password_file.empty());   // no half credentials
+      Require(!s.username.empty() || s.password_file.empty());  // no password without a user
       Require(s.token_file.empty());
       break;
     case StoreSpec::Kind::kKubernetes:

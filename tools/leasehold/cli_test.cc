@@ -25,6 +25,9 @@
 #include <vector>
 
 #include "cli.h"
+#ifdef LEASEHOLD_HAVE_ETCD
+#include "etcd_cluster.h"
+#endif
 #include "leasehold/future.h"
 #include "leasehold/lease.h"
 
@@ -354,7 +357,12 @@ TEST_F(CliTest, BadStoreUrlFromTheEnvironmentIsAUsageError) {
 }
 
 TEST_F(CliTest, BackendsNotBuiltInAreUnavailableForEveryCommand) {
-  for (const std::string url : {"etcd://127.0.0.1:2379", "kubernetes:///default"}) {
+#ifdef LEASEHOLD_HAVE_ETCD
+  const std::vector<std::string> urls = {"kubernetes:///default"};
+#else
+  const std::vector<std::string> urls = {"etcd://127.0.0.1:2379", "kubernetes:///default"};
+#endif
+  for (const std::string& url : urls) {
     for (auto args : kStoreCommands) {
       args.insert(args.begin(), {"--store", url});
       Outcome o = Cli(args);
@@ -695,6 +703,64 @@ TEST_F(CliTest, BenchFailsWhenItsLeaseIsHeld) {
   EXPECT_EQ(o.code, kExitUnavailable);
   EXPECT_THAT(o.err, HasSubstr("another bench running?"));
 }
+
+
+#ifdef LEASEHOLD_HAVE_ETCD
+using ::testing::Not;
+
+// --- etcd -------------------------------------------------------------------------
+
+TEST_F(CliTest, AnEtcdNobodyServesIsUnavailableForEveryCommandAndNamesTheEndpoint) {
+  for (auto args : kStoreCommands) {
+    args.insert(args.begin(), {"--store", "etcd://127.0.0.1:1/app"});
+    Outcome o = Cli(args);
+    EXPECT_EQ(o.code, kExitUnavailable) << args[2] << ": " << o.err;
+    EXPECT_THAT(o.err, HasSubstr("127.0.0.1:1")) << args[2];
+  }
+}
+
+TEST_F(CliTest, AnEtcdUsernameNeedsAPasswordFromTheEnvironmentWhichNeverShows) {
+  Outcome none = Cli({"--store", "etcd://127.0.0.1:1?username=alice", "status", "x"});
+  EXPECT_EQ(none.code, kExitUsage) << none.err;
+  EXPECT_THAT(none.err, HasSubstr("LEASEHOLD_ETCD_PASSWORD"));
+  env_["LEASEHOLD_ETCD_PASSWORD"] = "s3cret-pw";
+  Outcome o = Cli({"--store", "etcd://127.0.0.1:1?username=alice", "status", "x"});
+  EXPECT_EQ(o.code, kExitUnavailable) << o.err;
+  EXPECT_THAT(o.err, Not(HasSubstr("s3cret-pw")));
+  EXPECT_THAT(o.out, Not(HasSubstr("s3cret-pw")));
+}
+
+TEST_F(CliTest, CommandsWorkAgainstARealEtcd) {
+  auto cluster = etcd_test::EtcdCluster::Start({.members = 1});
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string url = "etcd://" + (*cluster)->endpoint(0) + "/cli-test";
+  env_["LEASEHOLD_STORE"] = url;
+  auto spec = ParseStoreUrl(url);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  auto store = OpenStore(*spec, Runtime::Create());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto lease = Lease::Create(*store, {.name = "job", .owner = "holder-a", .ttl = 10s});
+  ASSERT_TRUE(lease.ok());
+  auto token = (*lease)->AcquireWithToken();
+  ASSERT_TRUE(token.ok() && token->has_value());
+
+  Outcome held = Cli({"status", "job", "--json"});
+  ASSERT_EQ(held.code, 0) << held.err;
+  auto j = ParseJson(held.out);
+  EXPECT_EQ(j["held"], true) << held.out;
+  EXPECT_EQ(j["holder"], (*lease)->identity()) << held.out;
+  EXPECT_EQ(j["sequence"], (*token)->sequence) << held.out;
+
+  Outcome broke = Cli({"break", "job", "--yes"});
+  EXPECT_EQ(broke.code, 0) << broke.err;
+  Outcome free = Cli({"status", "job", "--json"});
+  ASSERT_EQ(free.code, 0) << free.err;
+  EXPECT_EQ(ParseJson(free.out)["held"], false) << free.out;
+
+  Outcome run = Cli({"run", "job", "--", "true"});
+  EXPECT_EQ(run.code, 0) << run.err;
+}
+#endif
 
 }  // namespace
 }  // namespace leasehold::cli

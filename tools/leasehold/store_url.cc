@@ -12,6 +12,12 @@
 #include "leasehold/backends/memory.h"
 #include "leasehold/backends/sqlite.h"
 #include "leasehold/lease.h"
+#ifdef LEASEHOLD_HAVE_ETCD
+#include <fstream>
+#include <sstream>
+
+#include "leasehold/backends/etcd.h"
+#endif
 
 namespace leasehold::cli {
 namespace {
@@ -222,8 +228,11 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
     if (spec.cert_file.empty() != spec.key_file.empty()) {
       return Bad(url, "cert-file and key-file go together");
     }
-    if (spec.username.empty() != spec.password_file.empty()) {
-      return Bad(url, "username and password-file go together");
+    // The password comes from password-file or, without one, from the
+    // environment (LEASEHOLD_ETCD_PASSWORD) when the store is opened: never
+    // from the URL.
+    if (spec.username.empty() && !spec.password_file.empty()) {
+      return Bad(url, "password-file needs a username");
     }
     return spec;
   }
@@ -277,8 +286,43 @@ Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<
       if (!store.ok()) return store.status();
       return std::shared_ptr<Store>(*store);
     }
-    case StoreSpec::Kind::kEtcd:
-      return UnimplementedError("store " + spec.url + ": the etcd backend is not built into this leasehold yet");
+    case StoreSpec::Kind::kEtcd: {
+#ifdef LEASEHOLD_HAVE_ETCD
+      EtcdOptions options{.endpoints = spec.endpoints, .tls = spec.tls, .ca_file = spec.ca_file,
+                          .cert_file = spec.cert_file, .key_file = spec.key_file,
+                          .username = spec.username};
+      if (!spec.prefix.empty()) {
+        options.key_prefix = spec.prefix.back() == '/' ? spec.prefix : spec.prefix + "/";
+      }
+      if (!spec.username.empty()) {
+        if (!spec.password_file.empty()) {
+          std::ifstream in(spec.password_file);
+          std::stringstream ss;
+          ss << in.rdbuf();
+          if (!in) {
+            return NotFoundError("store " + spec.url + ": cannot read password-file \"" +
+                                 spec.password_file + "\"");
+          }
+          options.password = ss.str();
+          while (!options.password.empty() &&
+                 (options.password.back() == '\n' || options.password.back() == '\r')) {
+            options.password.pop_back();
+          }
+        } else if (const char* pw = std::getenv("LEASEHOLD_ETCD_PASSWORD"); pw && *pw) {
+          options.password = pw;
+        } else {
+          return InvalidArgumentError("store " + spec.url +
+                                      ": username given but no password: set "
+                                      "LEASEHOLD_ETCD_PASSWORD or password-file");
+        }
+      }
+      auto store = EtcdStore::Open(std::move(options), std::move(runtime));
+      if (!store.ok()) return store.status();
+      return std::shared_ptr<Store>(*store);
+#else
+      return UnimplementedError("store " + spec.url + ": the etcd backend is not built into this leasehold");
+#endif
+    }
     case StoreSpec::Kind::kKubernetes:
       return UnimplementedError("store " + spec.url +
                                 ": the Kubernetes backend is not built into this leasehold yet");

@@ -1,0 +1,239 @@
+// etcd_bench: the measurements of benchmarks/etcd/run against one etcd.
+//
+//   etcd_bench cycle ENDPOINT OPS     leasehold acquire+release cycles interleaved
+//                                     with the raw floor (a bare create-if-absent
+//                                     Txn + a delete Txn over synchronous gRPC);
+//                                     prints both p50/p99 in microseconds
+//   etcd_bench handoff ENDPOINT ROUNDS  holder releases -> waiting contender holds
+//   etcd_bench hold ENDPOINT NAME TTL_S   acquires, prints "held", sleeps until killed
+//   etcd_bench wait ENDPOINT NAME TTL_S   waits for the lease; prints the wall-clock
+//                                     time (ns since the epoch) when it holds it
+//   etcd_bench many ENDPOINT COUNT TTL_S WINDOW_S   holds COUNT leases through one
+//                                     store; prints CPU % of one core over WINDOW_S
+//                                     at steady state
+#include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "leasehold/backends/etcd.h"
+#include "leasehold/lease.h"
+#include "rpc.grpc.pb.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using leasehold::Duration;
+using SteadyClock = std::chrono::steady_clock;
+
+double Micros(Duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+double Percentile(std::vector<Duration> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return Micros(v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))]);
+}
+
+std::shared_ptr<leasehold::EtcdStore> OpenStore(const std::string& endpoint,
+                                                const std::shared_ptr<leasehold::Runtime>& rt) {
+  auto s = leasehold::EtcdStore::Open({.endpoints = {endpoint}, .key_prefix = "bench/"}, rt);
+  if (!s.ok()) {
+    std::cerr << "etcd_bench: " << s.status().ToString() << "\n";
+    std::exit(2);
+  }
+  return *s;
+}
+
+std::unique_ptr<leasehold::Lease> NewLease(std::shared_ptr<leasehold::Store> store,
+                                           const std::string& name, const std::string& owner,
+                                           Duration ttl) {
+  auto l = leasehold::Lease::Create(std::move(store), {.name = name, .owner = owner, .ttl = ttl});
+  if (!l.ok()) {
+    std::cerr << "etcd_bench: " << l.status().ToString() << "\n";
+    std::exit(2);
+  }
+  return std::move(l).value();
+}
+
+void Check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::cerr << "etcd_bench: " << what << " failed\n";
+    std::exit(1);
+  }
+}
+
+// The floor: the two transactions a cycle needs, bare, synchronous, on a
+// channel of its own.
+class RawFloor {
+ public:
+  explicit RawFloor(const std::string& endpoint)
+      : kv_(etcdserverpb::KV::NewStub(
+            grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()))) {}
+
+  bool Cycle() {
+    const std::string key = "bench/raw";
+    etcdserverpb::TxnRequest create;
+    auto* cmp = create.add_compare();
+    cmp->set_key(key);
+    cmp->set_target(etcdserverpb::Compare::CREATE);
+    cmp->set_result(etcdserverpb::Compare::EQUAL);
+    cmp->set_create_revision(0);
+    auto* put = create.add_success()->mutable_request_put();
+    put->set_key(key);
+    put->set_value("raw");
+    create.add_failure()->mutable_request_range()->set_key(key);
+    etcdserverpb::TxnResponse r1;
+    grpc::ClientContext c1;
+    if (!kv_->Txn(&c1, create, &r1).ok() || !r1.succeeded()) return false;
+    etcdserverpb::TxnRequest del;
+    auto* cmp2 = del.add_compare();
+    cmp2->set_key(key);
+    cmp2->set_target(etcdserverpb::Compare::CREATE);
+    cmp2->set_result(etcdserverpb::Compare::EQUAL);
+    cmp2->set_create_revision(r1.header().revision());
+    del.add_success()->mutable_request_delete_range()->set_key(key);
+    etcdserverpb::TxnResponse r2;
+    grpc::ClientContext c2;
+    return kv_->Txn(&c2, del, &r2).ok() && r2.succeeded();
+  }
+
+ private:
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+};
+
+int Cycle(const std::string& endpoint, int ops) {
+  auto rt = leasehold::Runtime::Create();
+  auto lease = NewLease(OpenStore(endpoint, rt), "cycle", "bench", 10s);
+  RawFloor raw(endpoint);
+  std::vector<Duration> ours, floor;
+  for (int i = -50; i < ops; ++i) {  // 50 warm-up rounds
+    auto t0 = SteadyClock::now();
+    auto got = lease->Acquire();
+    Check(got.ok() && *got, "acquire");
+    Check(lease->Release().ok(), "release");
+    auto t1 = SteadyClock::now();
+    Check(raw.Cycle(), "raw cycle");
+    auto t2 = SteadyClock::now();
+    if (i >= 0) {
+      ours.push_back(t1 - t0);
+      floor.push_back(t2 - t1);
+    }
+  }
+  std::printf("cycle_p50_us %.1f\ncycle_p99_us %.1f\nfloor_p50_us %.1f\nfloor_p99_us %.1f\n",
+              Percentile(ours, 0.5), Percentile(ours, 0.99), Percentile(floor, 0.5),
+              Percentile(floor, 0.99));
+  return 0;
+}
+
+int Handoff(const std::string& endpoint, int rounds) {
+  auto rt = leasehold::Runtime::Create();
+  auto holder = NewLease(OpenStore(endpoint, rt), "handoff", "holder", 10s);
+  auto waiter = NewLease(OpenStore(endpoint, rt), "handoff", "waiter", 10s);
+  std::vector<Duration> d;
+  for (int i = -5; i < rounds; ++i) {
+    auto got = holder->Acquire();
+    Check(got.ok() && *got, "holder acquire");
+    auto f = waiter->StartAcquire({.wait = true, .timeout = 10s});
+    std::this_thread::sleep_for(20ms);  // the waiter is watching by now
+    auto t0 = SteadyClock::now();
+    Check(holder->Release().ok(), "release");
+    const auto& r = f.Wait();
+    auto t1 = SteadyClock::now();
+    Check(r.ok() && r->has_value(), "waiter acquire");
+    if (i >= 0) d.push_back(t1 - t0);
+    Check(waiter->Release().ok(), "waiter release");
+  }
+  std::printf("handoff_p50_us %.1f\nhandoff_p99_us %.1f\n", Percentile(d, 0.5),
+              Percentile(d, 0.99));
+  return 0;
+}
+
+int Hold(const std::string& endpoint, const std::string& name, int ttl_s) {
+  auto rt = leasehold::Runtime::Create();
+  auto lease = NewLease(OpenStore(endpoint, rt), name, "holder", std::chrono::seconds(ttl_s));
+  auto got = lease->Acquire({.wait = true, .timeout = 30s});
+  Check(got.ok() && *got, "hold");
+  std::printf("held\n");
+  std::fflush(stdout);
+  while (true) std::this_thread::sleep_for(1s);
+}
+
+int Wait(const std::string& endpoint, const std::string& name, int ttl_s) {
+  auto rt = leasehold::Runtime::Create();
+  auto lease = NewLease(OpenStore(endpoint, rt), name, "waiter", std::chrono::seconds(ttl_s));
+  std::printf("waiting\n");
+  std::fflush(stdout);
+  auto got = lease->Acquire({.wait = true, .timeout = 60s});
+  const auto wall = std::chrono::system_clock::now().time_since_epoch();
+  Check(got.ok() && *got, "wait");
+  std::printf(
+      "acquired_at_ns %lld\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::nanoseconds>(wall).count()));
+  Check(lease->Release().ok(), "release");
+  return 0;
+}
+
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+int Many(const std::string& endpoint, int count, int ttl_s, int window_s) {
+  auto rt = leasehold::Runtime::Create();
+  auto store = OpenStore(endpoint, rt);
+  std::vector<std::unique_ptr<leasehold::Lease>> leases;
+  std::vector<leasehold::Future<leasehold::AcquireResult>> futures;
+  for (int i = 0; i < count; ++i) {
+    leases.push_back(
+        NewLease(store, "many/" + std::to_string(i), "bench", std::chrono::seconds(ttl_s)));
+    futures.push_back(leases.back()->StartAcquire());
+    if (futures.size() % 500 == 0) futures.back().Wait();  // keep the pipeline bounded
+  }
+  for (auto& f : futures) {
+    const auto& r = f.Wait();
+    Check(r.ok() && r->has_value(), "acquire of one of many");
+  }
+  // Every lease renews at least once before the window starts.
+  std::this_thread::sleep_for(std::chrono::seconds(ttl_s) / 2);
+  const double c0 = CpuSeconds();
+  const auto t0 = SteadyClock::now();
+  std::printf("steady\n");
+  std::fflush(stdout);
+  std::this_thread::sleep_for(std::chrono::seconds(window_s));
+  const double cpu = CpuSeconds() - c0;
+  const double wall = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  int alive = 0;
+  for (auto& l : leases) alive += l->CheckAlive() ? 1 : 0;
+  std::printf("alive %d\ncpu_percent %.2f\n", alive, 100.0 * cpu / wall);
+  std::fflush(stdout);
+  return alive == count ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> a(argv + 1, argv + argc);
+  auto usage = [] {
+    std::cerr << "usage: etcd_bench cycle|handoff|hold|wait|many ENDPOINT ...\n";
+    return 2;
+  };
+  if (a.size() < 2) return usage();
+  if (a[0] == "cycle" && a.size() == 3) return Cycle(a[1], std::stoi(a[2]));
+  if (a[0] == "handoff" && a.size() == 3) return Handoff(a[1], std::stoi(a[2]));
+  if (a[0] == "hold" && a.size() == 4) return Hold(a[1], a[2], std::stoi(a[3]));
+  if (a[0] == "wait" && a.size() == 4) return Wait(a[1], a[2], std::stoi(a[3]));
+  if (a[0] == "many" && a.size() == 5) {
+    return Many(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]));
+  }
+  return usage();
+}
