@@ -220,6 +220,13 @@ Result<HttpResponse> HttpClient::Send(std::string_view method, const std::string
     void* h = Take();
     if (h == nullptr) return InternalError(describe_ + ": curl_easy_init failed");
     Result<HttpResponse> r = SendOnce(h, method, path, body, deadline, *token);
+    if (!r.ok()) {
+      // The connection may be broken in a way curl only notices by failing:
+      // start the next request on a fresh one.
+      curl_easy_cleanup(static_cast<CURL*>(h));
+      if (r.status().code() == StatusCode::kUnavailable && attempt == 0) continue;
+      return r;
+    }
     Give(h);
     // A 401 usually means the token rotated: re-read it and try once more.
     if (r.ok() && r->status == 401 && attempt == 0 && !credentials_.token_file.empty()) {
