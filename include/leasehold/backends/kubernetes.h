@@ -75,6 +75,13 @@ struct KubernetesOptions {
   // Ceiling of one HTTP request's timeout (each request is further cut to the
   // caller's remaining budget). Must be > 0.
   Duration request_timeout = std::chrono::seconds(10);
+  // Share observations (when each resourceVersion was first seen) with the
+  // other KubernetesStore objects of this process. Safe either way: an
+  // observation is a fact about the server on this host's monotonic clock;
+  // sharing lets a contender count from when another client of the process
+  // (e.g. the holder itself) saw the record, instead of from its own first
+  // read.
+  bool share_observations = true;
   // Wake waiting contenders with a watch (true) or let the engine poll.
   bool watch = true;
   // How often the bearer token file is re-read at the latest.

@@ -3,6 +3,12 @@
 // is a store object of its own (its own connections and incarnation), as
 // another process would have, behind a FaultStore for black-holed requests and
 // failed renewals; "unavailable" suspends the server (connections refused).
+//
+// Expiry is client-judged: a contender takes a silent holder's record over one
+// lease duration after the record was first seen unchanged. The stores of one
+// process share their observations (KubernetesOptions::share_observations), so
+// a contender created after the holder's last write counts from when the
+// holder's client saw that write, as a contender that had been watching would.
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -23,7 +29,9 @@ using kubernetes::testing::FakeApiServer;
 class KubernetesHarness final : public Harness {
  public:
   KubernetesHarness() : Harness(false) {
-    auto server = FakeApiServer::Start();
+    // Every client keeps its connection open, and the server gives each
+    // connection a thread: room for ManyLeasesAreHeldAtOnce's 200 clients.
+    auto server = FakeApiServer::Start({.threads = 600});
     EXPECT_TRUE(server.ok()) << server.status().ToString();
     if (server.ok()) server_ = std::move(*server);
   }

@@ -101,6 +101,25 @@ json Minimal(const json& object) {
   return out;
 }
 
+// When each resourceVersion of each Lease was first seen, on this host's
+// monotonic clock. Observations are facts about the server that any client
+// of this process may use, so by default every store of the process shares
+// one book (a contender then knows when a holder in the same process last
+// wrote, as a long-running contender that watched would).
+struct Observation {
+  std::string resource_version;
+  TimePoint since;
+};
+struct ObservationBook {
+  std::mutex mu;
+  std::unordered_map<std::string, Observation> seen;
+};
+
+std::shared_ptr<ObservationBook> ProcessBook() {
+  static const auto book = std::make_shared<ObservationBook>();
+  return book;
+}
+
 struct WatchState {
   std::mutex mu;
   std::condition_variable cv;
@@ -138,6 +157,8 @@ struct KubernetesStore::State {
         ns(std::move(ns_in)),
         describe("kubernetes://" + ns + " (" + options.credentials.server + ")"),
         incarnation(RandomId()),
+        book(options.share_observations ? ProcessBook() : std::make_shared<ObservationBook>()),
+        book_prefix(options.credentials.server + "|" + ns + "|"),
         collection("/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases"),
         http(std::make_shared<HttpClient>(options.credentials, clock, options.request_timeout,
                                           options.token_max_age, describe)) {}
@@ -148,13 +169,11 @@ struct KubernetesStore::State {
   const std::string ns;
   const std::string describe;
   const std::string incarnation;
+  const std::shared_ptr<ObservationBook> book;
+  const std::string book_prefix;
   const std::string collection;
   const std::shared_ptr<HttpClient> http;
 
-  struct Observation {
-    std::string resource_version;
-    TimePoint since;
-  };
   struct Tenure {
     json object;
     std::string holder;
@@ -163,7 +182,6 @@ struct KubernetesStore::State {
     FencingToken token;
   };
   std::mutex mu;
-  std::unordered_map<std::string, Observation> observed;
   std::unordered_map<std::string, Tenure> tenures;
   std::unordered_map<std::string, uint64_t> highest;  // name + "/" + uid -> sequence issued
 
@@ -260,10 +278,10 @@ struct KubernetesStore::State {
   }
 
   // Records this read; returns for how long this resourceVersion has been seen.
-  Duration Observe(const LeaseObject& obj, TimePoint now) {
-    std::lock_guard lock(mu);
-    Observation& o = observed[obj.name];
-    if (o.resource_version != obj.resource_version) o = {obj.resource_version, now};
+  Duration Observe(const std::string& name, const std::string& resource_version, TimePoint now) {
+    std::lock_guard lock(book->mu);
+    Observation& o = book->seen[book_prefix + name];
+    if (o.resource_version != resource_version) o = {resource_version, now};
     return now - o.since;
   }
 
@@ -278,8 +296,8 @@ struct KubernetesStore::State {
     t.token = Token(req.name, obj->uid, sequence);
     t.object = std::move(obj->object);
     Acquired out{.token = t.token, .ttl = req.ttl};
+    Observe(req.name, obj->uid + "/" + obj->resource_version, clock.Now());
     std::lock_guard lock(mu);
-    observed.erase(req.name);
     uint64_t& h = highest[req.name + "/" + t.uid];
     h = std::max(h, sequence);
     tenures[req.name] = std::move(t);
@@ -351,7 +369,7 @@ struct KubernetesStore::State {
     if (!obj.ok()) return obj.status();
     if (!obj->holder.empty() && !Ours(*obj, req.holder)) {
       const Duration window = Window(*obj, req.ttl);
-      const Duration seen = Observe(*obj, now);
+      const Duration seen = Observe(obj->name, obj->uid + "/" + obj->resource_version, now);
       if (seen < window) {
         return AcquireOutcome(Contended{.holder = obj->holder,
                                         .version = obj->resource_version,
@@ -388,6 +406,7 @@ struct KubernetesStore::State {
       if (r->status == 200) {
         Result<LeaseObject> obj = Decode(*r, req.name);
         if (!obj.ok()) return obj.status();
+        Observe(req.name, obj->uid + "/" + obj->resource_version, clock.Now());
         Remember(req.name, req.token, std::move(obj->object));
         return RenewOutcome(Renewed{.ttl = req.ttl});
       }
@@ -482,7 +501,7 @@ struct KubernetesStore::State {
     if (obj->acquire_time) rec.acquired_at = *obj->acquire_time;
     if (obj->renew_time) rec.renewed_at = *obj->renew_time;
     if (!obj->holder.empty()) {
-      const Duration seen = Observe(*obj, now);
+      const Duration seen = Observe(obj->name, obj->uid + "/" + obj->resource_version, now);
       if (obj->duration_seconds && *obj->duration_seconds > 0 &&
           *obj->duration_seconds <= std::numeric_limits<int32_t>::max()) {
         const Duration d = std::chrono::seconds(*obj->duration_seconds);
