@@ -557,5 +557,68 @@ TEST_F(KubernetesStoreTest, OptionsAreValidated) {
   EXPECT_EQ((*store)->namespace_name(), "from-context");
 }
 
+// kubectl is the outside witness: what leasehold writes is a Kubernetes Lease
+// that kubectl reads (holder and transitions), and an object kubectl deletes
+// is a lost lease. Runs where kubectl is installed; when it is, any
+// disagreement fails the test.
+std::string RunCommand(const std::string& command, int* exit_code) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    *exit_code = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = pclose(pipe);
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST_F(KubernetesStoreTest, KubectlSeesTheHolderAndTransitionsLeaseholdWrote) {
+  int code = 0;
+  RunCommand("command -v kubectl >/dev/null 2>&1", &code);
+  if (code != 0) GTEST_SKIP() << "kubectl is not installed";
+  leasehold::testing::TempDir dir("kubectl");
+  ASSERT_TRUE(leasehold::testing::WriteFile(dir.File("config"), server_->Kubeconfig("test-token")));
+  const std::string kubectl = "HOME=" + dir.path() + " kubectl --kubeconfig " + dir.File("config") +
+                              " --cache-dir " + dir.File("cache") + " ";
+
+  auto first = MakeLease(Open(), "witness", "node-a", 3s);
+  auto token = first->AcquireWithToken();
+  ASSERT_TRUE(token.ok() && token->has_value()) << token.status().ToString();
+  ASSERT_TRUE(first->Release().ok());
+  auto second = MakeLease(Open(), "witness", "node-b", 3s);
+  auto token2 = second->AcquireWithToken();
+  ASSERT_TRUE(token2.ok() && token2->has_value()) << token2.status().ToString();
+
+  std::string out = RunCommand(kubectl + "get lease witness -o json 2>&1", &code);
+  ASSERT_EQ(code, 0) << out;
+  json lease = json::parse(out, nullptr, false);
+  ASSERT_TRUE(lease.is_object()) << out;
+  EXPECT_EQ(lease["spec"]["holderIdentity"], second->identity());
+  EXPECT_EQ(lease["spec"]["leaseTransitions"], (*token2)->sequence);
+  EXPECT_EQ((*token2)->sequence, 2u);
+  EXPECT_EQ(lease["spec"]["leaseDurationSeconds"], 3);
+  EXPECT_THAT((*token2)->value, HasSubstr(lease["metadata"]["uid"].get<std::string>()));
+
+  std::string table = RunCommand(kubectl + "get leases 2>&1", &code);
+  ASSERT_EQ(code, 0) << table;
+  EXPECT_THAT(table, HasSubstr(second->identity()));
+
+  // An operator deletes the object by hand: the holder loses the lease.
+  std::atomic<int> deleted{0};
+  auto sub = second->OnLost([&](const LostEvent& e) {
+    if (e.reason == LossReason::kDeleted) ++deleted;
+  });
+  out = RunCommand(kubectl + "delete lease witness 2>&1", &code);
+  ASSERT_EQ(code, 0) << out;
+  const TimePoint start = Now();
+  while (deleted == 0 && Now() - start < 3s) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(deleted.load(), 1);
+  EXPECT_FALSE(second->CheckAlive());
+}
+
 }  // namespace
 }  // namespace leasehold::kubernetes
