@@ -246,8 +246,9 @@ struct KubernetesStore::State {
         retry = "; retry after " +
                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*r.retry_after).count()) + "s";
       }
-      return UnavailableError(What(name) + ": the API server answered " + std::string(verb) +
-                              " with HTTP " + code + words + retry);
+      const std::string msg =
+          What(name) + ": the API server answered " + std::string(verb) + " with HTTP " + code + words + retry;
+      return r.status == 429 ? ResourceExhaustedError(msg) : UnavailableError(msg);
     }
     return InternalError(What(name) + ": unexpected HTTP " + code + " to " + std::string(verb) +
                          words);
