@@ -158,6 +158,8 @@ std::optional<WallTime> ParseMicroTime(std::string_view s) {
   if (pos != s.size()) return std::nullopt;
   const int64_t days = DaysFromCivil(year, static_cast<unsigned>(mon), static_cast<unsigned>(day));
   const int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset;
+  // WallTime counts nanoseconds in an int64: about 1678 to 2262.
+  if (secs < -9'000'000'000 || secs > 9'000'000'000) return std::nullopt;
   return WallTime(std::chrono::duration_cast<WallTime::duration>(
       std::chrono::microseconds(secs * 1000000 + micros)));
 }
