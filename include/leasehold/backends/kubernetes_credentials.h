@@ -6,8 +6,9 @@
 //   1. Explicit: server URL + (token or token file) + CA file. All three or
 //      none: half a credential is kInvalidArgument naming what is missing.
 //   2. Kubeconfig: CredentialOptions::kubeconfig_path, else $KUBECONFIG (the
-//      first existing file of its ':'-separated list), else ~/.kube/config when
-//      it exists. The current context (or CredentialOptions::context) names a
+//      files of its ':'-separated list, merged as kubectl merges them: the
+//      first file to name a context, cluster or user wins, and the first
+//      current-context set wins), else ~/.kube/config when it exists. The current context (or CredentialOptions::context) names a
 //      cluster (server, certificate-authority[-data],
 //      insecure-skip-tls-verify) and a user (token, tokenFile,
 //      client-certificate[-data] + client-key[-data]). Relative file paths are
@@ -34,7 +35,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -69,8 +72,12 @@ struct CredentialOptions {
   std::string context{};
   // Where the in-cluster service account files live.
   std::string service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
-  // Honour insecure-skip-tls-verify (never the default).
+  // Honour insecure-skip-tls-verify and plain-http servers (never the
+  // default).
   bool allow_insecure = false;
+  // For tests: look variables up here instead of in the process environment
+  // (KUBECONFIG, HOME, KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT).
+  std::optional<std::map<std::string, std::string>> environment{};
 };
 
 // Finds and reads the credentials, by the precedence above. Errors:
@@ -81,8 +88,10 @@ struct CredentialOptions {
 // (nothing configured). Messages name the file and the field.
 Result<Credentials> LoadCredentials(const CredentialOptions& options);
 
-// Parses kubeconfig YAML text (the loader's core; exposed for tests and the
-// fuzzer). `dir` resolves relative paths; `context` overrides current-context.
+// Parses one kubeconfig's YAML text (the loader's core; exposed for tests and
+// the fuzzer). `dir` resolves relative paths; `context` overrides
+// current-context. Input over 1 MiB or nested deeper than 64 levels is refused
+// before parsing.
 Result<Credentials> ParseKubeconfig(std::string_view yaml_text, const std::string& dir,
                                     const std::string& context, bool allow_insecure);
 

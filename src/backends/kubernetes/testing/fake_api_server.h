@@ -4,7 +4,7 @@
 //
 // No API server can run on the machines that test leasehold, so the backend's
 // tests run against this one. It is written from the API conventions and the
-// observed behaviour of real servers (/work/shared/FACTS.md), independently of
+// observed behaviour of real servers (the team's notes on them), independently of
 // the client, so that a misreading of the protocol by one shows up as a test
 // failure against the other:
 //
