@@ -634,6 +634,10 @@ class FakeApiServer::Listener {
       return UnavailableError("fake API server: cannot bind 127.0.0.1:" + std::to_string(st.port));
     }
     thread_ = std::thread([this] { server_->listen_after_bind(); });
+    // httplib's stop() does nothing before the listening loop has started,
+    // and the loop would then block in accept() forever: a server stopped
+    // right after it was started (a short test) would never be joined.
+    while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return Status::Ok();
   }
 
@@ -774,6 +778,7 @@ class FakeApiServer::Listener {
       }
       st.cv.wait(lock, [&] { return !st.hang || Stopping(); });
       if (Stopping()) {
+        lock.unlock();  // Record() takes st.mu
         Drop(res);
         return Record(std::move(rec), 0);
       }

@@ -1,0 +1,105 @@
+// The conformance suite instantiated for the Kubernetes store against the
+// in-tree fake API server (real TLS on loopback, real time). Each NewClient()
+// is a store object of its own (its own connections and incarnation), as
+// another process would have, behind a FaultStore for black-holed requests and
+// failed renewals; "unavailable" suspends the server (connections refused).
+//
+// Expiry is client-judged: a contender takes a silent holder's record over one
+// lease duration after the record was first seen unchanged. The stores of one
+// process share their observations (KubernetesOptions::share_observations), so
+// a contender created after the holder's last write counts from when the
+// holder's client saw that write, as a contender that had been watching would.
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "conformance/conformance.h"
+#include "conformance/fault_store.h"
+#include "fake_api_server.h"
+#include "leasehold/backends/kubernetes.h"
+
+namespace leasehold::conformance {
+namespace {
+
+using namespace std::chrono_literals;
+using kubernetes::testing::FakeApiServer;
+
+class KubernetesHarness final : public Harness {
+ public:
+  KubernetesHarness() : Harness(false) {
+    // Every client keeps its connection open, and the server gives each
+    // connection a thread: room for ManyLeasesAreHeldAtOnce's 200 clients.
+    auto server = FakeApiServer::Start({.threads = 600});
+    EXPECT_TRUE(server.ok()) << server.status().ToString();
+    if (server.ok()) server_ = std::move(*server);
+  }
+  ~KubernetesHarness() override { clients_.clear(); }
+
+  std::shared_ptr<Store> NewClient() override {
+    if (!server_) return nullptr;
+    kubernetes::KubernetesOptions options;
+    options.credentials.server = server_->url();
+    options.credentials.ca_pem = server_->pki().ca_pem;
+    options.credentials.token = "test-token";
+    options.request_timeout = 2s;
+    auto store = kubernetes::KubernetesStore::Open(options, runtime());
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok()) return nullptr;
+    clients_.push_back(*store);
+    return std::make_shared<FaultStore>(*store, faults_);
+  }
+
+  // Leases are whole seconds on the wire; a contender takes a silent holder's
+  // record over one lease duration after it first saw it unchanged, which is
+  // up to one TTL after the holder's last write.
+  Duration ttl() const override { return 1s; }
+  Duration expiry_slack() const override { return 1200ms; }
+  Duration callback_slack() const override { return 150ms; }
+
+  bool SetUnavailable(bool on) override {
+    if (!server_) return false;
+    if (on) {
+      server_->Suspend();
+      return true;
+    }
+    return server_->Resume().ok();
+  }
+  bool SetHang(bool on) override {
+    faults_->hang = on;
+    return true;
+  }
+  bool FailNextRenewals(int n) override {
+    faults_->fail_next_renewals = n;
+    return true;
+  }
+  bool ForeignTakeOver(const std::string& name, const std::string& holder) override {
+    auto text = server_->GetLease("default", name);
+    if (!text) return false;
+    auto obj = nlohmann::json::parse(*text);
+    const int64_t transitions = obj["spec"].value("leaseTransitions", 0);
+    obj["spec"]["holderIdentity"] = holder;
+    obj["spec"]["leaseTransitions"] = transitions + 1;
+    obj["spec"]["leaseDurationSeconds"] = 60;
+    obj["metadata"].erase("annotations");
+    return server_->PutLease("default", name, obj.dump()).ok();
+  }
+  bool ForeignDelete(const std::string& name) override {
+    return server_->DeleteLease("default", name);
+  }
+
+ private:
+  std::unique_ptr<FakeApiServer> server_;
+  std::vector<std::shared_ptr<kubernetes::KubernetesStore>> clients_;
+  std::shared_ptr<FaultStore::Faults> faults_ = std::make_shared<FaultStore::Faults>();
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Kubernetes, ConformanceTest,
+    ::testing::Values(ConformanceParam{"Kubernetes",
+                                       [] { return std::make_unique<KubernetesHarness>(); }}),
+    ConformanceParamName);
+
+}  // namespace
+}  // namespace leasehold::conformance

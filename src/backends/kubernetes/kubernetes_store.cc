@@ -1,0 +1,749 @@
+#include "leasehold/backends/kubernetes.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "http_client.h"
+#include "lease_codec.h"
+
+namespace leasehold::kubernetes {
+namespace {
+
+using json = nlohmann::json;
+using detail::ApiStatus;
+using detail::HttpClient;
+using detail::HttpResponse;
+using detail::LeaseObject;
+
+constexpr int64_t kMaxTransitions = std::numeric_limits<int32_t>::max();
+
+std::string RandomId() {
+  std::random_device rd;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+  return buf;
+}
+
+int64_t DurationSeconds(Duration ttl) {
+  const auto ns = ttl.count();
+  int64_t secs = (ns + 999'999'999) / 1'000'000'000;
+  return std::clamp<int64_t>(secs, 1, std::numeric_limits<int32_t>::max());
+}
+
+std::string Quoted(const std::string& name) { return "lease \"" + name + "\""; }
+
+std::string UrlEncode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// The holder's own fields; everything else in `object` is kept.
+void SetSpec(json& object, const std::string& holder, int64_t duration_seconds,
+             const std::string& acquire_time, const std::string& renew_time,
+             std::optional<int64_t> transitions) {
+  if (!object.contains("spec") || !object["spec"].is_object()) object["spec"] = json::object();
+  json& spec = object["spec"];
+  if (holder.empty()) {
+    spec.erase("holderIdentity");
+  } else {
+    spec["holderIdentity"] = holder;
+  }
+  if (duration_seconds > 0) spec["leaseDurationSeconds"] = duration_seconds;
+  if (!acquire_time.empty()) spec["acquireTime"] = acquire_time;
+  if (!renew_time.empty()) spec["renewTime"] = renew_time;
+  if (transitions) spec["leaseTransitions"] = *transitions;
+}
+
+void SetIncarnation(json& object, const std::string& incarnation) {
+  if (!object.contains("metadata") || !object["metadata"].is_object()) {
+    object["metadata"] = json::object();
+  }
+  json& meta = object["metadata"];
+  if (!meta.contains("annotations") || !meta["annotations"].is_object()) {
+    meta["annotations"] = json::object();
+  }
+  meta["annotations"][std::string(kIncarnationAnnotation)] = incarnation;
+}
+
+// A clean copy of `object` with only what a Lease needs: used when the server
+// rejects the object we read (a hostile writer stored invalid fields).
+json Minimal(const json& object) {
+  json out = {{"apiVersion", "coordination.k8s.io/v1"}, {"kind", "Lease"}};
+  json meta = json::object();
+  if (object.contains("metadata") && object["metadata"].is_object()) {
+    const json& m = object["metadata"];
+    for (const char* key : {"name", "namespace", "uid", "resourceVersion"}) {
+      if (m.contains(key) && m[key].is_string()) meta[key] = m[key];
+    }
+  }
+  out["metadata"] = std::move(meta);
+  out["spec"] = json::object();
+  return out;
+}
+
+// When each resourceVersion of each Lease was first seen, on this host's
+// monotonic clock. Observations are facts about the server that any client
+// of this process may use, so by default every store of the process shares
+// one book (a contender then knows when a holder in the same process last
+// wrote, as a long-running contender that watched would).
+struct Observation {
+  std::string resource_version;
+  TimePoint since;
+};
+struct ObservationBook {
+  std::mutex mu;
+  std::unordered_map<std::string, Observation> seen;
+};
+
+std::shared_ptr<ObservationBook> ProcessBook() {
+  static const auto book = std::make_shared<ObservationBook>();
+  return book;
+}
+
+struct WatchState {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool cancelled = false;
+  bool fired = false;
+  bool running = false;
+  std::atomic<bool> finished{false};
+  std::thread::id thread;
+  Task on_change;
+
+  void Fire() {
+    {
+      std::lock_guard lock(mu);
+      if (cancelled || fired) return;
+      fired = true;
+      running = true;
+    }
+    try {
+      on_change();
+    } catch (...) {
+    }
+    std::lock_guard lock(mu);
+    running = false;
+    cv.notify_all();
+  }
+};
+
+}  // namespace
+
+struct KubernetesStore::State {
+  State(std::shared_ptr<Runtime> rt, KubernetesOptions o, std::string ns_in)
+      : runtime(std::move(rt)),
+        clock(runtime->clock()),
+        options(std::move(o)),
+        ns(std::move(ns_in)),
+        describe("kubernetes://" + ns + " (" + options.credentials.server + ")"),
+        incarnation(RandomId()),
+        book(options.share_observations ? ProcessBook() : std::make_shared<ObservationBook>()),
+        book_prefix(options.credentials.server + "|" + ns + "|"),
+        collection("/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases"),
+        http(std::make_shared<HttpClient>(options.credentials, clock, options.request_timeout,
+                                          options.token_max_age, describe)) {}
+
+  const std::shared_ptr<Runtime> runtime;
+  const Clock& clock;
+  const KubernetesOptions options;
+  const std::string ns;
+  const std::string describe;
+  const std::string incarnation;
+  const std::shared_ptr<ObservationBook> book;
+  const std::string book_prefix;
+  const std::string collection;
+  const std::shared_ptr<HttpClient> http;
+
+  struct Tenure {
+    json object;
+    std::string holder;
+    std::string uid;
+    uint64_t sequence = 0;
+    FencingToken token;
+  };
+  std::mutex mu;
+  std::unordered_map<std::string, Tenure> tenures;
+  std::unordered_map<std::string, uint64_t> highest;  // name + "/" + uid -> sequence issued
+
+  struct WatchEntry {
+    std::shared_ptr<WatchState> state;
+    std::thread thread;
+  };
+  std::mutex watch_mu;
+  std::map<WatchId, WatchEntry> watches;
+  WatchId last_watch = 0;
+  bool closing = false;
+
+  std::string Path(const std::string& name) const { return collection + "/" + name; }
+  std::string What(const std::string& name) const { return describe + ": " + Quoted(name); }
+
+  FencingToken Token(const std::string& name, const std::string& uid, uint64_t seq) const {
+    return {"kubernetes/" + ns + "/" + name + "/" + uid + "/" + std::to_string(seq), seq};
+  }
+
+  // Sends a request, waiting out a Retry-After (429/5xx) when it fits the budget.
+  Result<HttpResponse> Call(std::string_view method, const std::string& path,
+                            const std::string* body, TimePoint deadline) {
+    for (int attempt = 0;; ++attempt) {
+      Result<HttpResponse> r = http->Send(method, path, body, deadline);
+      if (!r.ok() || attempt >= 2) return r;
+      const long s = r->status;
+      if ((s == 429 || s >= 500) && r->retry_after && method == "GET" &&
+          clock.Now() + *r->retry_after < deadline) {
+        std::this_thread::sleep_for(*r->retry_after);
+        continue;
+      }
+      return r;
+    }
+  }
+
+  Status HttpError(const HttpResponse& r, std::string_view verb, const std::string& name) const {
+    const ApiStatus st = detail::DecodeStatus(r.body);
+    const std::string words = st.message.empty() ? "" : ": " + st.message;
+    const std::string code = std::to_string(r.status);
+    switch (r.status) {
+      case 401:
+        return UnauthenticatedError(What(name) + ": the API server refused our credentials (401" +
+                                    words + "); check the token or client certificate of " +
+                                    (options.credentials.source.empty() ? "the credentials"
+                                                                        : options.credentials.source));
+      case 403:
+        return PermissionDeniedError(
+            What(name) + ": RBAC: not allowed to " + std::string(verb) +
+            " leases.coordination.k8s.io in namespace " + ns + words +
+            "; grant verbs get, create, update, watch on leases (group coordination.k8s.io) in "
+            "namespace " + ns);
+      case 422:
+        return InvalidArgumentError(What(name) + ": the API server rejected the Lease (422 Invalid" +
+                                    words + (st.causes.empty() ? "" : "; causes: " + st.causes) +
+                                    ")");
+      default:
+        break;
+    }
+    if (r.status == 429 || r.status >= 500) {
+      std::string retry;
+      if (r.retry_after) {
+        retry = "; retry after " +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*r.retry_after).count()) + "s";
+      }
+      const std::string msg =
+          What(name) + ": the API server answered " + std::string(verb) + " with HTTP " + code + words + retry;
+      return r.status == 429 ? ResourceExhaustedError(msg) : UnavailableError(msg);
+    }
+    return InternalError(What(name) + ": unexpected HTTP " + code + " to " + std::string(verb) +
+                         words);
+  }
+
+  Result<LeaseObject> Decode(const HttpResponse& r, const std::string& name) const {
+    Result<LeaseObject> obj = detail::DecodeLease(r.body);
+    if (!obj.ok()) return DataLossError(What(name) + ": malformed reply: " + obj.status().message());
+    if (obj->name != name) {
+      return DataLossError(What(name) + ": the reply is for another object (\"" +
+                           obj->name.substr(0, 64) + "\")");
+    }
+    return obj;
+  }
+
+  bool Ours(const LeaseObject& obj, const std::string& holder) const {
+    return !holder.empty() && obj.holder == holder && obj.incarnation == incarnation;
+  }
+
+  // How long a foreign record must be seen unchanged before it is free.
+  Duration Window(const LeaseObject& obj, Duration our_ttl) const {
+    const auto cap = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::nano>(static_cast<double>(our_ttl.count()) *
+                                                 options.max_observe_factor));
+    if (!obj.duration_seconds || *obj.duration_seconds <= 0) return cap;
+    if (*obj.duration_seconds >= cap.count() / 1'000'000'000 + 1) return cap;
+    return std::min<Duration>(cap, std::chrono::seconds(*obj.duration_seconds));
+  }
+
+  // Records this read; returns for how long this resourceVersion has been seen.
+  Duration Observe(const std::string& name, const std::string& resource_version, TimePoint now) {
+    std::lock_guard lock(book->mu);
+    Observation& o = book->seen[book_prefix + name];
+    if (o.resource_version != resource_version) o = {resource_version, now};
+    return now - o.since;
+  }
+
+  Result<AcquireOutcome> Granted(const AcquireRequest& req, const HttpResponse& r,
+                                 uint64_t sequence) {
+    Result<LeaseObject> obj = Decode(r, req.name);
+    if (!obj.ok()) return obj.status();
+    Tenure t;
+    t.holder = req.holder;
+    t.uid = obj->uid;
+    t.sequence = sequence;
+    t.token = Token(req.name, obj->uid, sequence);
+    t.object = std::move(obj->object);
+    Acquired out{.token = t.token, .ttl = req.ttl};
+    Observe(req.name, obj->uid + "/" + obj->resource_version, clock.Now());
+    std::lock_guard lock(mu);
+    uint64_t& h = highest[req.name + "/" + t.uid];
+    h = std::max(h, sequence);
+    tenures[req.name] = std::move(t);
+    return AcquireOutcome(std::move(out));
+  }
+
+  Result<AcquireOutcome> Create(const AcquireRequest& req) {
+    const std::string now = detail::FormatMicroTime(clock.WallNow());
+    json body = {{"apiVersion", "coordination.k8s.io/v1"},
+                 {"kind", "Lease"},
+                 {"metadata", {{"name", req.name}, {"namespace", ns}}}};
+    SetIncarnation(body, incarnation);
+    SetSpec(body, req.holder, DurationSeconds(req.ttl), now, now, 1);
+    const std::string text = body.dump();
+    Result<HttpResponse> r = Call("POST", collection, &text, req.deadline);
+    if (!r.ok()) return r.status().WithContext(Quoted(req.name));
+    if (r->status == 200 || r->status == 201) return Granted(req, *r, 1);
+    if (r->status == 409) {
+      return AbortedError(What(req.name) + ": created concurrently by another client; re-read");
+    }
+    return HttpError(*r, "create", req.name);
+  }
+
+  Result<AcquireOutcome> TakeOver(const AcquireRequest& req, const LeaseObject& obj) {
+    int64_t transitions = obj.transitions.value_or(0);
+    if (transitions < 0) transitions = 0;
+    {
+      std::lock_guard lock(mu);
+      auto it = highest.find(req.name + "/" + obj.uid);
+      if (it != highest.end() && static_cast<int64_t>(it->second) > transitions &&
+          it->second <= static_cast<uint64_t>(kMaxTransitions)) {
+        transitions = static_cast<int64_t>(it->second);
+      }
+    }
+    if (transitions >= kMaxTransitions) {
+      return FailedPreconditionError(
+          What(req.name) + ": spec.leaseTransitions is at its maximum (2147483647): no higher "
+                           "fencing sequence can be issued; delete the Lease object to restart "
+                           "its sequence (fenced resources must then be reset)");
+    }
+    const int64_t next = transitions + 1;
+    const std::string now = detail::FormatMicroTime(clock.WallNow());
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      json body = attempt == 0 ? obj.object : Minimal(obj.object);
+      SetIncarnation(body, incarnation);
+      SetSpec(body, req.holder, DurationSeconds(req.ttl), now, now, next);
+      const std::string text = body.dump();
+      Result<HttpResponse> r = Call("PUT", Path(req.name), &text, req.deadline);
+      if (!r.ok()) return r.status().WithContext(Quoted(req.name));
+      if (r->status == 200 || r->status == 201) {
+        return Granted(req, *r, static_cast<uint64_t>(next));
+      }
+      if (r->status == 409 || r->status == 404) {
+        return AbortedError(What(req.name) + ": the Lease changed between our read and write");
+      }
+      if (r->status == 422 && attempt == 0) continue;  // drop the fields the server rejects
+      return HttpError(*r, "update", req.name);
+    }
+    return InternalError(What(req.name) + ": unreachable");
+  }
+
+  Result<AcquireOutcome> DoAcquire(const AcquireRequest& req) {
+    Result<HttpResponse> r = Call("GET", Path(req.name), nullptr, req.deadline);
+    if (!r.ok()) return r.status().WithContext(Quoted(req.name));
+    const TimePoint now = clock.Now();
+    if (r->status == 404) return Create(req);
+    if (r->status != 200) return HttpError(*r, "get", req.name);
+    Result<LeaseObject> obj = Decode(*r, req.name);
+    if (!obj.ok()) return obj.status();
+    if (!obj->holder.empty() && !Ours(*obj, req.holder)) {
+      const Duration window = Window(*obj, req.ttl);
+      const Duration seen = Observe(obj->name, obj->uid + "/" + obj->resource_version, now);
+      if (seen < window) {
+        return AcquireOutcome(Contended{.holder = obj->holder,
+                                        .version = obj->resource_version,
+                                        .retry_after = window - seen});
+      }
+    }
+    return TakeOver(req, *obj);
+  }
+
+  bool StillOurs(const LeaseObject& obj, const std::string& holder, const Tenure& t) const {
+    return Ours(obj, holder) && obj.uid == t.uid && obj.transitions &&
+           *obj.transitions == static_cast<int64_t>(t.sequence);
+  }
+
+  Result<RenewOutcome> DoRenew(const RenewRequest& req) {
+    Tenure t;
+    {
+      std::lock_guard lock(mu);
+      auto it = tenures.find(req.name);
+      if (it == tenures.end() || it->second.token != req.token) {
+        return RenewOutcome(Lost{LossReason::kTakenOver,
+                                 What(req.name) + ": this store knows no such tenure"});
+      }
+      t = it->second;
+    }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      json body = t.object;
+      SetSpec(body, req.holder, DurationSeconds(req.ttl), "",
+              detail::FormatMicroTime(clock.WallNow()), std::nullopt);
+      const std::string text = body.dump();
+      // resourceVersion (and uid) in the body make this PUT a compare-and-swap.
+      Result<HttpResponse> r = Call("PUT", Path(req.name), &text, req.deadline);
+      if (!r.ok()) return r.status().WithContext(Quoted(req.name));
+      if (r->status == 200) {
+        Result<LeaseObject> obj = Decode(*r, req.name);
+        if (!obj.ok()) return obj.status();
+        Observe(req.name, obj->uid + "/" + obj->resource_version, clock.Now());
+        Remember(req.name, req.token, std::move(obj->object));
+        return RenewOutcome(Renewed{.ttl = req.ttl});
+      }
+      if (r->status == 404) {
+        return RenewOutcome(Lost{LossReason::kDeleted, What(req.name) + ": the Lease was deleted"});
+      }
+      if (r->status == 401 || r->status == 403) {
+        return RenewOutcome(
+            Lost{LossReason::kUnauthorized, HttpError(*r, "update", req.name).message()});
+      }
+      if (r->status == 422) {
+        return RenewOutcome(
+            Lost{LossReason::kBackendError, HttpError(*r, "update", req.name).message()});
+      }
+      if (r->status != 409 || attempt > 0) return HttpError(*r, "update", req.name);
+      // 409: someone wrote after our last read -- another holder, or our own
+      // earlier renewal whose answer we never got. One read tells.
+      Result<HttpResponse> g = Call("GET", Path(req.name), nullptr, req.deadline);
+      if (!g.ok()) return g.status().WithContext(Quoted(req.name));
+      if (g->status == 404) {
+        return RenewOutcome(Lost{LossReason::kDeleted, What(req.name) + ": the Lease was deleted"});
+      }
+      if (g->status != 200) return HttpError(*g, "get", req.name);
+      Result<LeaseObject> obj = Decode(*g, req.name);
+      if (!obj.ok()) return obj.status();
+      if (obj->uid != t.uid) {
+        return RenewOutcome(Lost{LossReason::kDeleted,
+                                 What(req.name) + ": the Lease was deleted and recreated"});
+      }
+      if (!StillOurs(*obj, req.holder, t)) {
+        return RenewOutcome(Lost{LossReason::kTakenOver,
+                                 What(req.name) + ": taken over by \"" + obj->holder.substr(0, 253) +
+                                     "\""});
+      }
+      // Our earlier write landed. Others may have been observing that version
+      // since before this request was sent, so renew once more from it: the
+      // tenure is anchored on a write sent by this request.
+      t.object = std::move(obj->object);
+    }
+    return UnavailableError(What(req.name) + ": renewal kept conflicting");
+  }
+
+  void Remember(const std::string& name, const FencingToken& token, json object) {
+    std::lock_guard lock(mu);
+    auto it = tenures.find(name);
+    if (it != tenures.end() && it->second.token == token) it->second.object = std::move(object);
+  }
+
+  // Clears holderIdentity while the record is `t`'s; OK when it is not.
+  Status Clear(const std::string& name, const std::string& holder, std::optional<Tenure> t,
+               TimePoint deadline, bool breaking) {
+    std::optional<json> object;
+    if (t) object = t->object;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      if (!object) {
+        Result<HttpResponse> g = Call("GET", Path(name), nullptr, deadline);
+        if (!g.ok()) return g.status().WithContext(Quoted(name));
+        if (g->status == 404) return Status::Ok();
+        if (g->status != 200) return HttpError(*g, "get", name);
+        Result<LeaseObject> obj = Decode(*g, name);
+        if (!obj.ok()) return obj.status();
+        if (obj->holder.empty()) return Status::Ok();
+        if (!breaking && (!t || !StillOurs(*obj, holder, *t))) return Status::Ok();
+        object = std::move(obj->object);
+      }
+      json body = std::move(*object);
+      object.reset();
+      SetSpec(body, "", 0, "", "", std::nullopt);
+      const std::string text = body.dump();
+      Result<HttpResponse> r = Call("PUT", Path(name), &text, deadline);
+      if (!r.ok()) return r.status().WithContext(Quoted(name));
+      if (r->status == 200 || r->status == 404) return Status::Ok();
+      if (r->status != 409) return HttpError(*r, "update", name);
+    }
+    return AbortedError(What(name) + ": the Lease kept changing while we cleared it");
+  }
+
+  Result<LeaseRecord> DoInspect(const std::string& name, TimePoint deadline) {
+    Result<HttpResponse> r = Call("GET", Path(name), nullptr, deadline);
+    if (!r.ok()) return r.status().WithContext(Quoted(name));
+    const TimePoint now = clock.Now();
+    if (r->status == 404) return NotFoundError(What(name) + ": no Lease object");
+    if (r->status != 200) return HttpError(*r, "get", name);
+    Result<LeaseObject> obj = Decode(*r, name);
+    if (!obj.ok()) return obj.status();
+    LeaseRecord rec;
+    rec.name = name;
+    rec.holder = obj->holder;
+    const int64_t tr = std::max<int64_t>(0, obj->transitions.value_or(0));
+    rec.token = Token(name, obj->uid, static_cast<uint64_t>(tr));
+    rec.version = obj->resource_version;
+    if (obj->acquire_time) rec.acquired_at = *obj->acquire_time;
+    if (obj->renew_time) rec.renewed_at = *obj->renew_time;
+    if (!obj->holder.empty()) {
+      const Duration seen = Observe(obj->name, obj->uid + "/" + obj->resource_version, now);
+      if (obj->duration_seconds && *obj->duration_seconds > 0 &&
+          *obj->duration_seconds <= std::numeric_limits<int32_t>::max()) {
+        const Duration d = std::chrono::seconds(*obj->duration_seconds);
+        rec.remaining = std::max(Duration::zero(), d - seen);
+      }
+    }
+    return rec;
+  }
+};
+
+Result<std::shared_ptr<KubernetesStore>> KubernetesStore::Open(KubernetesOptions options,
+                                                               std::shared_ptr<Runtime> runtime) {
+  if (options.credentials.server.empty()) {
+    return InvalidArgumentError("kubernetes store: credentials.server is empty");
+  }
+  if (options.credentials.server.rfind("https://", 0) != 0 &&
+      options.credentials.server.rfind("http://", 0) != 0) {
+    return InvalidArgumentError("kubernetes store: credentials.server \"" +
+                                options.credentials.server + "\" is not an http(s) URL");
+  }
+  while (!options.credentials.server.empty() && options.credentials.server.back() == '/') {
+    options.credentials.server.pop_back();
+  }
+  if (!(options.max_observe_factor >= 1.0) || !std::isfinite(options.max_observe_factor)) {
+    return InvalidArgumentError("kubernetes store: max_observe_factor must be >= 1, got " +
+                                std::to_string(options.max_observe_factor));
+  }
+  if (options.request_timeout <= Duration::zero()) {
+    return InvalidArgumentError("kubernetes store: request_timeout must be > 0");
+  }
+  if (options.token_max_age <= Duration::zero()) {
+    return InvalidArgumentError("kubernetes store: token_max_age must be > 0");
+  }
+  std::string ns = options.namespace_name;
+  if (ns.empty()) ns = options.credentials.namespace_name;
+  if (ns.empty()) ns = "default";
+  if (!detail::IsDnsSubdomain(ns) || ns.size() > 63 || ns.find('.') != std::string::npos) {
+    return InvalidArgumentError("kubernetes store: namespace \"" + ns.substr(0, 100) +
+                                "\" is not a DNS-1123 label");
+  }
+  if (!runtime) runtime = Runtime::Default();
+  auto state = std::make_shared<State>(runtime, std::move(options), std::move(ns));
+  return std::shared_ptr<KubernetesStore>(new KubernetesStore(std::move(runtime), std::move(state)));
+}
+
+KubernetesStore::KubernetesStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
+    : Store(std::move(runtime)), state_(std::move(state)) {}
+
+KubernetesStore::~KubernetesStore() {
+  std::map<WatchId, State::WatchEntry> watches;
+  {
+    std::lock_guard lock(state_->watch_mu);
+    state_->closing = true;
+    watches.swap(state_->watches);
+  }
+  for (auto& [id, w] : watches) {
+    {
+      std::lock_guard lock(w.state->mu);
+      w.state->cancelled = true;
+    }
+    if (w.thread.joinable()) {
+      if (w.thread.get_id() == std::this_thread::get_id()) {
+        w.thread.detach();  // destroyed from its own callback: it ends right after
+      } else {
+        w.thread.join();
+      }
+    }
+  }
+}
+
+std::string KubernetesStore::Describe() const { return state_->describe; }
+
+StoreCapabilities KubernetesStore::capabilities() const {
+  return {.fencing = true, .watch = state_->options.watch};
+}
+
+Status KubernetesStore::ValidateName(std::string_view name) const {
+  if (detail::IsDnsSubdomain(name)) return Status::Ok();
+  std::string shown(name.substr(0, 100));
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20) c = '?';
+  }
+  return InvalidArgumentError(
+      state_->describe + ": lease name \"" + shown + "\"" + (name.size() > 100 ? "..." : "") +
+      " is not a valid Lease object name: it must be a DNS-1123 subdomain of at most 253 "
+      "characters (lowercase letters, digits, '-' and '.', starting and ending with a letter or "
+      "digit)");
+}
+
+void KubernetesStore::Acquire(AcquireRequest request, AcquireCallback done) {
+  if (Status s = ValidateName(request.name); !s.ok()) {
+    done(s);
+    return;
+  }
+  runtime()->PostBlocking([state = state_, request = std::move(request), done = std::move(done)] {
+    done(state->DoAcquire(request));
+  });
+}
+
+void KubernetesStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
+  struct Gather {
+    std::mutex mu;
+    std::vector<Result<RenewOutcome>> results;
+    size_t left;
+    RenewCallback done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->results.assign(batch.size(), Result<RenewOutcome>(InternalError("not run")));
+  g->left = batch.size();
+  g->done = std::move(done);
+  if (batch.empty()) {
+    g->done({});
+    return;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    runtime()->PostBlocking([state = state_, g, i, req = std::move(batch[i])] {
+      Result<RenewOutcome> r = state->DoRenew(req);
+      bool last = false;
+      {
+        std::lock_guard lock(g->mu);
+        g->results[i] = std::move(r);
+        last = --g->left == 0;
+      }
+      if (last) g->done(std::move(g->results));
+    });
+  }
+}
+
+void KubernetesStore::Release(ReleaseRequest request, StatusCallback done) {
+  runtime()->PostBlocking([state = state_, request = std::move(request), done = std::move(done)] {
+    std::optional<State::Tenure> t;
+    {
+      std::lock_guard lock(state->mu);
+      auto it = state->tenures.find(request.name);
+      if (it != state->tenures.end() && it->second.token == request.token) t = it->second;
+    }
+    if (!t) {
+      done(Status::Ok());  // no tenure of this token in this store: nothing of ours left
+      return;
+    }
+    Status s = state->Clear(request.name, request.holder, t, request.deadline, false);
+    if (s.ok()) {
+      std::lock_guard lock(state->mu);
+      auto it = state->tenures.find(request.name);
+      if (it != state->tenures.end() && it->second.token == request.token) state->tenures.erase(it);
+    }
+    done(std::move(s));
+  });
+}
+
+void KubernetesStore::Inspect(std::string name, TimePoint deadline, InspectCallback done) {
+  if (Status s = ValidateName(name); !s.ok()) {
+    done(s);
+    return;
+  }
+  runtime()->PostBlocking([state = state_, name = std::move(name), deadline, done = std::move(done)] {
+    done(state->DoInspect(name, deadline));
+  });
+}
+
+void KubernetesStore::Break(std::string name, TimePoint deadline, StatusCallback done) {
+  if (Status s = ValidateName(name); !s.ok()) {
+    done(s);
+    return;
+  }
+  runtime()->PostBlocking([state = state_, name = std::move(name), deadline, done = std::move(done)] {
+    done(state->Clear(name, "", std::nullopt, deadline, true));
+  });
+}
+
+WatchId KubernetesStore::Watch(const std::string& name, const std::string& version,
+                               Task on_change) {
+  if (!state_->options.watch || !ValidateName(name).ok()) return 0;
+  auto ws = std::make_shared<WatchState>();
+  ws->on_change = std::move(on_change);
+  const std::string path = state_->collection + "?watch=1&fieldSelector=" +
+                           UrlEncode("metadata.name=" + name) +
+                           "&resourceVersion=" + UrlEncode(version) + "&allowWatchBookmarks=true";
+  std::vector<std::thread> finished;
+  WatchId id = 0;
+  {
+    std::lock_guard lock(state_->watch_mu);
+    if (state_->closing) return 0;
+    for (auto it = state_->watches.begin(); it != state_->watches.end();) {
+      if (it->second.state->finished) {
+        finished.push_back(std::move(it->second.thread));
+        it = state_->watches.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    id = ++state_->last_watch;
+    std::thread t([http = state_->http, ws, path] {
+      std::string buffer;
+      auto on_data = [&](std::string_view chunk) {
+        buffer.append(chunk);
+        if (buffer.size() > (size_t{4} << 20)) return false;
+        size_t nl;
+        while ((nl = buffer.find('\n')) != std::string::npos) {
+          std::string line = buffer.substr(0, nl);
+          buffer.erase(0, nl + 1);
+          if (line.empty() || line == "\r") continue;
+          Result<detail::WatchEvent> ev = detail::ParseWatchLine(line);
+          if (ev.ok() && ev->type == "BOOKMARK") continue;
+          return false;  // a change, an ERROR (410 Gone) or garbage: wake the waiter
+        }
+        return true;
+      };
+      auto cancelled = [&] {
+        std::lock_guard lock(ws->mu);
+        return ws->cancelled;
+      };
+      (void)http->Stream(path, on_data, cancelled);
+      ws->Fire();  // spurious wake-ups are fine; a missed change is not
+      ws->finished = true;
+    });
+    state_->watches.emplace(id, State::WatchEntry{ws, std::move(t)});
+  }
+  for (auto& t : finished) t.join();
+  return id;
+}
+
+void KubernetesStore::CancelWatch(WatchId id) noexcept {
+  std::shared_ptr<WatchState> ws;
+  {
+    std::lock_guard lock(state_->watch_mu);
+    auto it = state_->watches.find(id);
+    if (it == state_->watches.end()) return;
+    ws = it->second.state;
+    if (it->second.thread.get_id() == std::this_thread::get_id()) {
+      std::lock_guard wl(ws->mu);
+      ws->cancelled = true;
+      return;
+    }
+  }
+  std::unique_lock lock(ws->mu);
+  ws->cancelled = true;
+  ws->cv.wait(lock, [&] { return !ws->running; });
+}
+
+const std::string& KubernetesStore::namespace_name() const noexcept { return state_->ns; }
+const std::string& KubernetesStore::incarnation() const noexcept { return state_->incarnation; }
+
+}  // namespace leasehold::kubernetes

@@ -1,0 +1,624 @@
+// Tests of the Kubernetes store against the in-tree fake API server over real
+// TLS on loopback: API-call counts, hostile records, credentials (rotation,
+// wrong CA, RBAC), status mapping, the 409 renewal read, watches and 410.
+#include "leasehold/backends/kubernetes.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "fake_api_server.h"
+#include "leasehold/future.h"
+#include "leasehold/lease.h"
+#include "testing/temp_dir.h"
+
+namespace leasehold::kubernetes {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using testing::FakeApiServer;
+using testing::Verb;
+using ::testing::HasSubstr;
+
+class KubernetesStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer({}); }
+
+  void StartServer(testing::FakeApiServerOptions options) {
+    auto server = FakeApiServer::Start(std::move(options));
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+  }
+
+  Credentials Creds(const std::string& token = "test-token") const {
+    Credentials c;
+    c.server = server_->url();
+    c.ca_pem = server_->pki().ca_pem;
+    c.token = token;
+    c.source = "test credentials";
+    return c;
+  }
+
+  std::shared_ptr<KubernetesStore> Open(Credentials creds, KubernetesOptions options = {}) {
+    options.credentials = std::move(creds);
+    auto store = KubernetesStore::Open(options, runtime_);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    return store.ok() ? *store : nullptr;
+  }
+  std::shared_ptr<KubernetesStore> Open() { return Open(Creds()); }
+
+  std::unique_ptr<Lease> MakeLease(std::shared_ptr<Store> store, const std::string& name,
+                                   const std::string& owner, Duration ttl = 2s) {
+    auto lease = Lease::Create(std::move(store), {.name = name, .owner = owner, .ttl = ttl});
+    EXPECT_TRUE(lease.ok()) << lease.status().ToString();
+    return lease.ok() ? std::move(*lease) : nullptr;
+  }
+
+  // Direct store calls, waited for.
+  Result<AcquireOutcome> StoreAcquire(Store& store, const std::string& name,
+                                      const std::string& holder, Duration ttl = 2s) {
+    Promise<Result<AcquireOutcome>> p(runtime_);
+    store.Acquire({.name = name, .holder = holder, .ttl = ttl, .deadline = Now() + 5s},
+                  [p](Result<AcquireOutcome> r) mutable { p.Set(std::move(r)); });
+    return p.future().Wait();
+  }
+  Result<RenewOutcome> StoreRenew(Store& store, const std::string& name, const std::string& holder,
+                                  const FencingToken& token, Duration ttl = 2s) {
+    Promise<Result<RenewOutcome>> p(runtime_);
+    store.Renew({RenewRequest{.name = name, .holder = holder, .token = token, .ttl = ttl,
+                              .deadline = Now() + 5s}},
+                [p](std::vector<Result<RenewOutcome>> r) mutable { p.Set(std::move(r.at(0))); });
+    return p.future().Wait();
+  }
+  Status StoreRelease(Store& store, const std::string& name, const std::string& holder,
+                      const FencingToken& token) {
+    Promise<Status> p(runtime_);
+    store.Release({.name = name, .holder = holder, .token = token, .deadline = Now() + 5s},
+                  [p](Status s) mutable { p.Set(std::move(s)); });
+    return p.future().Wait();
+  }
+  Result<LeaseRecord> StoreInspect(Store& store, const std::string& name, Duration timeout = 5s) {
+    Promise<Result<LeaseRecord>> p(runtime_);
+    store.Inspect(name, Now() + timeout, [p](Result<LeaseRecord> r) mutable { p.Set(std::move(r)); });
+    return p.future().Wait();
+  }
+
+  json Object(const std::string& name) {
+    auto text = server_->GetLease("default", name);
+    EXPECT_TRUE(text.has_value()) << name;
+    return text ? json::parse(*text) : json();
+  }
+  void PutForeign(const std::string& name, json spec, json metadata = json::object()) {
+    json obj = {{"apiVersion", "coordination.k8s.io/v1"},
+                {"kind", "Lease"},
+                {"metadata", metadata},
+                {"spec", std::move(spec)}};
+    ASSERT_TRUE(server_->PutLease("default", name, obj.dump()).ok());
+  }
+
+  TimePoint Now() const { return runtime_->clock().Now(); }
+
+  std::shared_ptr<Runtime> runtime_ = Runtime::Create();
+  std::unique_ptr<FakeApiServer> server_;
+};
+
+const Acquired* Won(const Result<AcquireOutcome>& r) {
+  if (!r.ok()) return nullptr;
+  return std::get_if<Acquired>(&*r);
+}
+
+TEST_F(KubernetesStoreTest, AcquireOfAFreeLeaseCostsTwoCallsRenewOneAndReleaseOne) {
+  auto store = Open();
+  server_->ClearRequests();
+  auto won = StoreAcquire(*store, "calls", "a");
+  ASSERT_TRUE(Won(won)) << won.status().ToString();
+  EXPECT_EQ(server_->CountRequests(Verb::kGet), 1u);
+  EXPECT_EQ(server_->CountRequests(Verb::kCreate), 1u);
+  EXPECT_EQ(server_->CountRequests(Verb::kUpdate), 0u);
+  const FencingToken token = Won(won)->token;
+  EXPECT_EQ(token.sequence, 1u);
+
+  server_->ClearRequests();
+  auto renewed = StoreRenew(*store, "calls", "a", token);
+  ASSERT_TRUE(renewed.ok()) << renewed.status().ToString();
+  EXPECT_TRUE(std::holds_alternative<Renewed>(*renewed));
+  EXPECT_EQ(server_->Requests().size(), 1u);
+  EXPECT_EQ(server_->CountRequests(Verb::kUpdate), 1u);
+
+  server_->ClearRequests();
+  EXPECT_TRUE(StoreRelease(*store, "calls", "a", token).ok());
+  EXPECT_EQ(server_->Requests().size(), 1u);
+  EXPECT_EQ(server_->CountRequests(Verb::kUpdate), 1u);
+  const json obj = Object("calls");
+  EXPECT_FALSE(obj["spec"].contains("holderIdentity"));
+  EXPECT_EQ(obj["spec"]["leaseTransitions"], 1);  // kept, so sequences never restart
+}
+
+TEST_F(KubernetesStoreTest, TheRecordIsReadableAsAKubernetesLeaseAndKeepsForeignFields) {
+  PutForeign("kept", {{"leaseTransitions", 4}, {"strategy", "OldestEmulationVersion"}},
+             {{"labels", {{"team", "db"}}},
+              {"annotations", {{"note", "hi"}}},
+              {"ownerReferences",
+               json::array({{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"name", "o"},
+                             {"uid", "1234"}}})}});
+  auto store = Open();
+  auto won = StoreAcquire(*store, "kept", "me", 1500ms);
+  ASSERT_TRUE(Won(won)) << won.status().ToString();
+  EXPECT_EQ(Won(won)->token.sequence, 5u);
+  const json obj = Object("kept");
+  EXPECT_EQ(obj["spec"]["holderIdentity"], "me");
+  EXPECT_EQ(obj["spec"]["leaseDurationSeconds"], 2);  // whole seconds, rounded up
+  EXPECT_EQ(obj["spec"]["leaseTransitions"], 5);
+  EXPECT_EQ(obj["spec"]["strategy"], "OldestEmulationVersion");
+  EXPECT_EQ(obj["metadata"]["labels"]["team"], "db");
+  EXPECT_EQ(obj["metadata"]["annotations"]["note"], "hi");
+  EXPECT_EQ(obj["metadata"]["annotations"]["leasehold.io/incarnation"], store->incarnation());
+  EXPECT_EQ(obj["metadata"]["ownerReferences"][0]["name"], "o");
+  const std::string renew = obj["spec"]["renewTime"];
+  EXPECT_EQ(renew.size(), 27u) << renew;  // 2026-11-26T08:53:07.417335Z
+  EXPECT_EQ(renew.back(), 'Z');
+}
+
+TEST_F(KubernetesStoreTest, SequencesGrowOnEveryAcquisitionAndARecreatedObjectGetsNewTokens) {
+  auto store = Open();
+  auto first = StoreAcquire(*store, "seq", "a");
+  ASSERT_TRUE(Won(first));
+  ASSERT_TRUE(StoreRelease(*store, "seq", "a", Won(first)->token).ok());
+  auto second = StoreAcquire(*store, "seq", "a");  // same owner again
+  ASSERT_TRUE(Won(second));
+  EXPECT_EQ(Won(second)->token.sequence, 2u);
+  auto third = StoreAcquire(*store, "seq", "a");  // ours: a re-acquire after a lapse
+  ASSERT_TRUE(Won(third));
+  EXPECT_EQ(Won(third)->token.sequence, 3u);
+  ASSERT_TRUE(server_->DeleteLease("default", "seq"));
+  auto fourth = StoreAcquire(*store, "seq", "a");
+  ASSERT_TRUE(Won(fourth));
+  EXPECT_EQ(Won(fourth)->token.sequence, 1u);  // deleting by hand restarts the sequence...
+  EXPECT_NE(Won(fourth)->token.value, Won(first)->token.value);  // ...but never the token
+}
+
+TEST_F(KubernetesStoreTest, ANameTheApiServerCannotStoreIsRejectedBeforeAnyRequest) {
+  auto store = Open();
+  server_->ClearRequests();
+  for (const std::string& name : std::vector<std::string>{"Upper", "under_score", std::string(254, 'a'), "a/b"}) {
+    auto lease = Lease::Create(store, {.name = name, .owner = "a", .ttl = 2s});
+    ASSERT_FALSE(lease.ok()) << name;
+    EXPECT_EQ(lease.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(lease.status().message(), HasSubstr("DNS-1123"));
+  }
+  EXPECT_TRUE(server_->Requests().empty());
+}
+
+TEST_F(KubernetesStoreTest, AnInvalidReplyFromTheServerIsInvalidArgumentWithItsCauses) {
+  auto store = Open();
+  server_->FailNext(1, 422, std::nullopt, Verb::kCreate);
+  auto r = StoreAcquire(*store, "invalid", "a");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("422"));
+  EXPECT_THAT(r.status().message(), HasSubstr("lease \"invalid\""));
+}
+
+TEST_F(KubernetesStoreTest, ForbiddenNamesTheVerbTheResourceAndTheNamespace) {
+  auto store = Open();
+  server_->Deny("system:serviceaccount:default:leasehold", Verb::kCreate);
+  auto r = StoreAcquire(*store, "rbac", "a");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_THAT(r.status().message(), HasSubstr("RBAC"));
+  EXPECT_THAT(r.status().message(), HasSubstr("create leases.coordination.k8s.io"));
+  EXPECT_THAT(r.status().message(), HasSubstr("namespace default"));
+  EXPECT_THAT(r.status().message(), HasSubstr("grant verbs get, create, update, watch"));
+  EXPECT_THAT(r.status().message(), ::testing::Not(HasSubstr("test-token")));
+}
+
+TEST_F(KubernetesStoreTest, AWrongCaFailsClosedWithAClearError) {
+  Credentials creds = Creds();
+  creds.ca_pem = server_->pki().other_ca_pem;
+  auto store = Open(creds);
+  server_->ClearRequests();
+  auto r = StoreAcquire(*store, "tls", "a");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(), HasSubstr("TLS verification"));
+  EXPECT_THAT(r.status().message(), HasSubstr("CA"));
+  EXPECT_TRUE(server_->Requests().empty());
+}
+
+TEST_F(KubernetesStoreTest, AClientCertificateAuthenticates) {
+  Credentials creds = Creds("");
+  creds.client_cert_pem = server_->pki().client_cert_pem;
+  creds.client_key_pem = server_->pki().client_key_pem;
+  auto store = Open(creds);
+  auto r = StoreAcquire(*store, "cert", "a");
+  EXPECT_TRUE(Won(r)) << r.status().ToString();
+  auto requests = server_->Requests();
+  ASSERT_FALSE(requests.empty());
+  EXPECT_EQ(requests.back().user, server_->pki().client_name);
+}
+
+TEST_F(KubernetesStoreTest, ABadTokenIsUnauthenticatedWithoutTheTokenInTheMessage) {
+  auto store = Open(Creds("wrong-secret"));
+  auto r = StoreAcquire(*store, "auth", "a");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnauthenticated);
+  EXPECT_THAT(r.status().message(), HasSubstr("401"));
+  EXPECT_THAT(r.status().message(), ::testing::Not(HasSubstr("wrong-secret")));
+}
+
+TEST_F(KubernetesStoreTest, TokenRotationMidTenureLosesNothing) {
+  leasehold::testing::TempDir dir("k8s-token");
+  const std::string file = dir.File("token");
+  { std::ofstream(file) << "old-token\n"; }
+  server_->SetTokens({{"old-token", "system:serviceaccount:default:leasehold"}});
+  Credentials creds = Creds("");
+  creds.token_file = file;
+  auto store = Open(creds);
+  auto lease = MakeLease(store, "rotate", "a", 1s);
+  std::atomic<int> lost{0};
+  auto sub = lease->OnLost([&](const LostEvent&) { ++lost; });
+  ASSERT_TRUE(*lease->Acquire());
+  // The kubelet rewrites the file; the server stops accepting the old token.
+  { std::ofstream(file + ".tmp") << "new-token\n"; }
+  ASSERT_EQ(std::rename((file + ".tmp").c_str(), file.c_str()), 0);
+  server_->SetTokens({{"new-token", "system:serviceaccount:default:leasehold"}});
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_TRUE(lease->CheckAlive());
+  EXPECT_EQ(lost.load(), 0);
+  size_t unauthorized = 0, ok_after = 0;
+  for (const auto& r : server_->Requests()) {
+    if (r.status == 401) ++unauthorized;
+    if (r.status == 200 && r.user == "system:serviceaccount:default:leasehold") ++ok_after;
+  }
+  EXPECT_GE(unauthorized, 1u);  // the rotation was noticed through a 401...
+  EXPECT_GE(ok_after, 2u);      // ...and renewals went on with the new token
+  EXPECT_TRUE(lease->Release().ok());
+}
+
+TEST_F(KubernetesStoreTest, ARenewalWhoseAnswerWasLostIsKeptAfterOneRead) {
+  auto store = Open();
+  auto won = StoreAcquire(*store, "dropped", "a");
+  ASSERT_TRUE(Won(won));
+  const FencingToken token = Won(won)->token;
+  server_->DropNext(1, testing::DropPoint::kAfterApplying, Verb::kUpdate);
+  server_->ClearRequests();
+  // The PUT lands but its answer is cut; the client sends it again on a new
+  // connection, gets 409 (its own write moved the resourceVersion), and one
+  // read shows the record is still this tenure's.
+  auto again = StoreRenew(*store, "dropped", "a", token);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(std::holds_alternative<Renewed>(*again));
+  EXPECT_EQ(server_->CountRequests(Verb::kGet), 1u);  // one read decided
+  size_t conflicts = 0;
+  for (const auto& r : server_->Requests()) conflicts += r.status == 409 ? 1 : 0;
+  EXPECT_EQ(conflicts, 1u);
+  // And a foreign takeover after that is a loss, told by the same read.
+  json obj = Object("dropped");
+  obj["spec"]["holderIdentity"] = "intruder";
+  obj["spec"]["leaseTransitions"] = 2;
+  ASSERT_TRUE(server_->PutLease("default", "dropped", obj.dump()).ok());
+  auto lost = StoreRenew(*store, "dropped", "a", token);
+  ASSERT_TRUE(lost.ok()) << lost.status().ToString();
+  ASSERT_TRUE(std::holds_alternative<Lost>(*lost));
+  EXPECT_EQ(std::get<Lost>(*lost).reason, LossReason::kTakenOver);
+  EXPECT_THAT(std::get<Lost>(*lost).message, HasSubstr("intruder"));
+}
+
+TEST_F(KubernetesStoreTest, ARenewalOfADeletedOrRecreatedObjectIsLostAsDeleted) {
+  auto store = Open();
+  auto won = StoreAcquire(*store, "gone", "a");
+  ASSERT_TRUE(Won(won));
+  ASSERT_TRUE(server_->DeleteLease("default", "gone"));
+  auto lost = StoreRenew(*store, "gone", "a", Won(won)->token);
+  ASSERT_TRUE(lost.ok()) << lost.status().ToString();
+  ASSERT_TRUE(std::holds_alternative<Lost>(*lost));
+  EXPECT_EQ(std::get<Lost>(*lost).reason, LossReason::kDeleted);
+}
+
+TEST_F(KubernetesStoreTest, ThrottlingIsTransientAndRetryAfterIsHonoured) {
+  auto store = Open();
+  server_->FailNext(1, 429, 1, Verb::kGet);
+  const TimePoint start = Now();
+  auto r = StoreAcquire(*store, "throttled", "a");
+  EXPECT_TRUE(Won(r)) << r.status().ToString();
+  EXPECT_GE(Now() - start, 1s);
+  auto won = Won(r)->token;
+  server_->FailNext(1, 503, 30, Verb::kUpdate);
+  auto renew = StoreRenew(*store, "throttled", "a", won);
+  ASSERT_FALSE(renew.ok());
+  EXPECT_EQ(renew.status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(renew.status().message(), HasSubstr("503"));
+  EXPECT_THAT(renew.status().message(), HasSubstr("retry after 30s"));
+}
+
+TEST_F(KubernetesStoreTest, EveryRequestHonoursItsDeadline) {
+  auto store = Open();
+  server_->SetHang(true);
+  const TimePoint start = Now();
+  auto r = StoreInspect(*store, "hung", 300ms);
+  const Duration took = Now() - start;
+  server_->SetHang(false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  EXPECT_LT(took, 1s);
+}
+
+TEST_F(KubernetesStoreTest, ConnectionsAreReused) {
+  auto store = Open();
+  const size_t before = server_->connections_accepted();
+  auto won = StoreAcquire(*store, "reuse", "a");
+  ASSERT_TRUE(Won(won));
+  for (int i = 0; i < 20; ++i) {
+    auto r = StoreRenew(*store, "reuse", "a", Won(won)->token);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  ASSERT_TRUE(StoreRelease(*store, "reuse", "a", Won(won)->token).ok());
+  EXPECT_LE(server_->connections_accepted() - before, 2u);
+}
+
+// CONFORMANCE item 31: none of these may wedge a lease or steal a live one.
+TEST_F(KubernetesStoreTest, HostileRecordsNeitherWedgeTheLeaseNorGetStolenEarly) {
+  KubernetesOptions options;
+  options.max_observe_factor = 2;  // a foreign record is taken over after <= 2 x 1 s
+  auto contender = Open(Creds(), options);
+  const std::string ours_earlier = "me";  // our owner string, written by an earlier incarnation
+  struct Case {
+    std::string name;
+    json spec;
+  };
+  const std::vector<Case> cases = {
+      {"huge-duration", {{"holderIdentity", "x"}, {"leaseDurationSeconds", 2147483647}}},
+      {"negative-duration", {{"holderIdentity", "x"}, {"leaseDurationSeconds", -5}}},
+      {"zero-duration", {{"holderIdentity", "x"}, {"leaseDurationSeconds", 0}}},
+      {"string-duration", {{"holderIdentity", "x"}, {"leaseDurationSeconds", "15"}}},
+      {"float-duration", {{"holderIdentity", "x"}, {"leaseDurationSeconds", 1e300}}},
+      {"future-renew", {{"holderIdentity", "x"}, {"leaseDurationSeconds", 1},
+                        {"renewTime", "2999-01-01T00:00:00.000000Z"}}},
+      {"past-renew", {{"holderIdentity", "x"}, {"leaseDurationSeconds", 100000},
+                      {"renewTime", "1971-01-01T00:00:00.000000Z"}}},
+      {"garbage-times", {{"holderIdentity", "x"}, {"renewTime", "soon"}, {"acquireTime", 3}}},
+      {"no-times-no-duration", {{"holderIdentity", "x"}}},
+      {"earlier-incarnation", {{"holderIdentity", ours_earlier}, {"leaseDurationSeconds", 60}}},
+      {"negative-transitions", {{"holderIdentity", "x"}, {"leaseTransitions", -7}}},
+      {"wrong-type-holder", {{"holderIdentity", json::array({1, 2})}, {"leaseTransitions", "a"}}},
+      {"huge-holder", {{"holderIdentity", std::string(100000, 'h')}}},
+  };
+  const TimePoint start = Now();
+  for (const auto& c : cases) PutForeign(c.name, c.spec);
+  for (const auto& c : cases) {
+    auto r = StoreAcquire(*contender, c.name, ours_earlier, 1s);
+    ASSERT_TRUE(r.ok()) << c.name << ": " << r.status().ToString();
+    if (c.name == "wrong-type-holder") {
+      EXPECT_TRUE(Won(r)) << c.name << ": a holder that is not a string is no holder";
+      continue;
+    }
+    ASSERT_TRUE(std::holds_alternative<Contended>(*r)) << c.name << " was taken at first sight";
+    const auto& busy = std::get<Contended>(*r);
+    ASSERT_TRUE(busy.retry_after.has_value()) << c.name;
+    EXPECT_LE(*busy.retry_after, 2s) << c.name;
+  }
+  ASSERT_LT(Now() - start, 1s) << "the machine is too slow for this test's timing";
+  std::this_thread::sleep_for(start + 2200ms - Now());
+  for (const auto& c : cases) {
+    if (c.name == "wrong-type-holder") continue;
+    auto r = StoreAcquire(*contender, c.name, ours_earlier, 1s);
+    ASSERT_TRUE(r.ok()) << c.name << ": " << r.status().ToString();
+    EXPECT_TRUE(Won(r)) << c.name << " wedged the lease";
+    if (Won(r)) {
+      EXPECT_GE(Won(r)->token.sequence, 1u) << c.name;
+    }
+    const json obj = Object(c.name);
+    EXPECT_EQ(obj["spec"]["holderIdentity"], ours_earlier) << c.name;
+  }
+}
+
+TEST_F(KubernetesStoreTest, ALiveForeignHolderWithABrokenDurationIsNeverStolen) {
+  KubernetesOptions options;
+  options.max_observe_factor = 1;
+  auto contender = Open(Creds(), options);
+  PutForeign("live", {{"holderIdentity", "x"}, {"leaseDurationSeconds", 0}});
+  const TimePoint end = Now() + 2500ms;
+  while (Now() < end) {
+    auto r = StoreAcquire(*contender, "live", "me", 1s);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_TRUE(std::holds_alternative<Contended>(*r)) << "stole a live lease";
+    // The foreign holder renews (a new resourceVersion) every 300 ms.
+    json obj = Object("live");
+    obj["spec"]["renewTime"] = "2026-01-01T00:00:0" + std::to_string(std::rand() % 10) + ".000000Z";
+    obj["metadata"].erase("resourceVersion");
+    ASSERT_TRUE(server_->PutLease("default", "live", obj.dump()).ok());
+    std::this_thread::sleep_for(300ms);
+  }
+}
+
+TEST_F(KubernetesStoreTest, TransitionsAtTheInt32MaximumAreRefusedClearly) {
+  PutForeign("max", {{"leaseTransitions", 2147483647}});
+  auto store = Open();
+  auto r = StoreAcquire(*store, "max", "a");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(), HasSubstr("leaseTransitions"));
+}
+
+TEST_F(KubernetesStoreTest, AWatchFromACompactedVersionWakesTheWaiter) {
+  for (bool as_status : {false, true}) {
+    testing::FakeApiServerOptions options;
+    options.gone_as_http_status = as_status;
+    StartServer(options);
+    auto store = Open();
+    auto won = StoreAcquire(*store, "gone410", "a");
+    ASSERT_TRUE(Won(won));
+    const std::string version = server_->resource_version();
+    auto renewed = StoreRenew(*store, "gone410", "a", Won(won)->token);
+    ASSERT_TRUE(renewed.ok());
+    server_->Compact();
+    std::atomic<int> woken{0};
+    WatchId id = store->Watch("gone410", version, [&] { ++woken; });
+    ASSERT_NE(id, 0u);
+    const TimePoint start = Now();
+    while (woken == 0 && Now() - start < 3s) std::this_thread::sleep_for(5ms);
+    EXPECT_EQ(woken.load(), 1) << (as_status ? "HTTP 410" : "ERROR event");
+    store->CancelWatch(id);
+  }
+}
+
+TEST_F(KubernetesStoreTest, AWatchIsWokenByAChangeAndByTheEndOfTheStreamButNotAfterCancel) {
+  auto store = Open();
+  auto won = StoreAcquire(*store, "w", "a");
+  ASSERT_TRUE(Won(won));
+  auto wait_for = [&](std::atomic<int>& n) {
+    const TimePoint start = Now();
+    while (n == 0 && Now() - start < 3s) std::this_thread::sleep_for(2ms);
+    return n.load();
+  };
+  std::atomic<int> changed{0};
+  WatchId a = store->Watch("w", server_->resource_version(), [&] { ++changed; });
+  while (server_->active_watches() == 0) std::this_thread::sleep_for(2ms);
+  ASSERT_TRUE(StoreRelease(*store, "w", "a", Won(won)->token).ok());
+  EXPECT_EQ(wait_for(changed), 1);
+  store->CancelWatch(a);
+  while (server_->active_watches() != 0) std::this_thread::sleep_for(2ms);
+
+  std::atomic<int> closed{0};
+  WatchId b = store->Watch("w", server_->resource_version(), [&] { ++closed; });
+  while (server_->active_watches() == 0) std::this_thread::sleep_for(2ms);
+  server_->CloseWatches();
+  EXPECT_EQ(wait_for(closed), 1);
+  store->CancelWatch(b);
+
+  std::atomic<int> cancelled{0};
+  WatchId c = store->Watch("w", server_->resource_version(), [&] { ++cancelled; });
+  store->CancelWatch(c);
+  ASSERT_TRUE(server_->DeleteLease("default", "w"));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(cancelled.load(), 0);
+}
+
+TEST_F(KubernetesStoreTest, AWaitingContenderHoldsWithinMillisecondsOfARelease) {
+  auto holder = MakeLease(Open(), "handoff", "a");
+  auto waiter = MakeLease(Open(), "handoff", "b");
+  ASSERT_TRUE(*holder->Acquire());
+  auto pending = waiter->StartAcquire({.wait = true, .timeout = 10s});
+  while (server_->active_watches() == 0) std::this_thread::sleep_for(2ms);
+  const TimePoint released = Now();
+  ASSERT_TRUE(holder->Release().ok());
+  const AcquireResult& got = pending.Wait();
+  const Duration took = Now() - released;
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_TRUE(got->has_value());
+  EXPECT_LT(took, 200ms);
+  EXPECT_EQ((*got)->sequence, 2u);
+}
+
+TEST_F(KubernetesStoreTest, InspectAndBreakSeeAndFreeTheLeaseKeepingTheSequence) {
+  auto store = Open();
+  auto won = StoreAcquire(*store, "ops", "a");
+  ASSERT_TRUE(Won(won));
+  auto other = Open();
+  auto rec = StoreInspect(*other, "ops");
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  EXPECT_EQ(rec->holder, "a");
+  EXPECT_EQ(rec->token.sequence, 1u);
+  EXPECT_EQ(rec->token.value, Won(won)->token.value);
+  EXPECT_TRUE(rec->remaining.has_value());
+  Promise<Status> p(runtime_);
+  other->Break("ops", Now() + 5s, [p](Status s) mutable { p.Set(std::move(s)); });
+  ASSERT_TRUE(p.future().Wait().ok());
+  auto next = StoreAcquire(*other, "ops", "b");
+  ASSERT_TRUE(Won(next));
+  EXPECT_EQ(Won(next)->token.sequence, 2u);
+  EXPECT_EQ(StoreInspect(*other, "missing").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(KubernetesStoreTest, OptionsAreValidated) {
+  KubernetesOptions bad;
+  EXPECT_THAT(KubernetesStore::Open(bad, runtime_).status().message(), HasSubstr("server"));
+  bad.credentials = Creds();
+  bad.max_observe_factor = 0.5;
+  EXPECT_THAT(KubernetesStore::Open(bad, runtime_).status().message(),
+              HasSubstr("max_observe_factor"));
+  bad.max_observe_factor = 2;
+  bad.namespace_name = "Not_A_Namespace";
+  EXPECT_THAT(KubernetesStore::Open(bad, runtime_).status().message(), HasSubstr("namespace"));
+  bad.namespace_name = "";
+  bad.credentials.namespace_name = "from-context";
+  auto store = KubernetesStore::Open(bad, runtime_);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->namespace_name(), "from-context");
+}
+
+// kubectl is the outside witness: what leasehold writes is a Kubernetes Lease
+// that kubectl reads (holder and transitions), and an object kubectl deletes
+// is a lost lease. Runs where kubectl is installed; when it is, any
+// disagreement fails the test.
+std::string RunCommand(const std::string& command, int* exit_code) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    *exit_code = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = pclose(pipe);
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+TEST_F(KubernetesStoreTest, KubectlSeesTheHolderAndTransitionsLeaseholdWrote) {
+  int code = 0;
+  RunCommand("command -v kubectl >/dev/null 2>&1", &code);
+  if (code != 0) GTEST_SKIP() << "kubectl is not installed";
+  leasehold::testing::TempDir dir("kubectl");
+  ASSERT_TRUE(leasehold::testing::WriteFile(dir.File("config"), server_->Kubeconfig("test-token")));
+  const std::string kubectl = "HOME=" + dir.path() + " kubectl --kubeconfig " + dir.File("config") +
+                              " --cache-dir " + dir.File("cache") + " ";
+
+  auto first = MakeLease(Open(), "witness", "node-a", 3s);
+  auto token = first->AcquireWithToken();
+  ASSERT_TRUE(token.ok() && token->has_value()) << token.status().ToString();
+  ASSERT_TRUE(first->Release().ok());
+  auto second = MakeLease(Open(), "witness", "node-b", 3s);
+  auto token2 = second->AcquireWithToken();
+  ASSERT_TRUE(token2.ok() && token2->has_value()) << token2.status().ToString();
+
+  std::string out = RunCommand(kubectl + "get lease witness -o json 2>&1", &code);
+  ASSERT_EQ(code, 0) << out;
+  json lease = json::parse(out, nullptr, false);
+  ASSERT_TRUE(lease.is_object()) << out;
+  EXPECT_EQ(lease["spec"]["holderIdentity"], second->identity());
+  EXPECT_EQ(lease["spec"]["leaseTransitions"], (*token2)->sequence);
+  EXPECT_EQ((*token2)->sequence, 2u);
+  EXPECT_EQ(lease["spec"]["leaseDurationSeconds"], 3);
+  EXPECT_THAT((*token2)->value, HasSubstr(lease["metadata"]["uid"].get<std::string>()));
+
+  std::string table = RunCommand(kubectl + "get leases 2>&1", &code);
+  ASSERT_EQ(code, 0) << table;
+  EXPECT_THAT(table, HasSubstr(second->identity()));
+
+  // An operator deletes the object by hand: the holder loses the lease.
+  std::atomic<int> deleted{0};
+  auto sub = second->OnLost([&](const LostEvent& e) {
+    if (e.reason == LossReason::kDeleted) ++deleted;
+  });
+  out = RunCommand(kubectl + "delete lease witness 2>&1", &code);
+  ASSERT_EQ(code, 0) << out;
+  const TimePoint start = Now();
+  while (deleted == 0 && Now() - start < 3s) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(deleted.load(), 1);
+  EXPECT_FALSE(second->CheckAlive());
+}
+
+}  // namespace
+}  // namespace leasehold::kubernetes
