@@ -2,6 +2,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -111,12 +112,30 @@ class WatchStream;
 // Answers reach the engine on the runtime's loop, never on a gRPC thread: the
 // engine may drop its last reference to the store there, and a store must not
 // be destroyed (nor its channels) inside one of gRPC's own callbacks.
+//
+// `published` is released by the caller's thread here and acquired on the
+// loop: the hand-off through gRPC's own (uninstrumented) threads is thereby
+// visible to ThreadSanitizer as the happens-before it is.
 template <typename T>
 std::function<void(T)> OnLoop(const std::shared_ptr<Runtime>& runtime,
                               std::function<void(T)> done) {
-  return [runtime, done = std::move(done)](T value) mutable {
-    runtime->Post(
-        [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
+  auto published = std::make_shared<std::atomic<bool>>(false);
+  published->store(true, std::memory_order_release);
+  return [runtime, published, done = std::move(done)](T value) mutable {
+    runtime->Post([published, done = std::move(done), value = std::move(value)]() mutable {
+      (void)published->load(std::memory_order_acquire);
+      done(std::move(value));
+    });
+  };
+}
+
+// The same for a watch's on_change.
+Task OnLoopTask(Task task) {
+  auto published = std::make_shared<std::atomic<bool>>(false);
+  published->store(true, std::memory_order_release);
+  return [published, task = std::move(task)] {
+    (void)published->load(std::memory_order_acquire);
+    task();
   };
 }
 
@@ -978,8 +997,12 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
         }
         if (st == GRPC_CHANNEL_TRANSIENT_FAILURE) failed[i] = true;
       }
-      // Every endpoint refused at least once: say so now, not at the timeout.
-      if (std::all_of(failed.begin(), failed.end(), [](bool f) { return f; })) break;
+      // Every endpoint kept refusing for a second: say so now, not at the
+      // timeout (a loaded machine can fail one early attempt).
+      if (std::all_of(failed.begin(), failed.end(), [](bool f) { return f; }) &&
+          state->clock.Now() > until - state->options.dial_timeout + std::chrono::seconds(1)) {
+        break;
+      }
       if (!connected) {
         state->endpoints[0].channel->WaitForStateChange(state->endpoints[0].channel->GetState(true),
                                                         gpr_time_from_millis(20, GPR_TIMESPAN));
@@ -1410,7 +1433,7 @@ WatchId EtcdStore::Watch(const std::string& name, const std::string& version, Ta
   std::unique_lock lock(st->mu);
   if (st->shutting_down) return 0;
   const WatchId id = ++st->last_watch;
-  State::Watcher w{st->Key(name), revision + 1, std::move(on_change)};
+  State::Watcher w{st->Key(name), revision + 1, OnLoopTask(std::move(on_change))};
   st->StartWatch(id, w);
   st->watchers.emplace(id, std::move(w));
   return id;
