@@ -2,6 +2,12 @@
 #include <cstdio>
 
 #include "leasehold/backends/memory.h"
+#if LEASEHOLD_CONSUMER_ETCD
+#include "leasehold/backends/etcd.h"
+#endif
+#if LEASEHOLD_CONSUMER_KUBERNETES
+#include "leasehold/backends/kubernetes_credentials.h"
+#endif
 #include "leasehold/lease.h"
 
 int main() {
@@ -12,6 +18,15 @@ int main() {
   auto token = (*lease)->AcquireWithToken();
   if (!token.ok() || !*token || !(*lease)->CheckAlive()) return 2;
   if (!(*lease)->Release().ok() || (*lease)->CheckAlive()) return 3;
+#if LEASEHOLD_CONSUMER_ETCD
+  // No endpoint: rejected before any IO, but the whole store is linked in.
+  if (leasehold::EtcdStore::Open({}).status().code() != leasehold::StatusCode::kInvalidArgument) {
+    return 4;
+  }
+#endif
+#if LEASEHOLD_CONSUMER_KUBERNETES
+  if (leasehold::kubernetes::ParseKubeconfig("current-context: x\n", "", "", false).ok()) return 5;
+#endif
   std::printf("consumer: acquired sequence %llu and released\n",
               static_cast<unsigned long long>((*token)->sequence));
   return 0;
