@@ -231,7 +231,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"kubernetes:///a_b", "namespace \"a_b\" is not a valid"},
         BadUrl{"kubernetes:///a/b", "namespace \"a/b\" is not a valid"},
         BadUrl{"kubernetes:///" + std::string(64, 'a'), "is not a valid Kubernetes namespace"},
-        BadUrl{"kubernetes:///ns?token-file=/t", "take no query parameters"},
+        BadUrl{"kubernetes:///ns?token-file=/t", "unknown query parameter \"token-file\""},
         BadUrl{"kubernetes://h:6443/ns", "needs both token-file and ca-file"},
         BadUrl{"kubernetes://h:6443/ns?token-file=/t", "needs both token-file and ca-file"},
         BadUrl{"kubernetes://h:6443/ns?ca-file=/c", "needs both token-file and ca-file"},
