@@ -21,11 +21,12 @@ namespace leasehold::cli {
 namespace {
 
 using namespace std::chrono_literals;
-using ::testing::HasSubstr;
 using kubernetes::testing::FakeApiServer;
+using ::testing::HasSubstr;
 
 TEST(KubernetesStoreUrlTest, KubeconfigContextAndInsecureAreParsed) {
-  auto spec = ParseStoreUrl("kubernetes:///team-a?kubeconfig=/etc/kube%20config&context=prod&insecure=1");
+  auto spec =
+      ParseStoreUrl("kubernetes:///team-a?kubeconfig=/etc/kube%20config&context=prod&insecure=1");
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   EXPECT_EQ(spec->kind, StoreSpec::Kind::kKubernetes);
   EXPECT_EQ(spec->ns, "team-a");
@@ -33,8 +34,9 @@ TEST(KubernetesStoreUrlTest, KubeconfigContextAndInsecureAreParsed) {
   EXPECT_EQ(spec->context, "prod");
   EXPECT_TRUE(spec->insecure);
   EXPECT_FALSE(ParseStoreUrl("kubernetes:///a").value().insecure);
-  for (const std::string bad : {"kubernetes:///a?insecure=maybe", "kubernetes:///a?token-file=/t",
-                                "kubernetes:///a?kubeconfig=/a&kubeconfig=/b", "kubernetes:///a?context="}) {
+  for (const std::string bad :
+       {"kubernetes:///a?insecure=maybe", "kubernetes:///a?token-file=/t",
+        "kubernetes:///a?kubeconfig=/a&kubeconfig=/b", "kubernetes:///a?context="}) {
     auto r = ParseStoreUrl(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;

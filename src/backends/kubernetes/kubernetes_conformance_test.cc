@@ -81,7 +81,9 @@ class KubernetesHarness final : public Harness {
   // up to one TTL after the holder's last write.
   Duration ttl() const override { return kSanitized ? Duration(4s) : Duration(2s); }
   Duration expiry_slack() const override { return ttl() + 300ms; }
-  Duration callback_slack() const override { return kSanitized ? Duration(500ms) : Duration(250ms); }
+  Duration callback_slack() const override {
+    return kSanitized ? Duration(500ms) : Duration(250ms);
+  }
 
   bool SetUnavailable(bool on) override {
     if (!server_) return false;
@@ -120,11 +122,10 @@ class KubernetesHarness final : public Harness {
   std::shared_ptr<FaultStore::Faults> faults_ = std::make_shared<FaultStore::Faults>();
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Kubernetes, ConformanceTest,
-    ::testing::Values(ConformanceParam{"Kubernetes",
-                                       [] { return std::make_unique<KubernetesHarness>(); }}),
-    ConformanceParamName);
+INSTANTIATE_TEST_SUITE_P(Kubernetes, ConformanceTest,
+                         ::testing::Values(ConformanceParam{
+                             "Kubernetes", [] { return std::make_unique<KubernetesHarness>(); }}),
+                         ConformanceParamName);
 
 }  // namespace
 }  // namespace leasehold::conformance
