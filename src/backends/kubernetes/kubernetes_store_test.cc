@@ -353,7 +353,7 @@ TEST_F(KubernetesStoreTest, EveryRequestHonoursItsDeadline) {
   server_->SetHang(false);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
-  EXPECT_LT(took, 1s);
+  EXPECT_LT(took, 3s);  // far below the 10 s request_timeout ceiling it would hang for
 }
 
 TEST_F(KubernetesStoreTest, ConnectionsAreReused) {
