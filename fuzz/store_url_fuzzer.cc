@@ -54,6 +54,7 @@ void CheckSpec(std::string_view input, const StoreSpec& s) {
       } else {
         Require(IsEndpoint(s.endpoints.front()));
         Require(!s.token_file.empty() && !s.ca_file.empty());
+        Require(s.kubeconfig.empty() && s.context.empty() && !s.insecure);
       }
       break;
   }

@@ -102,10 +102,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const int v = std::atoi(argv[i + 1]);
-    if (flag == "--cycles") cycles = v;
-    else if (flag == "--handoffs") handoffs = v;
-    else if (flag == "--failovers") failovers = v;
-    else if (flag == "--ttl-ms") ttl_ms = v;
+    if (flag == "--cycles")
+      cycles = v;
+    else if (flag == "--handoffs")
+      handoffs = v;
+    else if (flag == "--failovers")
+      failovers = v;
+    else if (flag == "--ttl-ms")
+      ttl_ms = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 1;
@@ -134,7 +138,8 @@ int main(int argc, char** argv) {
     server.ClearRequests();
     if (!lease->Release().ok()) return 1;
     const size_t release_calls = server.Requests().size();
-    std::printf("| API calls: acquire of a free lease (GET + POST) | %zu | <= 2 |\n", acquire_calls);
+    std::printf("| API calls: acquire of a free lease (GET + POST) | %zu | <= 2 |\n",
+                acquire_calls);
     std::printf("| API calls: one renewal (PUT), after 1.3 s at renew interval 1 s | %zu | 1 |\n",
                 renew_calls);
     std::printf("| API calls: release (PUT) | %zu | 1 |\n", release_calls);
@@ -151,8 +156,10 @@ int main(int argc, char** argv) {
       if (!lease->Release().ok()) return 1;
       lat.push_back(clock.Now() - t0);
     }
-    std::printf("| acquire + release through Lease (existing object: GET+PUT, PUT), p50 | %.1f us | p99 %.1f us, n=%d |\n",
-                Us(Percentile(lat, 0.5)), Us(Percentile(lat, 0.99)), cycles);
+    std::printf(
+        "| acquire + release through Lease (existing object: GET+PUT, PUT), p50 | %.1f us | p99 "
+        "%.1f us, n=%d |\n",
+        Us(Percentile(lat, 0.5)), Us(Percentile(lat, 0.99)), cycles);
   }
 
   // Graceful hand-off: the holder releases, a waiting contender holds.
@@ -176,8 +183,10 @@ int main(int argc, char** argv) {
       if (!b->Release().ok()) return 1;
       while (server.active_watches() != 0) std::this_thread::sleep_for(1ms);
     }
-    std::printf("| graceful hand-off (holder releases -> waiter holds), p50 | %.2f ms | max %.2f ms, n=%d, target <= 50 ms |\n",
-                Ms(Percentile(lat, 0.5)), Ms(Percentile(lat, 1.0)), handoffs);
+    std::printf(
+        "| graceful hand-off (holder releases -> waiter holds), p50 | %.2f ms | max %.2f ms, n=%d, "
+        "target <= 50 ms |\n",
+        Ms(Percentile(lat, 0.5)), Ms(Percentile(lat, 1.0)), handoffs);
   }
 
   // Crash failover: a holder process is SIGKILLed while a contender waits.
@@ -216,15 +225,18 @@ int main(int argc, char** argv) {
       waitpid(pid, nullptr, 0);
       const auto& r = pending.Wait();
       if (!r.ok() || !r->has_value()) {
-        std::fprintf(stderr, "failover: %s\n", r.ok() ? "contended" : r.status().ToString().c_str());
+        std::fprintf(stderr, "failover: %s\n",
+                     r.ok() ? "contended" : r.status().ToString().c_str());
         return 1;
       }
       lat.push_back(clock.Now() - t0);
       (void)waiter->Release();
     }
-    std::printf("| crash failover at TTL %d ms (holder process SIGKILLed -> waiter holds), p50 | %.2f s | min %.2f s, max %.2f s, n=%d, target <= lease duration + 1 s |\n",
-                ttl_ms, Ms(Percentile(lat, 0.5)) / 1000, Ms(Percentile(lat, 0.0)) / 1000,
-                Ms(Percentile(lat, 1.0)) / 1000, failovers);
+    std::printf(
+        "| crash failover at TTL %d ms (holder process SIGKILLed -> waiter holds), p50 | %.2f s | "
+        "min %.2f s, max %.2f s, n=%d, target <= lease duration + 1 s |\n",
+        ttl_ms, Ms(Percentile(lat, 0.5)) / 1000, Ms(Percentile(lat, 0.0)) / 1000,
+        Ms(Percentile(lat, 1.0)) / 1000, failovers);
   }
   std::printf("| TLS connections the server accepted over the whole run | %zu | |\n",
               server.connections_accepted());

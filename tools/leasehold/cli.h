@@ -41,10 +41,14 @@ struct StoreSpec {
   bool tls = false;
   std::string ns;
   std::string ca_file, cert_file, key_file, token_file, username, password_file;
+  // kubernetes:///NS?kubeconfig=PATH&context=NAME&insecure=1
+  std::string kubeconfig, context;
+  bool insecure = false;
 };
 
 // Parses memory:, sqlite:///ABS/PATH.db, etcd://H:P[,H:P...][/PREFIX][?...],
-// etcds://..., kubernetes:///NAMESPACE, kubernetes://HOST:PORT/NAMESPACE?...
+// etcds://..., kubernetes:///NAMESPACE[?kubeconfig=PATH&context=NAME&insecure=1],
+// kubernetes://HOST:PORT/NAMESPACE?token-file=PATH&ca-file=PATH
 // kInvalidArgument naming what is wrong.
 Result<StoreSpec> ParseStoreUrl(std::string_view url);
 

@@ -357,11 +357,14 @@ TEST_F(CliTest, BadStoreUrlFromTheEnvironmentIsAUsageError) {
 }
 
 TEST_F(CliTest, BackendsNotBuiltInAreUnavailableForEveryCommand) {
-#ifdef LEASEHOLD_HAVE_ETCD
-  const std::vector<std::string> urls = {"kubernetes:///default"};
-#else
-  const std::vector<std::string> urls = {"etcd://127.0.0.1:2379", "kubernetes:///default"};
+  std::vector<std::string> urls;
+#ifndef LEASEHOLD_HAVE_ETCD
+  urls.push_back("etcd://127.0.0.1:2379");
 #endif
+#ifndef LEASEHOLD_CLI_KUBERNETES
+  urls.push_back("kubernetes:///default");
+#endif
+  if (urls.empty()) GTEST_SKIP() << "every backend is built into this leasehold";
   for (const std::string& url : urls) {
     for (auto args : kStoreCommands) {
       args.insert(args.begin(), {"--store", url});

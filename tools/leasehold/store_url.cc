@@ -11,6 +11,9 @@
 #include "cli.h"
 #include "leasehold/backends/memory.h"
 #include "leasehold/backends/sqlite.h"
+#ifdef LEASEHOLD_CLI_KUBERNETES
+#include "leasehold/backends/kubernetes.h"
+#endif
 #include "leasehold/lease.h"
 #ifdef LEASEHOLD_HAVE_ETCD
 #include <fstream>
@@ -106,7 +109,16 @@ Status ParseQuery(std::string_view url, std::string_view query, StoreSpec& spec,
       for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
       return Bad(url, "unknown query parameter \"" + std::string(key) + "\" (known: " + list + ")");
     }
-    std::string* field = key == "ca-file"         ? &spec.ca_file
+    if (key == "insecure") {
+      if (*value != "1" && *value != "true" && *value != "0" && *value != "false") {
+        return Bad(url, "insecure must be 1/true or 0/false");
+      }
+      spec.insecure = *value == "1" || *value == "true";
+      continue;
+    }
+    std::string* field = key == "kubeconfig"      ? &spec.kubeconfig
+                         : key == "context"       ? &spec.context
+                         : key == "ca-file"       ? &spec.ca_file
                          : key == "cert-file"     ? &spec.cert_file
                          : key == "key-file"      ? &spec.key_file
                          : key == "token-file"    ? &spec.token_file
@@ -247,7 +259,10 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
       return Bad(url, "namespace \"" + spec.ns + "\" is not a valid Kubernetes namespace (a DNS label)");
     }
     if (host.empty()) {
-      if (!query.empty()) return Bad(url, "in-cluster/kubeconfig URLs take no query parameters");
+      // Credentials from a kubeconfig or the pod's service account.
+      if (Status s = ParseQuery(url, query, spec, {"kubeconfig", "context", "insecure"}); !s.ok()) {
+        return s;
+      }
       return spec;
     }
     if (Status s = CheckEndpoint(url, host); !s.ok()) return s;
@@ -323,9 +338,28 @@ Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<
       return UnimplementedError("store " + spec.url + ": the etcd backend is not built into this leasehold");
 #endif
     }
-    case StoreSpec::Kind::kKubernetes:
+    case StoreSpec::Kind::kKubernetes: {
+#ifdef LEASEHOLD_CLI_KUBERNETES
+      kubernetes::CredentialOptions options;
+      if (!spec.endpoints.empty()) {
+        options.server = "https://" + spec.endpoints.front();
+        options.token_file = spec.token_file;
+        options.ca_file = spec.ca_file;
+      }
+      options.kubeconfig_path = spec.kubeconfig;
+      options.context = spec.context;
+      options.allow_insecure = spec.insecure;
+      auto creds = kubernetes::LoadCredentials(options);
+      if (!creds.ok()) return creds.status().WithContext("store " + spec.url);
+      auto store = kubernetes::KubernetesStore::Open(
+          {.credentials = *std::move(creds), .namespace_name = spec.ns}, std::move(runtime));
+      if (!store.ok()) return store.status().WithContext("store " + spec.url);
+      return std::shared_ptr<Store>(*store);
+#else
       return UnimplementedError("store " + spec.url +
-                                ": the Kubernetes backend is not built into this leasehold yet");
+                                ": the Kubernetes backend is not built into this leasehold");
+#endif
+    }
   }
   return InternalError("unknown store kind");
 }

@@ -142,7 +142,8 @@ void HttpClient::Configure(void* handle, const std::string& url, const std::stri
   headers = curl_slist_append(headers, "Accept: application/json");
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");
-  if (!token.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
+  if (!token.empty())
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "leasehold");
   *static_cast<curl_slist**>(header_list_out) = headers;
@@ -176,7 +177,8 @@ Result<HttpResponse> HttpClient::SendOnce(void* handle, std::string_view method,
     return DeadlineExceededError(describe_ + ": no time left to send " + std::string(method));
   }
   const auto ms = std::max<int64_t>(
-      1, std::chrono::duration_cast<std::chrono::milliseconds>(std::min(left, request_timeout_)).count());
+      1, std::chrono::duration_cast<std::chrono::milliseconds>(std::min(left, request_timeout_))
+             .count());
   CURL* h = static_cast<CURL*>(handle);
   curl_slist* headers = nullptr;
   Configure(handle, credentials_.server + path, token, &headers);
@@ -214,8 +216,8 @@ Result<HttpResponse> HttpClient::Send(std::string_view method, const std::string
   for (int attempt = 0;; ++attempt) {
     Result<std::string> token = tokens_.Current();
     if (!token.ok()) {
-      return UnauthenticatedError(describe_ + ": cannot read the bearer token: " +
-                                  token.status().message());
+      return UnauthenticatedError(describe_ +
+                                  ": cannot read the bearer token: " + token.status().message());
     }
     void* h = Take();
     if (h == nullptr) return InternalError(describe_ + ": curl_easy_init failed");
@@ -242,8 +244,8 @@ Result<long> HttpClient::Stream(const std::string& path,
                                 const std::function<bool()>& cancelled) {
   Result<std::string> token = tokens_.Current();
   if (!token.ok()) {
-    return UnauthenticatedError(describe_ + ": cannot read the bearer token: " +
-                                token.status().message());
+    return UnauthenticatedError(describe_ +
+                                ": cannot read the bearer token: " + token.status().message());
   }
   CURL* h = curl_easy_init();
   CURLM* multi = curl_multi_init();
@@ -260,10 +262,10 @@ Result<long> HttpClient::Stream(const std::string& path,
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteBody);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         request_timeout_)
-                                         .count()));
+  curl_easy_setopt(
+      h, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(request_timeout_).count()));
   curl_multi_add_handle(multi, h);
   CURLcode result = CURLE_OK;
   bool done = false;

@@ -1,5 +1,3 @@
-#include "leasehold/backends/kubernetes.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -15,6 +13,7 @@
 
 #include "http_client.h"
 #include "lease_codec.h"
+#include "leasehold/backends/kubernetes.h"
 
 namespace leasehold::kubernetes {
 namespace {
@@ -223,20 +222,21 @@ struct KubernetesStore::State {
     const std::string code = std::to_string(r.status);
     switch (r.status) {
       case 401:
-        return UnauthenticatedError(What(name) + ": the API server refused our credentials (401" +
-                                    words + "); check the token or client certificate of " +
-                                    (options.credentials.source.empty() ? "the credentials"
-                                                                        : options.credentials.source));
+        return UnauthenticatedError(
+            What(name) + ": the API server refused our credentials (401" + words +
+            "); check the token or client certificate of " +
+            (options.credentials.source.empty() ? "the credentials" : options.credentials.source));
       case 403:
         return PermissionDeniedError(
             What(name) + ": RBAC: not allowed to " + std::string(verb) +
             " leases.coordination.k8s.io in namespace " + ns + words +
             "; grant verbs get, create, update, watch on leases (group coordination.k8s.io) in "
-            "namespace " + ns);
+            "namespace " +
+            ns);
       case 422:
-        return InvalidArgumentError(What(name) + ": the API server rejected the Lease (422 Invalid" +
-                                    words + (st.causes.empty() ? "" : "; causes: " + st.causes) +
-                                    ")");
+        return InvalidArgumentError(What(name) +
+                                    ": the API server rejected the Lease (422 Invalid" + words +
+                                    (st.causes.empty() ? "" : "; causes: " + st.causes) + ")");
       default:
         break;
     }
@@ -244,10 +244,12 @@ struct KubernetesStore::State {
       std::string retry;
       if (r.retry_after) {
         retry = "; retry after " +
-                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*r.retry_after).count()) + "s";
+                std::to_string(
+                    std::chrono::duration_cast<std::chrono::seconds>(*r.retry_after).count()) +
+                "s";
       }
-      const std::string msg =
-          What(name) + ": the API server answered " + std::string(verb) + " with HTTP " + code + words + retry;
+      const std::string msg = What(name) + ": the API server answered " + std::string(verb) +
+                              " with HTTP " + code + words + retry;
       return r.status == 429 ? ResourceExhaustedError(msg) : UnavailableError(msg);
     }
     return InternalError(What(name) + ": unexpected HTTP " + code + " to " + std::string(verb) +
@@ -256,7 +258,8 @@ struct KubernetesStore::State {
 
   Result<LeaseObject> Decode(const HttpResponse& r, const std::string& name) const {
     Result<LeaseObject> obj = detail::DecodeLease(r.body);
-    if (!obj.ok()) return DataLossError(What(name) + ": malformed reply: " + obj.status().message());
+    if (!obj.ok())
+      return DataLossError(What(name) + ": malformed reply: " + obj.status().message());
     if (obj->name != name) {
       return DataLossError(What(name) + ": the reply is for another object (\"" +
                            obj->name.substr(0, 64) + "\")");
@@ -270,9 +273,8 @@ struct KubernetesStore::State {
 
   // How long a foreign record must be seen unchanged before it is free.
   Duration Window(const LeaseObject& obj, Duration our_ttl) const {
-    const auto cap = std::chrono::duration_cast<Duration>(
-        std::chrono::duration<double, std::nano>(static_cast<double>(our_ttl.count()) *
-                                                 options.max_observe_factor));
+    const auto cap = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::nano>(
+        static_cast<double>(our_ttl.count()) * options.max_observe_factor));
     if (!obj.duration_seconds || *obj.duration_seconds <= 0) return cap;
     if (*obj.duration_seconds >= cap.count() / 1'000'000'000 + 1) return cap;
     return std::min<Duration>(cap, std::chrono::seconds(*obj.duration_seconds));
@@ -335,9 +337,10 @@ struct KubernetesStore::State {
     }
     if (transitions >= kMaxTransitions) {
       return FailedPreconditionError(
-          What(req.name) + ": spec.leaseTransitions is at its maximum (2147483647): no higher "
-                           "fencing sequence can be issued; delete the Lease object to restart "
-                           "its sequence (fenced resources must then be reset)");
+          What(req.name) +
+          ": spec.leaseTransitions is at its maximum (2147483647): no higher "
+          "fencing sequence can be issued; delete the Lease object to restart "
+          "its sequence (fenced resources must then be reset)");
     }
     const int64_t next = transitions + 1;
     const std::string now = detail::FormatMicroTime(clock.WallNow());
@@ -372,9 +375,8 @@ struct KubernetesStore::State {
       const Duration window = Window(*obj, req.ttl);
       const Duration seen = Observe(obj->name, obj->uid + "/" + obj->resource_version, now);
       if (seen < window) {
-        return AcquireOutcome(Contended{.holder = obj->holder,
-                                        .version = obj->resource_version,
-                                        .retry_after = window - seen});
+        return AcquireOutcome(Contended{
+            .holder = obj->holder, .version = obj->resource_version, .retry_after = window - seen});
       }
     }
     return TakeOver(req, *obj);
@@ -391,8 +393,8 @@ struct KubernetesStore::State {
       std::lock_guard lock(mu);
       auto it = tenures.find(req.name);
       if (it == tenures.end() || it->second.token != req.token) {
-        return RenewOutcome(Lost{LossReason::kTakenOver,
-                                 What(req.name) + ": this store knows no such tenure"});
+        return RenewOutcome(
+            Lost{LossReason::kTakenOver, What(req.name) + ": this store knows no such tenure"});
       }
       t = it->second;
     }
@@ -434,13 +436,12 @@ struct KubernetesStore::State {
       Result<LeaseObject> obj = Decode(*g, req.name);
       if (!obj.ok()) return obj.status();
       if (obj->uid != t.uid) {
-        return RenewOutcome(Lost{LossReason::kDeleted,
-                                 What(req.name) + ": the Lease was deleted and recreated"});
+        return RenewOutcome(
+            Lost{LossReason::kDeleted, What(req.name) + ": the Lease was deleted and recreated"});
       }
       if (!StillOurs(*obj, req.holder, t)) {
-        return RenewOutcome(Lost{LossReason::kTakenOver,
-                                 What(req.name) + ": taken over by \"" + obj->holder.substr(0, 253) +
-                                     "\""});
+        return RenewOutcome(Lost{LossReason::kTakenOver, What(req.name) + ": taken over by \"" +
+                                                             obj->holder.substr(0, 253) + "\""});
       }
       // Our earlier write landed. Others may have been observing that version
       // since before this request was sent, so renew once more from it: the
@@ -545,7 +546,8 @@ Result<std::shared_ptr<KubernetesStore>> KubernetesStore::Open(KubernetesOptions
   }
   if (!runtime) runtime = Runtime::Default();
   auto state = std::make_shared<State>(runtime, std::move(options), std::move(ns));
-  return std::shared_ptr<KubernetesStore>(new KubernetesStore(std::move(runtime), std::move(state)));
+  return std::shared_ptr<KubernetesStore>(
+      new KubernetesStore(std::move(runtime), std::move(state)));
 }
 
 KubernetesStore::KubernetesStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
@@ -658,9 +660,8 @@ void KubernetesStore::Inspect(std::string name, TimePoint deadline, InspectCallb
     done(s);
     return;
   }
-  runtime()->PostBlocking([state = state_, name = std::move(name), deadline, done = std::move(done)] {
-    done(state->DoInspect(name, deadline));
-  });
+  runtime()->PostBlocking([state = state_, name = std::move(name), deadline,
+                           done = std::move(done)] { done(state->DoInspect(name, deadline)); });
 }
 
 void KubernetesStore::Break(std::string name, TimePoint deadline, StatusCallback done) {
@@ -668,9 +669,10 @@ void KubernetesStore::Break(std::string name, TimePoint deadline, StatusCallback
     done(s);
     return;
   }
-  runtime()->PostBlocking([state = state_, name = std::move(name), deadline, done = std::move(done)] {
-    done(state->Clear(name, "", std::nullopt, deadline, true));
-  });
+  runtime()->PostBlocking(
+      [state = state_, name = std::move(name), deadline, done = std::move(done)] {
+        done(state->Clear(name, "", std::nullopt, deadline, true));
+      });
 }
 
 WatchId KubernetesStore::Watch(const std::string& name, const std::string& version,
@@ -678,8 +680,8 @@ WatchId KubernetesStore::Watch(const std::string& name, const std::string& versi
   if (!state_->options.watch || !ValidateName(name).ok()) return 0;
   auto ws = std::make_shared<WatchState>();
   ws->on_change = std::move(on_change);
-  const std::string path = state_->collection + "?watch=1&fieldSelector=" +
-                           UrlEncode("metadata.name=" + name) +
+  const std::string path = state_->collection +
+                           "?watch=1&fieldSelector=" + UrlEncode("metadata.name=" + name) +
                            "&resourceVersion=" + UrlEncode(version) + "&allowWatchBookmarks=true";
   std::vector<std::thread> finished;
   WatchId id = 0;

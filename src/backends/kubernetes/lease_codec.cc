@@ -90,7 +90,8 @@ Result<LeaseObject> DecodeLeaseJson(json object) {
   auto spec = object.find("spec");
   if (spec != object.end() && spec->is_object()) {
     out.holder = Str(*spec, "holderIdentity");
-    if (auto d = spec->find("leaseDurationSeconds"); d != spec->end()) out.duration_seconds = Int(*d);
+    if (auto d = spec->find("leaseDurationSeconds"); d != spec->end())
+      out.duration_seconds = Int(*d);
     if (auto t = spec->find("leaseTransitions"); t != spec->end()) out.transitions = Int(*t);
     out.acquire_time = ParseMicroTime(Str(*spec, "acquireTime"));
     out.renew_time = ParseMicroTime(Str(*spec, "renewTime"));
@@ -189,7 +190,8 @@ ApiStatus DecodeStatus(std::string_view body) {
 
 Result<WatchEvent> ParseWatchLine(std::string_view line) {
   json j = json::parse(line.begin(), line.end(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return DataLossError("a watch event is not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return DataLossError("a watch event is not a JSON object");
   WatchEvent out;
   out.type = Str(j, "type");
   if (out.type.empty()) return DataLossError("a watch event has no type");

@@ -51,7 +51,7 @@ ApiStatus DecodeStatus(std::string_view body);
 
 // One line of a watch stream.
 struct WatchEvent {
-  std::string type;  // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
+  std::string type;              // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
   std::string resource_version;  // of the object ("" if none)
   int error_code = 0;            // for ERROR: the Status code (410 = Gone)
 };

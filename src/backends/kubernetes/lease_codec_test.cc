@@ -16,7 +16,8 @@ TEST(KubernetesCodecTest, MicroTimesRoundTripWithSixDigitsInUtc) {
   EXPECT_EQ(FormatMicroTime(*t), "2026-11-26T08:53:07.417335Z");
   EXPECT_EQ(FormatMicroTime(*ParseMicroTime("2026-11-26T09:53:07.4+01:00")),
             "2026-11-26T08:53:07.400000Z");
-  EXPECT_EQ(FormatMicroTime(*ParseMicroTime("1970-01-01T00:00:00Z")), "1970-01-01T00:00:00.000000Z");
+  EXPECT_EQ(FormatMicroTime(*ParseMicroTime("1970-01-01T00:00:00Z")),
+            "1970-01-01T00:00:00.000000Z");
 }
 
 TEST(KubernetesCodecTest, GarbageTimesAreRejected) {
@@ -95,8 +96,8 @@ TEST(KubernetesCodecTest, NamesMustBeDnsSubdomains) {
   EXPECT_TRUE(IsDnsSubdomain("my-lease.example-1"));
   EXPECT_TRUE(IsDnsSubdomain(std::string(253, 'a')));
   for (const std::string& bad : {std::string(), std::string(254, 'a'), std::string("A"),
-                                std::string("-a"), std::string("a-"), std::string("a..b"),
-                                std::string("a_b"), std::string("a/b"), std::string(".a")}) {
+                                 std::string("-a"), std::string("a-"), std::string("a..b"),
+                                 std::string("a_b"), std::string("a/b"), std::string(".a")}) {
     EXPECT_FALSE(IsDnsSubdomain(bad)) << bad;
   }
 }
