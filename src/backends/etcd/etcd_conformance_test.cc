@@ -112,8 +112,11 @@ class EtcdHarness final : public Harness {
   // everything several times slower: twice the TTL, more slack.
   Duration ttl() const override { return kSanitized ? Duration(2s) : Duration(1s); }
   Duration expiry_slack() const override { return kSanitized ? Duration(1500ms) : Duration(900ms); }
+  // OnLost runs when the engine's watchdog fires at the safe deadline; what
+  // delays it here is CPU: two tests and up to six etcd processes share two
+  // cores under `ctest -j2`, and a handler was seen running 325 ms late.
   Duration callback_slack() const override {
-    return kSanitized ? Duration(500ms) : Duration(200ms);
+    return kSanitized ? Duration(500ms) : Duration(400ms);
   }
 
   bool SetUnavailable(bool on) override {

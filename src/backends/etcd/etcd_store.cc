@@ -429,15 +429,70 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
 
 namespace {
 
-// The one LeaseKeepAlive stream of a store: writes are queued (one in flight at
-// a time, as gRPC requires), answers go to the store.
+// A bidirectional stream whose writes are queued (one in flight at a time, as
+// gRPC requires) and whose answers go to OnResponse. Once the read side has
+// ended, gRPC destroys its half of the call before OnDone, so no write may
+// start from then on.
+template <typename Request, typename Response>
+class QueuedBidiStream : public grpc::ClientBidiReactor<Request, Response> {
+ public:
+  grpc::ClientContext& context() { return ctx_; }
+  void Cancel() { ctx_.TryCancel(); }
+
+  void Send(Request req) {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(req));
+    if (!writing_ && !done_) {
+      writing_ = true;
+      this->StartWrite(&queue_.front());
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    queue_.pop_front();
+    if (!ok) {
+      done_ = true;
+      writing_ = false;
+      return;
+    }
+    if (!queue_.empty()) {
+      this->StartWrite(&queue_.front());
+    } else {
+      writing_ = false;
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard lock(mu_);
+      done_ = true;
+      return;
+    }
+    OnResponse(resp_);
+    this->StartRead(&resp_);
+  }
+
+ protected:
+  virtual void OnResponse(const Response& response) = 0;
+
+  grpc::ClientContext ctx_;
+  Response resp_;
+
+ private:
+  std::recursive_mutex mu_;  // gRPC may run OnWriteDone inline
+  std::deque<Request> queue_;
+  bool writing_ = false;
+  bool done_ = false;
+};
+
+// The one LeaseKeepAlive stream of a store.
 class KeepAliveStream final
-    : public grpc::ClientBidiReactor<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse> {
+    : public QueuedBidiStream<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse> {
  public:
   KeepAliveStream(std::weak_ptr<EtcdStore::State> state, size_t endpoint)
       : state_(std::move(state)), endpoint_(endpoint) {}
 
-  grpc::ClientContext& context() { return ctx_; }
   size_t endpoint() const { return endpoint_; }
 
   void Start(pb::Lease::Stub* stub) {
@@ -447,43 +502,9 @@ class KeepAliveStream final
   }
 
   void Send(int64_t id) {
-    std::lock_guard lock(mu_);
     pb::LeaseKeepAliveRequest req;
     req.set_id(id);
-    queue_.push_back(std::move(req));
-    if (!writing_ && !done_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-  }
-
-  void Cancel() { ctx_.TryCancel(); }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard lock(mu_);
-    queue_.pop_front();
-    if (!ok) {
-      done_ = true;
-      writing_ = false;
-      return;
-    }
-    if (!queue_.empty()) {
-      StartWrite(&queue_.front());
-    } else {
-      writing_ = false;
-    }
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      // The call is ending: gRPC destroys its side of the stream before
-      // OnDone, so no write may start from now on.
-      std::lock_guard lock(mu_);
-      done_ = true;
-      return;
-    }
-    if (auto s = state_.lock()) s->OnKeepAliveResponse(resp_);
-    StartRead(&resp_);
+    QueuedBidiStream::Send(std::move(req));
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -492,18 +513,16 @@ class KeepAliveStream final
   }
 
  private:
+  void OnResponse(const pb::LeaseKeepAliveResponse& response) override {
+    if (auto s = state_.lock()) s->OnKeepAliveResponse(response);
+  }
+
   std::weak_ptr<EtcdStore::State> state_;
   const size_t endpoint_;
-  grpc::ClientContext ctx_;
-  pb::LeaseKeepAliveResponse resp_;
-  std::recursive_mutex mu_;  // gRPC may run OnWriteDone inline
-  std::deque<pb::LeaseKeepAliveRequest> queue_;
-  bool writing_ = false;
-  bool done_ = false;
 };
 
 // The one Watch stream of a store, multiplexing its watches by watch id.
-class WatchStream final : public grpc::ClientBidiReactor<pb::WatchRequest, pb::WatchResponse> {
+class WatchStream final : public QueuedBidiStream<pb::WatchRequest, pb::WatchResponse> {
  public:
   explicit WatchStream(std::weak_ptr<EtcdStore::State> state) : state_(std::move(state)) {}
 
@@ -513,58 +532,17 @@ class WatchStream final : public grpc::ClientBidiReactor<pb::WatchRequest, pb::W
     StartCall();
   }
 
-  void Send(pb::WatchRequest req) {
-    std::lock_guard lock(mu_);
-    queue_.push_back(std::move(req));
-    if (!writing_ && !done_) {
-      writing_ = true;
-      StartWrite(&queue_.front());
-    }
-  }
-
-  void Cancel() { ctx_.TryCancel(); }
-  grpc::ClientContext& context() { return ctx_; }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard lock(mu_);
-    queue_.pop_front();
-    if (!ok) {
-      done_ = true;
-      writing_ = false;
-      return;
-    }
-    if (!queue_.empty()) {
-      StartWrite(&queue_.front());
-    } else {
-      writing_ = false;
-    }
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      // The call is ending: gRPC destroys its side of the stream before
-      // OnDone, so no write may start from now on.
-      std::lock_guard lock(mu_);
-      done_ = true;
-      return;
-    }
-    if (auto s = state_.lock()) s->OnWatchResponse(resp_);
-    StartRead(&resp_);
-  }
-
   void OnDone(const grpc::Status&) override {
     if (auto s = state_.lock()) s->OnWatchStreamDone(this);
     delete this;
   }
 
  private:
+  void OnResponse(const pb::WatchResponse& response) override {
+    if (auto s = state_.lock()) s->OnWatchResponse(response);
+  }
+
   std::weak_ptr<EtcdStore::State> state_;
-  grpc::ClientContext ctx_;
-  pb::WatchResponse resp_;
-  std::recursive_mutex mu_;
-  std::deque<pb::WatchRequest> queue_;
-  bool writing_ = false;
-  bool done_ = false;
 };
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "leasehold/backends/kubernetes.h"
 #include "leasehold/future.h"
 #include "leasehold/lease.h"
+#include "testing/run_command.h"
 #include "testing/temp_dir.h"
 
 namespace leasehold::kubernetes {
@@ -28,6 +29,7 @@ using namespace std::chrono_literals;
 using testing::FakeApiServer;
 using ::testing::HasSubstr;
 using testing::Verb;
+using leasehold::testing::RunCommand;
 
 class KubernetesStoreTest : public ::testing::Test {
  protected:
@@ -568,20 +570,6 @@ TEST_F(KubernetesStoreTest, OptionsAreValidated) {
 // that kubectl reads (holder and transitions), and an object kubectl deletes
 // is a lost lease. Runs where kubectl is installed; when it is, any
 // disagreement fails the test.
-std::string RunCommand(const std::string& command, int* exit_code) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    *exit_code = -1;
-    return out;
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
 
 TEST_F(KubernetesStoreTest, KubectlSeesTheHolderAndTransitionsLeaseholdWrote) {
   int code = 0;

@@ -104,6 +104,21 @@ std::optional<std::string> HttpRequest(int port, const std::string& method, cons
 }
 
 Result<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(ClusterOptions options) {
+  // A free port is free only until someone else binds it: another test's
+  // server, or any process's outgoing connection, which takes its local port
+  // from the same ephemeral range. When a member lost that race, start the
+  // whole cluster again on new ports.
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    Result<std::unique_ptr<EtcdCluster>> cluster = StartOnce(options);
+    if (cluster.ok() || attempt == kAttempts ||
+        cluster.status().message().find("address already in use") == std::string::npos) {
+      return cluster;
+    }
+  }
+}
+
+Result<std::unique_ptr<EtcdCluster>> EtcdCluster::StartOnce(const ClusterOptions& options) {
   std::unique_ptr<EtcdCluster> c(new EtcdCluster());
   c->options_ = options;
   c->dir_ = std::make_unique<testing::TempDir>("etcd");

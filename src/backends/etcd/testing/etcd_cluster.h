@@ -39,7 +39,8 @@ class EtcdCluster {
  public:
   // Starts the members and waits until every one reports healthy (and, for a
   // cluster, a leader exists). The error says why it could not (no etcd
-  // binary, a member died: the tail of its log).
+  // binary, a member died: the tail of its log). A start that lost a race
+  // for its ports is retried on new ones, up to five times.
   static Result<std::unique_ptr<EtcdCluster>> Start(ClusterOptions options = {});
   // SIGKILLs every member still running and removes the data.
   ~EtcdCluster();
@@ -74,6 +75,7 @@ class EtcdCluster {
     pid_t pid = -1;
   };
   EtcdCluster() = default;
+  static Result<std::unique_ptr<EtcdCluster>> StartOnce(const ClusterOptions& options);
   Status Spawn(int i, bool existing);
 
   ClusterOptions options_;

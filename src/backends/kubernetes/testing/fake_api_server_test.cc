@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "testing/run_command.h"
 #include "testing/temp_dir.h"
 
 namespace leasehold::kubernetes::testing {
@@ -25,6 +26,7 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
+using leasehold::testing::RunCommand;
 
 constexpr const char* kLeases = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
 
@@ -531,20 +533,6 @@ TEST_F(FakeApiServerTest, PutLeaseStoresHostileRecordsAndWatchersSeeThem) {
 
 // kubectl is the outside witness: it reads discovery, lists and gets leases
 // from the fake as from a real cluster.
-std::string RunCommand(const std::string& command, int* exit_code) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    *exit_code = -1;
-    return out;
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
 
 TEST_F(FakeApiServerTest, KubectlReadsLeasesFromTheFakeServer) {
   int code = 0;
