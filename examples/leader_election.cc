@@ -126,6 +126,11 @@ int main() {
     std::lock_guard lock(c->mu);
     c->worker = {};  // joins: every worker saw its stop token
   }
+  // Leases and stores first, then the runtime: ShutDown joins its threads here
+  // once the tasks that completed the last operations have let go of it.
+  candidates.clear();
+  store.reset();
+  if (!leasehold::ShutDown(std::move(runtime))) return Fail("something still holds the runtime");
   std::printf("leader_election: ok\n");
   return 0;
 }

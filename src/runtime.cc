@@ -1,7 +1,11 @@
 #include "leasehold/runtime.h"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <mutex>
@@ -111,13 +115,79 @@ struct Lane {
 
 thread_local const void* current_loop = nullptr;
 
+// Threads of runtimes destroyed from one of their own threads. Such a thread
+// cannot join itself; it finishes the task it is in and returns. It must not
+// still be running when the process exits: exit() then runs static destructors
+// and library cleanups (OpenSSL's, reached through libcurl and gRPC) under its
+// feet, and its thread-local state is never freed. The reaper keeps these
+// threads joinable and joins them once they have returned, at the latest from
+// an exit handler registered at each hand-off, that is after the handlers of
+// every client library the thread has used, so it runs before them.
+class Reaper {
+ public:
+  // Takes `thread` (the calling thread, about to return); joins every thread
+  // handed over earlier that has already returned.
+  static void Adopt(std::thread thread, std::shared_ptr<std::atomic<bool>> returned) {
+    Reaper& r = Get();
+    std::vector<Entry> done;
+    {
+      std::lock_guard lock(r.mu_);
+      for (auto it = r.threads_.begin(); it != r.threads_.end();) {
+        if (it->returned->load()) {
+          done.push_back(std::move(*it));
+          it = r.threads_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      r.threads_.push_back({std::move(thread), std::move(returned)});
+    }
+    for (auto& e : done) e.thread.join();
+    // Registered again at later hand-offs (to come after libraries initialised
+    // since), a bounded number of times: JoinAll is idempotent.
+    static std::atomic<int> registrations{0};
+    if (registrations.fetch_add(1) < kMaxRegistrations) std::atexit(&JoinAll);
+  }
+
+ private:
+  static constexpr int kMaxRegistrations = 32;
+  struct Entry {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> returned;
+  };
+
+  static Reaper& Get() {
+    static Reaper* reaper = new Reaper;  // never destroyed: JoinAll runs at exit
+    return *reaper;
+  }
+
+  static void JoinAll() {
+    Reaper& r = Get();
+    std::vector<Entry> all;
+    {
+      std::lock_guard lock(r.mu_);
+      all.swap(r.threads_);
+    }
+    for (auto& e : all) {
+      if (e.thread.get_id() == std::this_thread::get_id()) {
+        e.thread.detach();  // exit() called from a task on this very thread
+      } else {
+        e.thread.join();
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::vector<Entry> threads_;
+};
+
 class ThreadedRuntime final : public Runtime {
  public:
   explicit ThreadedRuntime(RuntimeOptions options)
       : options_(options), loop_(std::make_shared<LoopState>()),
         callbacks_(std::make_shared<Lane>()), blocking_(std::make_shared<Lane>()) {
-    threads_.emplace_back([state = loop_] { RunLoop(state); });
-    threads_.emplace_back([lane = callbacks_] { Lane::Serve(lane, "callback"); });
+    Spawn([state = loop_] { RunLoop(state); });
+    Spawn([lane = callbacks_] { Lane::Serve(lane, "callback"); });
   }
 
   ~ThreadedRuntime() override {
@@ -134,13 +204,13 @@ class ThreadedRuntime final : public Runtime {
       lane->cv.notify_all();
     }
     for (auto& t : threads_) {
-      if (t.get_id() == std::this_thread::get_id()) {
+      if (t.thread.get_id() == std::this_thread::get_id()) {
         // The last reference was dropped by a task on this very thread: it
         // cannot join itself. Its state is shared, and it returns as soon as
-        // the current task does.
-        t.detach();
+        // the current task does; the reaper joins it then.
+        Reaper::Adopt(std::move(t.thread), std::move(t.returned));
       } else {
-        t.join();
+        t.thread.join();
       }
     }
   }
@@ -182,7 +252,7 @@ class ThreadedRuntime final : public Runtime {
       if (!blocking_started_) {
         blocking_started_ = true;
         for (size_t i = 0; i < options_.blocking_threads; ++i) {
-          threads_.emplace_back([lane = blocking_] { Lane::Serve(lane, "blocking"); });
+          Spawn([lane = blocking_] { Lane::Serve(lane, "blocking"); });
         }
       }
     }
@@ -233,13 +303,27 @@ class ThreadedRuntime final : public Runtime {
     }
   }
 
+  struct Thread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> returned;  // set as its function returns
+  };
+  template <typename F>
+  void Spawn(F body) {
+    auto returned = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([body = std::move(body), returned]() mutable {
+      body();
+      returned->store(true);
+    });
+    threads_.push_back({std::move(t), std::move(returned)});
+  }
+
   RuntimeOptions options_;
   std::shared_ptr<LoopState> loop_;
   std::shared_ptr<Lane> callbacks_;
   std::shared_ptr<Lane> blocking_;
   std::mutex blocking_mu_;
   bool blocking_started_ = false;
-  std::vector<std::thread> threads_;
+  std::vector<Thread> threads_;
 };
 
 }  // namespace
@@ -252,6 +336,21 @@ std::shared_ptr<Runtime> Runtime::Create(RuntimeOptions options) {
 std::shared_ptr<Runtime> Runtime::Default() {
   static const std::shared_ptr<Runtime> runtime = Create();
   return runtime;
+}
+
+bool ShutDown(std::shared_ptr<Runtime> runtime, Duration patience) {
+  if (!runtime) return true;
+  // No notification exists for "a shared_ptr lost a reference"; the tasks in
+  // question finish within microseconds, so poll finely, then coarsely.
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  auto pause = std::chrono::microseconds(50);
+  while (runtime.use_count() > 1) {
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(10));
+  }
+  runtime.reset();  // the last reference: ~ThreadedRuntime joins here
+  return true;
 }
 
 // --- SimulatedRuntime --------------------------------------------------------

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <latch>
 #include <memory>
@@ -627,6 +629,74 @@ TEST(ThreadedRuntimeTest, DroppingTheLastReferenceInsideACallbackDoesNotDeadlock
   go->count_down();
   ASSERT_TRUE(Ready(f)) << "destroying the runtime from its callback thread hung";
   EXPECT_TRUE(watch.expired());
+}
+
+TEST(ThreadedRuntimeTest, ShutDownWaitsForATaskStillHoldingAReferenceThenJoinsHere) {
+  g_exited_threads = 0;
+  auto rt = Runtime::Create({.blocking_threads = 1});
+  std::weak_ptr<Runtime> watch = rt;
+  std::promise<void> told;
+  auto tf = told.get_future();
+  // Like a store task: it reports completion, then lets go of its captures.
+  rt->PostBlocking([keep = rt, &told]() mutable {
+    exit_marker.armed = true;
+    told.set_value();
+    std::this_thread::sleep_for(milliseconds(100));
+    keep.reset();
+  });
+  ASSERT_TRUE(Ready(tf));
+  EXPECT_TRUE(ShutDown(std::move(rt), kGuard));
+  EXPECT_TRUE(watch.expired());
+  // Destroyed on this thread, so joined: the blocking thread has ended.
+  EXPECT_GE(g_exited_threads.load(), 1);
+}
+
+TEST(ThreadedRuntimeTest, ShutDownGivesUpOnAReferenceHeldElsewhereAndDropsOnlyItsOwn) {
+  auto rt = Runtime::Create();
+  std::shared_ptr<Runtime> elsewhere = rt;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(ShutDown(std::move(rt), milliseconds(50)));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(50));
+  EXPECT_EQ(elsewhere.use_count(), 1);
+  EXPECT_TRUE(ShutDown(std::move(elsewhere), milliseconds(50)));
+}
+
+// Writes to stderr when the thread it belongs to ends normally (its
+// thread-local destructors run). A thread still running when the process
+// exits never gets there.
+struct EndAnnouncer {
+  bool armed = false;
+  ~EndAnnouncer() {
+    if (armed) std::fputs("the runtime thread ended before the process did\n", stderr);
+  }
+};
+thread_local EndAnnouncer end_announcer;
+
+// The case the CLI hit under load: main drops its references and returns while
+// a blocking task still holds the last one, so the runtime is destroyed on its
+// own thread. That thread must be joined before exit() tears the process down
+// (static destructors, OpenSSL's cleanup), not left running through it.
+TEST(ThreadedRuntimeDeathTest, AThreadThatDestroyedItsOwnRuntimeIsJoinedBeforeTheProcessExits) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        auto rt = Runtime::Create({.blocking_threads = 1});
+        auto dropped = std::make_shared<std::latch>(1);
+        auto destroyed = std::make_shared<std::latch>(1);
+        rt->PostBlocking([keep = rt, dropped, destroyed]() mutable {
+          end_announcer.armed = true;
+          dropped->wait();
+          keep.reset();  // the last reference: destroyed on this very thread
+          destroyed->count_down();
+          // Still busy when main calls exit().
+          std::this_thread::sleep_for(milliseconds(300));
+        });
+        rt.reset();
+        dropped->count_down();
+        destroyed->wait();
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "the runtime thread ended before the process did");
 }
 
 }  // namespace

@@ -21,7 +21,11 @@
 //                                Tests of timing behaviour use it and never sleep.
 //
 // Stores and leases hold a std::shared_ptr<Runtime>; the threads stop and are
-// joined when the last reference goes away.
+// joined when the last reference goes away. The task that completes an
+// operation may hold references (to the store, the lease, the runtime) for a
+// moment after the caller has been told: a program about to exit should drop
+// its leases and stores and then hand its runtime to ShutDown(), which joins
+// the threads on the calling thread once they have let go.
 //
 // Thread-safety: all methods are safe from any thread, except where noted on
 // SimulatedRuntime.
@@ -83,6 +87,19 @@ class Runtime {
   // on its own condition variable while the runtime's threads make progress.
   virtual bool DriveUntil(const std::function<bool()>& done) = 0;
 };
+
+// Destroys `runtime` on the calling thread -- its threads stop and are joined
+// there -- as soon as the caller holds the only reference to it, waiting at
+// most `patience` for the tasks that completed the last operations to drop
+// theirs. Returns true if it was destroyed here; false if references remained
+// after `patience` (leases or stores still alive elsewhere), in which case only
+// the caller's reference is dropped. Never call it from a task of `runtime`.
+//
+// Why: without it, the last reference can be dropped by a runtime thread a
+// moment after main() has returned, and that thread then runs through exit()
+// -- static destructors, OpenSSL's cleanup -- instead of being joined.
+bool ShutDown(std::shared_ptr<Runtime> runtime,
+              Duration patience = std::chrono::seconds(5));
 
 // Discrete-event runtime for tests: deterministic and sleep-free.
 //

@@ -172,9 +172,9 @@ int BenchCommand(const BenchArgs& args, std::ostream& out, std::ostream& err) {
     err << "leasehold: " << spec.status().message() << "\n";
     return kExitUsage;
   }
-  auto runtime = Runtime::Create();
-  const Clock& clock = runtime->clock();
-  auto store = OpenStore(*spec, runtime);
+  CommandRuntime runtime;
+  const Clock& clock = runtime.get()->clock();
+  auto store = OpenStore(*spec, runtime.get());
   if (!store.ok()) {
     err << "leasehold: " << store.status().message() << "\n";
     return store.status().code() == StatusCode::kUnimplemented ? kExitUnavailable
@@ -185,7 +185,7 @@ int BenchCommand(const BenchArgs& args, std::ostream& out, std::ostream& err) {
   // per object, so both contenders share it.
   std::shared_ptr<Store> waiter_store = *store;
   if (spec->kind != StoreSpec::Kind::kMemory) {
-    auto second = OpenStore(*spec, runtime);
+    auto second = OpenStore(*spec, runtime.get());
     if (!second.ok()) {
       err << "leasehold: " << second.status().message() << "\n";
       return ExitCodeFor(second.status());

@@ -20,7 +20,8 @@ int BreakCommand(const BreakArgs& args, std::ostream& out, std::ostream& err) {
     return kExitUsage;
   }
   int code = kExitOk;
-  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, err, &code);
+  CommandRuntime runtime;
+  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, runtime.get(), err, &code);
   if (!store) return code;
   // What is about to be broken, for the operator's record. Another tenure may
   // start between this read and the break; the break frees that one too.

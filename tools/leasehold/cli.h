@@ -112,12 +112,31 @@ struct DemoArgs {
 };
 int DemoCommand(const DemoArgs& args, std::ostream& out, std::ostream& err);
 
+// The runtime of one command. Declare it before the command's stores and
+// leases so that it goes last: its destructor hands the runtime to ShutDown(),
+// which joins its threads once the tasks that completed the command's last
+// operations have let go -- no runtime thread is left running when leasehold
+// returns from main().
+class CommandRuntime {
+ public:
+  CommandRuntime() : runtime_(Runtime::Create()) {}
+  ~CommandRuntime() { (void)ShutDown(std::move(runtime_)); }
+  CommandRuntime(const CommandRuntime&) = delete;
+  CommandRuntime& operator=(const CommandRuntime&) = delete;
+
+  const std::shared_ptr<Runtime>& get() const noexcept { return runtime_; }
+
+ private:
+  std::shared_ptr<Runtime> runtime_;
+};
+
 // Helpers shared by status, watch and break (defined in status.cc).
 namespace internal {
-// Parses the URL, opens the store and checks that it can hold `name`; on
-// failure reports to `err`, sets `*exit_code` and returns null.
+// Parses the URL, opens the store on `runtime` and checks that it can hold
+// `name`; on failure reports to `err`, sets `*exit_code` and returns null.
 std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& name,
-                                    std::ostream& err, int* exit_code);
+                                    const std::shared_ptr<Runtime>& runtime, std::ostream& err,
+                                    int* exit_code);
 // The record, or nullopt when the store has none.
 Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& name);
 bool IsHeld(const std::optional<LeaseRecord>& record);

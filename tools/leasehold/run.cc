@@ -112,9 +112,9 @@ int Run(const RunArgs& args, std::ostream& err) {
     return kExitUnavailable;
   }
 
-  auto runtime = Runtime::Create();
-  const Clock& clock = runtime->clock();
-  auto store = OpenStore(*spec, runtime);
+  CommandRuntime runtime;
+  const Clock& clock = runtime.get()->clock();
+  auto store = OpenStore(*spec, runtime.get());
   if (!store.ok()) {
     err << "leasehold run: " << store.status().ToString() << "\n";
     return ExitCodeFor(store.status());

@@ -16,18 +16,19 @@ namespace leasehold::cli::internal {
 // How long one store request of a CLI command may take.
 constexpr Duration kRequestTimeout = std::chrono::seconds(10);
 
-// Parses `url`, opens the store on a runtime of its own and checks that it can
-// hold `name`. On failure writes "leasehold: <why>" to `err`, sets
-// `*exit_code` and returns null.
+// Parses `url`, opens the store on `runtime` and checks that it can hold
+// `name`. On failure writes "leasehold: <why>" to `err`, sets `*exit_code` and
+// returns null.
 std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& name,
-                                    std::ostream& err, int* exit_code) {
+                                    const std::shared_ptr<Runtime>& runtime, std::ostream& err,
+                                    int* exit_code) {
   auto spec = ParseStoreUrl(url);
   if (!spec.ok()) {
     err << "leasehold: " << spec.status().message() << "\n";
     *exit_code = kExitUsage;
     return nullptr;
   }
-  auto store = OpenStore(*spec, Runtime::Create());
+  auto store = OpenStore(*spec, runtime);
   if (!store.ok()) {
     err << "leasehold: " << store.status().message() << "\n";
     *exit_code = store.status().code() == StatusCode::kUnimplemented ? kExitUnavailable
@@ -117,7 +118,8 @@ using namespace internal;
 
 int StatusCommand(const StatusArgs& args, std::ostream& out, std::ostream& err) {
   int code = kExitOk;
-  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, err, &code);
+  CommandRuntime runtime;
+  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, runtime.get(), err, &code);
   if (!store) return code;
   auto record = InspectNow(*store, args.name);
   if (!record.ok()) {

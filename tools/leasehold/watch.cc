@@ -87,7 +87,8 @@ int WatchCommand(const WatchArgs& args, std::ostream& out, std::ostream& err) {
   }
 
   int code = kExitOk;
-  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, err, &code);
+  CommandRuntime runtime;
+  std::shared_ptr<Store> store = OpenOrReport(args.store_url, args.name, runtime.get(), err, &code);
   if (!store) return code;
   const Clock& clock = store->runtime()->clock();
 
