@@ -152,9 +152,20 @@ TEST_F(RunTest, AWaiterRunsAsSoonAsTheHolderFinishes) {
 
 TEST_F(RunTest, ALeaseLostWhileTheCommandRunsStopsItAndExits76) {
   const std::string marker = dir_ + "/terminated";
-  const pid_t run = Spawn({"run", "job", "--ttl", "1s", "--kill-after", "200ms", "--", "sh", "-c",
-                           "trap 'touch " + marker + "; exit 1' TERM; sleep 30 & wait"});
+  const std::string ready = dir_ + "/trapping";
+  // The grace (--kill-after) must outlast the trap's `touch` on a loaded
+  // machine; the TTL caps it (SIGKILL never comes after the safe deadline).
+  const pid_t run = Spawn({"run", "job", "--ttl", "3s", "--kill-after", "1s", "--", "sh", "-c",
+                           "trap 'touch " + marker + "; exit 1' TERM; touch " + ready +
+                               "; sleep 30 & wait"});
   ASSERT_TRUE(WaitHeld("job"));
+  // The lease is held before the command starts: break it only once the
+  // command's trap is in place.
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (access(ready.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(access(ready.c_str(), F_OK), 0) << "the command did not start";
   // An operator breaks the lease: the holder's next renewal finds it gone.
   auto store = SqliteStore::Open({.path = dir_ + "/leases.db"});
   ASSERT_TRUE(store.ok());
