@@ -16,10 +16,8 @@
 #endif
 #include "leasehold/lease.h"
 #ifdef LEASEHOLD_HAVE_ETCD
-#include <fstream>
-#include <sstream>
-
 #include "leasehold/backends/etcd.h"
+#include "leasehold/detail/io.h"
 #endif
 
 namespace leasehold::cli {
@@ -311,14 +309,12 @@ Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<
       }
       if (!spec.username.empty()) {
         if (!spec.password_file.empty()) {
-          std::ifstream in(spec.password_file);
-          std::stringstream ss;
-          ss << in.rdbuf();
-          if (!in) {
-            return NotFoundError("store " + spec.url + ": cannot read password-file \"" +
-                                 spec.password_file + "\"");
+          auto password = leasehold::detail::ReadSmallFile(spec.password_file, "password-file");
+          if (!password.ok()) {
+            return Status(password.status().code(),
+                          "store " + spec.url + ": " + password.status().message());
           }
-          options.password = ss.str();
+          options.password = std::move(*password);
           while (!options.password.empty() &&
                  (options.password.back() == '\n' || options.password.back() == '\r')) {
             options.password.pop_back();

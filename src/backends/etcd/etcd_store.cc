@@ -6,15 +6,14 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
 #include "leasehold/backends/etcd.h"
+#include "leasehold/detail/io.h"
 #include "leasehold/lease.h"
 #include "rpc.grpc.pb.h"
 #include "rpc.pb.h"
@@ -76,20 +75,6 @@ StatusCode CodeFor(grpc::StatusCode code) {
 // not answer in time.
 bool Failover(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
-}
-
-Result<std::string> ReadFile(const std::string& path, const char* option) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return NotFoundError(std::string("etcd: cannot read ") + option + " file \"" + path + "\"");
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    return PermissionDeniedError(std::string("etcd: cannot read ") + option + " file \"" + path +
-                                 "\"");
-  }
-  return ss.str();
 }
 
 int64_t TtlSeconds(Duration ttl) {
@@ -924,14 +909,14 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     if (!options.ca_file.empty()) {
-      auto ca = ReadFile(options.ca_file, "ca");
+      auto ca = leasehold::detail::ReadSmallFile(options.ca_file, "etcd: ca file");
       if (!ca.ok()) return ca.status();
       ssl.pem_root_certs = *ca;
     }
     if (!options.cert_file.empty()) {
-      auto cert = ReadFile(options.cert_file, "cert");
+      auto cert = leasehold::detail::ReadSmallFile(options.cert_file, "etcd: cert file");
       if (!cert.ok()) return cert.status();
-      auto key = ReadFile(options.key_file, "key");
+      auto key = leasehold::detail::ReadSmallFile(options.key_file, "etcd: key file");
       if (!key.ok()) return key.status();
       ssl.pem_cert_chain = *cert;
       ssl.pem_private_key = *key;

@@ -5,21 +5,21 @@
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
+#include "leasehold/detail/io.h"
+
 namespace leasehold::kubernetes {
 namespace {
 
+// The token file is re-read while leases are held (rotation): any failure to
+// read it is worth retrying, so it is kUnavailable.
 Result<std::string> ReadTokenFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return UnavailableError("cannot read the token file " + path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string token = text.str();
+  Result<std::string> text = leasehold::detail::ReadSmallFile(path, "the token file");
+  if (!text.ok()) return UnavailableError(text.status().message());
+  std::string token = std::move(*text);
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' ||
                             token.back() == ' ' || token.back() == '\t')) {
     token.pop_back();
@@ -31,8 +31,6 @@ Result<std::string> ReadTokenFile(const std::string& path) {
   return token;
 }
 
-
-constexpr size_t kMaxFileBytes = size_t{1} << 20;
 constexpr int kMaxNesting = 64;
 
 std::optional<std::string> GetEnv(const CredentialOptions& options, const std::string& name) {
@@ -46,20 +44,11 @@ std::optional<std::string> GetEnv(const CredentialOptions& options, const std::s
   return std::string(value);
 }
 
-// Reads a whole (small) file; `what` names it in errors.
+// Reads a whole (small) file named in the configuration; `what` names it in
+// errors, which are all configuration errors (kInvalidArgument).
 Result<std::string> ReadSmallFile(const std::string& path, const std::string& what) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    return InvalidArgumentError(what + ": " + path + " is not a readable file");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgumentError(what + ": cannot open " + path);
-  std::string text(kMaxFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxFileBytes) {
-    return InvalidArgumentError(what + ": " + path + " is larger than 1 MiB");
-  }
+  Result<std::string> text = leasehold::detail::ReadSmallFile(path, what);
+  if (!text.ok()) return InvalidArgumentError(text.status().message());
   return text;
 }
 
@@ -191,7 +180,9 @@ Result<std::string> NormalizeServer(std::string_view url, bool allow_insecure,
 // of a line's prefix (indentation, "- ", "? ", ": "); flow brackets are
 // counted across lines (conservatively, quotes included).
 Status CheckNesting(std::string_view text, const std::string& where) {
-  if (text.size() > kMaxFileBytes) return InvalidArgumentError(where + " is larger than 1 MiB");
+  if (text.size() > leasehold::detail::kMaxSmallFileBytes) {
+    return InvalidArgumentError(where + " is larger than 1 MiB");
+  }
   constexpr int kMaxPrefix = 4 * kMaxNesting;
   int flow = 0;
   int prefix = 0;

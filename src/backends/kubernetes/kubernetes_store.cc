@@ -6,7 +6,6 @@
 #include <limits>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -14,6 +13,7 @@
 #include "http_client.h"
 #include "lease_codec.h"
 #include "leasehold/backends/kubernetes.h"
+#include "leasehold/detail/io.h"
 
 namespace leasehold::kubernetes {
 namespace {
@@ -25,13 +25,6 @@ using detail::HttpResponse;
 using detail::LeaseObject;
 
 constexpr int64_t kMaxTransitions = std::numeric_limits<int32_t>::max();
-
-std::string RandomId() {
-  std::random_device rd;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
-  return buf;
-}
 
 int64_t DurationSeconds(Duration ttl) {
   const auto ns = ttl.count();
@@ -155,7 +148,7 @@ struct KubernetesStore::State {
         options(std::move(o)),
         ns(std::move(ns_in)),
         describe("kubernetes://" + ns + " (" + options.credentials.server + ")"),
-        incarnation(RandomId()),
+        incarnation(leasehold::detail::RandomHexId()),
         book(options.share_observations ? ProcessBook() : std::make_shared<ObservationBook>()),
         book_prefix(options.credentials.server + "|" + ns + "|"),
         collection("/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases"),

@@ -3,26 +3,17 @@
 #include <charconv>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "leasehold/detail/io.h"
+
 namespace leasehold {
-namespace {
-
-std::string RandomStoreId() {
-  std::random_device rd;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
-  return buf;
-}
-
-}  // namespace
 
 struct MemoryStore::State {
   explicit State(std::shared_ptr<Runtime> runtime)
-      : runtime(std::move(runtime)), clock(this->runtime->clock()), id(RandomStoreId()) {}
+      : runtime(std::move(runtime)), clock(this->runtime->clock()), id(detail::RandomHexId()) {}
 
   struct Record {
     std::string holder;

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include "leasehold/detail/io.h"
 #include "leasehold/lease.h"
 
 #include <algorithm>
@@ -9,7 +10,6 @@
 #include <mutex>
 #include <thread>
 #include <optional>
-#include <random>
 #include <unordered_map>
 #include <vector>
 
@@ -31,13 +31,6 @@ std::string ReadBootId() {
   std::string id;
   std::getline(in, id);
   return id.empty() ? "unknown-boot" : id;
-}
-
-std::string RandomId() {
-  std::random_device rd;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
-  return buf;
 }
 
 // SQLite result code -> leasehold code: busy/locked/IO are worth retrying,
@@ -488,7 +481,7 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
             " sequence INTEGER NOT NULL, boot_id TEXT, renewed_ns INTEGER, ttl_ns INTEGER,"
             " acquired_ms INTEGER, renewed_ms INTEGER, version INTEGER NOT NULL DEFAULT 0);"
             "INSERT OR IGNORE INTO leasehold_meta(key, value) VALUES('id', '" +
-                RandomId() + "');"
+                detail::RandomHexId() + "');"
             "COMMIT;",
             "create the schema");
         !s.ok()) {
