@@ -17,17 +17,14 @@
 #include "etcd_cluster.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/forwarding_store.h"
+#include "testing/sanitizers.h"
 
 namespace leasehold::conformance {
 namespace {
 
 using namespace std::chrono_literals;
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+using leasehold::testing::kSanitized;
 
 // Fails every request fast with kUnavailable while `unavailable` is set, as a
 // refused connection would.

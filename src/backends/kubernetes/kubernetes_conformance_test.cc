@@ -20,6 +20,7 @@
 #include "fake_api_server.h"
 #include "leasehold/backends/kubernetes.h"
 #include "leasehold/future.h"
+#include "testing/sanitizers.h"
 
 namespace leasehold::conformance {
 namespace {
@@ -30,11 +31,7 @@ using kubernetes::testing::FakeApiServer;
 // A fresh client's first request includes a TLS handshake, which on a loaded
 // machine (and under ASan/TSan) can outlast a short TTL's request timeout
 // (TTL/3): 2 s TTLs (4 s sanitized) leave room for it.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+using leasehold::testing::kSanitized;
 
 class KubernetesHarness final : public Harness {
  public:
