@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -123,12 +124,23 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::StartOnce(const ClusterOptions
   c->options_ = options;
   c->dir_ = std::make_unique<testing::TempDir>("etcd");
   if (!c->dir_->ok()) return InternalError("etcd fixture: cannot create a temporary directory");
+  // The kernel may hand the same free port out twice in a row (it was closed
+  // in between): every port of the cluster must differ from the others.
+  std::set<int> used;
+  auto distinct_port = [&used]() {
+    for (int tries = 0; tries < 50; ++tries) {
+      const int port = FreePort();
+      if (port == 0) return 0;
+      if (used.insert(port).second) return port;
+    }
+    return 0;
+  };
   for (int i = 0; i < options.members; ++i) {
     Member m;
     m.name = "n" + std::to_string(i);
-    m.client_port = FreePort();
-    m.peer_port = FreePort();
-    if (m.client_port == 0 || m.peer_port == 0 || m.client_port == m.peer_port) {
+    m.client_port = distinct_port();
+    m.peer_port = distinct_port();
+    if (m.client_port == 0 || m.peer_port == 0) {
       return InternalError("etcd fixture: no free port on 127.0.0.1");
     }
     m.data_dir = c->dir_->File(m.name + ".etcd");
