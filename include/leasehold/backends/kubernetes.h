@@ -70,7 +70,7 @@ struct KubernetesOptions {
   std::string namespace_name{};
   // Cap on how long a foreign record must be observed unchanged before it is
   // taken over: min(leaseDurationSeconds, max_observe_factor x our TTL). Must
-  // be >= 1.
+  // be in [1, 1000].
   double max_observe_factor = 2.0;
   // Ceiling of one HTTP request's timeout (each request is further cut to the
   // caller's remaining budget). Must be > 0.
@@ -80,8 +80,13 @@ struct KubernetesOptions {
   // observation is a fact about the server on this host's monotonic clock;
   // sharing lets a contender count from when another client of the process
   // (e.g. the holder itself) saw the record, instead of from its own first
-  // read.
+  // read. Only stores whose runtime runs on the real clock share: times on a
+  // simulated or custom clock are kept to the store.
   bool share_observations = true;
+  // Accept a plain http:// server (the bearer token then crosses the network
+  // in the clear) or credentials with insecure_skip_tls_verify. Never the
+  // default; LoadCredentials needs CredentialOptions::allow_insecure as well.
+  bool allow_insecure = false;
   // Wake waiting contenders with a watch (true) or let the engine poll.
   bool watch = true;
   // How often the bearer token file is re-read at the latest.

@@ -198,7 +198,14 @@ Result<HttpResponse> HttpClient::SendOnce(void* handle, std::string_view method,
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
   }
   const CURLcode rc = curl_easy_perform(h);
+  // The handle outlives this frame (pooled, or cleaned up by the caller, when
+  // curl may still write an error while closing the connection): it must not
+  // keep pointers to our locals.
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, nullptr);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, nullptr);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
   curl_slist_free_all(headers);
   if (sink.too_big) {
     return DataLossError(describe_ + ": the reply to " + m + " is larger than 8 MiB");

@@ -149,7 +149,11 @@ struct KubernetesStore::State {
         ns(std::move(ns_in)),
         describe("kubernetes://" + ns + " (" + options.credentials.server + ")"),
         incarnation(leasehold::detail::RandomHexId()),
-        book(options.share_observations ? ProcessBook() : std::make_shared<ObservationBook>()),
+        // Observations are times on the runtime's clock: only stores on the real
+        // clock can share them (a simulated clock's times mean nothing to it).
+        book(options.share_observations && &clock == &RealClock()
+                 ? ProcessBook()
+                 : std::make_shared<ObservationBook>()),
         book_prefix(options.credentials.server + "|" + ns + "|"),
         collection("/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases"),
         http(std::make_shared<HttpClient>(options.credentials, clock, options.request_timeout,
@@ -185,6 +189,9 @@ struct KubernetesStore::State {
   std::map<WatchId, WatchEntry> watches;
   WatchId last_watch = 0;
   bool closing = false;
+  // Set once the server answers a watch with 403 (a Role without the `watch`
+  // verb): waiters then poll, instead of opening a watch that is refused.
+  std::shared_ptr<std::atomic<bool>> watch_forbidden = std::make_shared<std::atomic<bool>>(false);
 
   std::string Path(const std::string& name) const { return collection + "/" + name; }
   std::string What(const std::string& name) const { return describe + ": " + Quoted(name); }
@@ -517,11 +524,21 @@ Result<std::shared_ptr<KubernetesStore>> KubernetesStore::Open(KubernetesOptions
     return InvalidArgumentError("kubernetes store: credentials.server \"" +
                                 options.credentials.server + "\" is not an http(s) URL");
   }
+  if (!options.allow_insecure && options.credentials.server.rfind("http://", 0) == 0) {
+    return PermissionDeniedError("kubernetes store: " + options.credentials.server +
+                                 " is plain http: the bearer token would cross the network in "
+                                 "the clear; set allow_insecure to use it anyway");
+  }
+  if (!options.allow_insecure && options.credentials.insecure_skip_tls_verify) {
+    return PermissionDeniedError(
+        "kubernetes store: the credentials skip TLS verification; set allow_insecure to use "
+        "them anyway");
+  }
   while (!options.credentials.server.empty() && options.credentials.server.back() == '/') {
     options.credentials.server.pop_back();
   }
-  if (!(options.max_observe_factor >= 1.0) || !std::isfinite(options.max_observe_factor)) {
-    return InvalidArgumentError("kubernetes store: max_observe_factor must be >= 1, got " +
+  if (!(options.max_observe_factor >= 1.0) || !(options.max_observe_factor <= 1000.0)) {
+    return InvalidArgumentError("kubernetes store: max_observe_factor must be in [1, 1000], got " +
                                 std::to_string(options.max_observe_factor));
   }
   if (options.request_timeout <= Duration::zero()) {
@@ -557,6 +574,7 @@ KubernetesStore::~KubernetesStore() {
     {
       std::lock_guard lock(w.state->mu);
       w.state->cancelled = true;
+      w.state->cv.notify_all();
     }
     if (w.thread.joinable()) {
       if (w.thread.get_id() == std::this_thread::get_id()) {
@@ -670,7 +688,9 @@ void KubernetesStore::Break(std::string name, TimePoint deadline, StatusCallback
 
 WatchId KubernetesStore::Watch(const std::string& name, const std::string& version,
                                Task on_change) {
-  if (!state_->options.watch || !ValidateName(name).ok()) return 0;
+  if (!state_->options.watch || !ValidateName(name).ok() || state_->watch_forbidden->load()) {
+    return 0;
+  }
   auto ws = std::make_shared<WatchState>();
   ws->on_change = std::move(on_change);
   const std::string path = state_->collection +
@@ -690,11 +710,12 @@ WatchId KubernetesStore::Watch(const std::string& name, const std::string& versi
       }
     }
     id = ++state_->last_watch;
-    std::thread t([http = state_->http, ws, path] {
+    std::thread t([http = state_->http, forbidden = state_->watch_forbidden, ws, path] {
       std::string buffer;
+      bool woken = false;
       auto on_data = [&](std::string_view chunk) {
         buffer.append(chunk);
-        if (buffer.size() > (size_t{4} << 20)) return false;
+        if (buffer.size() > (size_t{4} << 20)) return !(woken = true);
         size_t nl;
         while ((nl = buffer.find('\n')) != std::string::npos) {
           std::string line = buffer.substr(0, nl);
@@ -702,7 +723,8 @@ WatchId KubernetesStore::Watch(const std::string& name, const std::string& versi
           if (line.empty() || line == "\r") continue;
           Result<detail::WatchEvent> ev = detail::ParseWatchLine(line);
           if (ev.ok() && ev->type == "BOOKMARK") continue;
-          return false;  // a change, an ERROR (410 Gone) or garbage: wake the waiter
+          woken = true;  // a change, an ERROR (410 Gone) or garbage: wake the waiter
+          return false;
         }
         return true;
       };
@@ -710,8 +732,20 @@ WatchId KubernetesStore::Watch(const std::string& name, const std::string& versi
         std::lock_guard lock(ws->mu);
         return ws->cancelled;
       };
-      (void)http->Stream(path, on_data, cancelled);
-      ws->Fire();  // spurious wake-ups are fine; a missed change is not
+      const auto opened = std::chrono::steady_clock::now();
+      const Result<long> status = http->Stream(path, on_data, cancelled);
+      if (status.ok() && *status == 403) forbidden->store(true);
+      // Wake the waiter (it reads the record and watches again) at once on an
+      // event or a 410 Gone. When the watch was refused, failed or simply
+      // ended, wake it no sooner than a second after the watch was opened: a
+      // change may have been missed, but waking at once would read and watch
+      // again in a tight loop against a failing server (or a proxy that closes
+      // streams). After a 403 the next Watch() declines, and the waiter polls.
+      if (!woken && !(status.ok() && *status == 410)) {
+        std::unique_lock lock(ws->mu);
+        ws->cv.wait_until(lock, opened + std::chrono::seconds(1), [&] { return ws->cancelled; });
+      }
+      ws->Fire();
       ws->finished = true;
     });
     state_->watches.emplace(id, State::WatchEntry{ws, std::move(t)});
@@ -735,6 +769,7 @@ void KubernetesStore::CancelWatch(WatchId id) noexcept {
   }
   std::unique_lock lock(ws->mu);
   ws->cancelled = true;
+  ws->cv.notify_all();  // a watch thread waiting out its back-off
   ws->cv.wait(lock, [&] { return !ws->running; });
 }
 

@@ -523,6 +523,27 @@ TEST_F(KubernetesStoreTest, AWatchIsWokenByAChangeAndByTheEndOfTheStreamButNotAf
   EXPECT_EQ(cancelled.load(), 0);
 }
 
+// A Role copied from client-go's leader election lacks `watch`: a waiter must
+// not answer each refused watch with a read and a new watch at once.
+TEST_F(KubernetesStoreTest, ARefusedWatchMakesTheWaiterPollInsteadOfSpinning) {
+  auto holder = MakeLease(Open(), "nowatch", "a");
+  auto waiter = MakeLease(Open(), "nowatch", "b");
+  ASSERT_TRUE(*holder->Acquire());
+  server_->Deny("system:serviceaccount:default:leasehold", Verb::kWatch);
+  server_->ClearRequests();
+  auto pending = waiter->StartAcquire({.wait = true, .timeout = 10s});
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_FALSE(pending.ready());
+  // One refused watch; then the waiter's fallback poll (not before a TTL)
+  // instead of a read and a watch per round trip.
+  EXPECT_LE(server_->CountRequests(Verb::kWatch), 2u);
+  EXPECT_LE(server_->CountRequests(Verb::kGet), 3u);
+  ASSERT_TRUE(holder->Release().ok());
+  const AcquireResult& got = pending.Wait();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(got->has_value()) << "the poll found the released lease";
+}
+
 TEST_F(KubernetesStoreTest, AWaitingContenderHoldsWithinMillisecondsOfARelease) {
   auto holder = MakeLease(Open(), "handoff", "a");
   auto waiter = MakeLease(Open(), "handoff", "b");

@@ -13,7 +13,8 @@ namespace {
 using json = nlohmann::json;
 
 std::optional<int64_t> Int(const json& j) {
-  if (j.is_number_integer()) return j.get<int64_t>();
+  // Unsigned first: is_number_integer() is true for unsigned numbers too, and
+  // 2^64-1 read as int64_t would be -1.
   if (j.is_number_unsigned()) {
     const uint64_t u = j.get<uint64_t>();
     if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
@@ -21,7 +22,37 @@ std::optional<int64_t> Int(const json& j) {
     }
     return static_cast<int64_t>(u);
   }
+  if (j.is_number_integer()) return j.get<int64_t>();
   return std::nullopt;
+}
+
+// nlohmann parses iteratively, but copying and dumping a value recurse: a
+// reply nested millions deep (8 MiB of '[') would overflow the stack when we
+// write the object back. Real Lease objects nest a few levels.
+constexpr int kMaxNesting = 64;
+bool TooDeep(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxNesting) return true;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+// Parses server JSON; discarded (is_discarded()) when invalid or too deep.
+json ParseReply(std::string_view text) {
+  if (TooDeep(text)) return json(json::value_t::discarded);
+  return json::parse(text.begin(), text.end(), nullptr, false);
 }
 
 std::string Str(const json& obj, const char* key) {
@@ -59,8 +90,8 @@ int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
 }  // namespace
 
 Result<LeaseObject> DecodeLease(std::string_view text) {
-  json j = json::parse(text.begin(), text.end(), nullptr, false);
-  if (j.is_discarded()) return DataLossError("the reply is not JSON");
+  json j = ParseReply(text);
+  if (j.is_discarded()) return DataLossError("the reply is not JSON (or nests deeper than 64 levels)");
   return DecodeLeaseJson(std::move(j));
 }
 
@@ -167,7 +198,7 @@ std::optional<WallTime> ParseMicroTime(std::string_view s) {
 
 ApiStatus DecodeStatus(std::string_view body) {
   ApiStatus out;
-  json j = json::parse(body.begin(), body.end(), nullptr, false);
+  json j = ParseReply(body);
   if (j.is_discarded() || !j.is_object()) return out;
   out.reason = Str(j, "reason");
   out.message = Str(j, "message");
@@ -189,7 +220,7 @@ ApiStatus DecodeStatus(std::string_view body) {
 }
 
 Result<WatchEvent> ParseWatchLine(std::string_view line) {
-  json j = json::parse(line.begin(), line.end(), nullptr, false);
+  json j = ParseReply(line);
   if (j.is_discarded() || !j.is_object())
     return DataLossError("a watch event is not a JSON object");
   WatchEvent out;

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <limits>
+#include <string>
 
 namespace leasehold::kubernetes::detail {
 namespace {
@@ -59,6 +61,32 @@ TEST(KubernetesCodecTest, HostileFieldsDecodeAsAbsent) {
   EXPECT_FALSE(lease->transitions.has_value());
   EXPECT_FALSE(lease->renew_time.has_value());
   EXPECT_FALSE(lease->acquire_time.has_value());
+}
+
+TEST(KubernetesCodecTest, HugeUnsignedNumbersSaturateInsteadOfWrappingNegative) {
+  auto lease = DecodeLease(R"({"metadata":{"name":"x","uid":"u","resourceVersion":"1"},
+    "spec":{"holderIdentity":"h","leaseDurationSeconds":18446744073709551615,
+            "leaseTransitions":18446744073709551615}})");
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  EXPECT_EQ(lease->transitions, std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(lease->duration_seconds, std::numeric_limits<int64_t>::max());
+}
+
+TEST(KubernetesCodecTest, RepliesNestedDeeperThanALeaseCanBeAreRefused) {
+  // Copying or dumping such a value would recurse once per level.
+  const std::string deep = R"({"metadata":{"name":"x","uid":"u","resourceVersion":"1"},"x":)" +
+                           std::string(100000, '[') + std::string(100000, ']') + "}";
+  auto lease = DecodeLease(deep);
+  ASSERT_FALSE(lease.ok());
+  EXPECT_EQ(lease.status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(lease.status().message(), HasSubstr("deeper than 64"));
+  EXPECT_FALSE(ParseWatchLine(R"({"type":"MODIFIED","object":)" + std::string(1000, '[') +
+                              std::string(1000, ']') + "}")
+                   .ok());
+  // Brackets inside strings do not count.
+  auto fine = DecodeLease(R"({"metadata":{"name":"x","uid":"u","resourceVersion":"1",
+    "annotations":{"a":")" + std::string(1000, '[') + R"("}}})");
+  EXPECT_TRUE(fine.ok()) << fine.status().ToString();
 }
 
 TEST(KubernetesCodecTest, MalformedRepliesAreDataLossNamingWhatIsWrong) {
