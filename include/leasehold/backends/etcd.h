@@ -110,7 +110,9 @@ class EtcdStore final : public Store {
   // Applies `writes` in one etcd transaction only if the key of lease `name`
   // still has create revision token.sequence (the tenure is still the one the
   // token names). Returns OK when applied; kFailedPrecondition "lease no
-  // longer held" when etcd rejected it; transport errors as for Acquire. Blocks
+  // longer held" when etcd rejected it; kInvalidArgument, without sending
+  // anything, for a token that is not one of lease `name` on this cluster;
+  // transport errors as for Acquire. Blocks
   // the calling thread until `deadline` at most (not for runtime loop threads).
   Status FencedTxn(const FencingToken& token, const std::string& name,
                    std::vector<EtcdWrite> writes, TimePoint deadline);

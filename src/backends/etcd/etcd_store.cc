@@ -77,10 +77,26 @@ bool Failover(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
+// Worth authenticating again and retrying once: the token expired or was
+// revoked, or the server's auth store changed since it was issued (etcd says
+// "revision of auth store is old" as INVALID_ARGUMENT; a JWT carries the
+// revision, so any user or role change invalidates every token).
+bool NeedsNewToken(const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) return true;
+  return s.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
+         s.error_message().find("revision") != std::string::npos &&
+         s.error_message().find("auth") != std::string::npos;
+}
+
 int64_t TtlSeconds(Duration ttl) {
   const auto s = std::chrono::ceil<std::chrono::seconds>(ttl).count();
   return std::max<int64_t>(1, s);
 }
+
+// The largest TTL we accept for a grant of `requested` seconds. etcd raises a
+// TTL below its minimum (1.5 election timeouts, rounded up: seconds, even with
+// slow elections), and never lowers one.
+int64_t MaxGrantedTtl(int64_t requested) { return std::max<int64_t>(requested, 3600); }
 
 struct Endpoint {
   std::string address;
@@ -239,6 +255,14 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
                                                std::to_string(static_cast<int>(s.error_code())) +
                                                " from " + e.address + ")");
   }
+  // A renewal found the cluster in a newer raft term than the keepalive that
+  // set `anchor`: make the next renewal send a fresh keepalive.
+  void ForgetAnchor(int64_t session_id, TimePoint anchor) {
+    std::lock_guard lock(mu);
+    auto s = SessionForId(session_id);
+    if (s && s->anchor == anchor) s->anchor = TimePoint{};
+  }
+
   Status Malformed(const std::string& what) const {
     return DataLossError(describe + ": " + what + ": malformed reply from etcd");
   }
@@ -355,8 +379,7 @@ struct EtcdStore::State : std::enable_shared_from_this<EtcdStore::State> {
                                       std::move(done), attempt + 1, reauthed);
                return;
              }
-             if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
-                 !self->options.username.empty() && !reauthed) {
+             if (NeedsNewToken(s) && !self->options.username.empty() && !reauthed) {
                {
                  std::lock_guard lock(self->auth_mu);
                  self->token.clear();
@@ -608,6 +631,12 @@ void EtcdStore::State::Grant(const std::shared_ptr<Session>& s, TimePoint deadli
           if (r->id() == 0 || r->ttl() <= 0 || !r->error().empty()) {
             st = self->Malformed("grant a session lease" +
                                  (r->error().empty() ? "" : " (" + r->error() + ")"));
+          } else if (r->ttl() > MaxGrantedTtl(s->ttl_s)) {
+            // etcd raises a TTL below its minimum (a few election timeouts),
+            // never by hours: a reply that does would keep CheckAlive() true
+            // long after the lease is gone (or overflow the deadline).
+            st = self->Malformed("grant a session lease of " + std::to_string(s->ttl_s) +
+                                 "s: granted " + std::to_string(r->ttl()) + "s");
           }
         } else {
           st = r.status();
@@ -704,6 +733,7 @@ void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& res
     if (!s || s->in_flight.empty()) return;
     auto [serial, sent] = s->in_flight.front();
     s->in_flight.pop_front();
+    const int64_t granted = std::chrono::duration_cast<std::chrono::seconds>(s->ttl).count();
     const bool gone = resp.ttl() <= 0;
     if (gone) {
       s->alive = false;
@@ -718,18 +748,26 @@ void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& res
         }
         s->in_flight.pop_front();
       }
-    } else {
-      s->ttl = std::chrono::seconds(resp.ttl());
-      if (sent >= s->anchor) {
-        s->anchor = sent;
-        s->anchor_term = resp.header().raft_term();
-      }
+    }
+    // A keepalive answers with the TTL that was granted: more is garbage (it
+    // would stretch the safe deadline past what etcd keeps the key for).
+    const bool garbage = !gone && resp.ttl() > granted;
+    if (!gone && !garbage && sent >= s->anchor) {
+      s->anchor = sent;
+      s->anchor_term = resp.header().raft_term();
     }
     auto it = ka_waiters.find(serial);
     if (it != ka_waiters.end()) {
       timers.push_back(it->second.second);
-      calls.emplace_back(std::move(it->second.first),
-                         KeepAliveAnswer{gone ? 0 : resp.ttl(), sent, resp.header().raft_term()});
+      if (garbage) {
+        calls.emplace_back(std::move(it->second.first),
+                           Malformed("keepalive of session lease " + std::to_string(resp.id()) +
+                                     ": TTL " + std::to_string(resp.ttl()) + "s, granted " +
+                                     std::to_string(granted) + "s"));
+      } else {
+        calls.emplace_back(std::move(it->second.first),
+                           KeepAliveAnswer{gone ? 0 : resp.ttl(), sent, resp.header().raft_term()});
+      }
       ka_waiters.erase(it);
     }
   }
@@ -752,7 +790,7 @@ void EtcdStore::State::OnKeepAliveStreamDone(KeepAliveStream* stream, const grpc
     if (ka_stream == stream) {
       ka_stream = nullptr;
       if (Failover(status.error_code())) Rotate(stream->endpoint());
-      if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      if (NeedsNewToken(status)) {
         std::lock_guard alock(auth_mu);
         token.clear();
       }
@@ -1206,6 +1244,8 @@ void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
           results.emplace_back(RenewOutcome(
               Lost{LossReason::kTakenOver, what + ": the key is attached to another etcd lease"}));
         } else if (join->key_term[i] != a->second->term) {
+          // The retry must send a keepalive of its own, not reuse this anchor.
+          st->ForgetAnchor(join->session_id[ttl_s], a->second->anchor);
           results.emplace_back(
               UnavailableError(what + ": the keepalive was answered in raft term " +
                                std::to_string(a->second->term) + " but the cluster is in term " +
@@ -1420,6 +1460,14 @@ Status EtcdStore::FencedTxn(const FencingToken& token, const std::string& name,
                             std::vector<EtcdWrite> writes, TimePoint deadline) {
   auto st = state_;
   const std::string key = st->Key(name);
+  // The compare below checks the create revision only: make sure the token is
+  // one of this lease on this cluster (keys created in one transaction share a
+  // revision, and another cluster's revisions mean nothing here).
+  if (token.value != st->Token(key, static_cast<int64_t>(token.sequence)).value) {
+    return InvalidArgumentError(st->describe + ": fenced write under " + State::Lease(name) +
+                                ": the token \"" + token.value.substr(0, 200) +
+                                "\" is not a token of this lease on this cluster");
+  }
   pb::TxnRequest txn;
   auto* cmp = txn.add_compare();
   cmp->set_key(key);

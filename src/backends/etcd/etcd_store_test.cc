@@ -261,6 +261,12 @@ TEST_F(EtcdStoreTest, FencedTxnRejectsAStaleHolder) {
                               deadline())
                   .ok());
   EXPECT_FALSE(raw_->Get("data/x").has_value());
+  // A token of another lease is refused before anything is sent, even where
+  // its sequence would match.
+  Status other = store->FencedTxn(**tb, "another", {{.key = "data/x", .value = "x"}}, deadline());
+  EXPECT_EQ(other.code(), StatusCode::kInvalidArgument) << other.ToString();
+  EXPECT_THAT(other.message(), HasSubstr("not a token of this lease"));
+  EXPECT_FALSE(raw_->Get("data/x").has_value());
 }
 
 TEST_F(EtcdStoreTest, DestroyingTheStoreRevokesItsSessions) {
