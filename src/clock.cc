@@ -28,8 +28,11 @@ constexpr auto kFakeWallEpoch = WallTime(std::chrono::seconds(1767225600));
 }  // namespace
 
 const Clock& RealClock() noexcept {
-  static const SystemClock clock;
-  return clock;
+  // Never destroyed: a runtime still alive when the process exits (one a
+  // leaked lease keeps) reads the clock from its threads while exit() runs
+  // the static destructors.
+  static const SystemClock* const clock = new SystemClock;
+  return *clock;
 }
 
 WallTime FakeClock::WallNow() const noexcept {

@@ -15,6 +15,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,16 @@
 #include "leasehold/store.h"
 
 namespace leasehold::conformance {
+
+Harness::~Harness() {
+  if (simulated_runtime_) return;  // nothing of it runs in the background
+  if (!ShutDown(std::move(runtime_), std::chrono::seconds(10))) {
+    std::fprintf(stderr,
+                 "conformance: the runtime was still referenced 10 s after the harness's stores "
+                 "were dropped; its threads outlive the test\n");
+  }
+}
+
 namespace {
 
 using namespace std::chrono_literals;

@@ -29,7 +29,9 @@ namespace leasehold::conformance {
 
 class Harness {
  public:
-  virtual ~Harness() = default;
+  // Waits (bounded) for the runtime's last tasks to let go of it and joins
+  // its threads, so that none is still running when the test process exits.
+  virtual ~Harness();
 
   // The runtime the harness's stores run on: a SimulatedRuntime when
   // simulated, else a real threaded runtime of the harness's own.
