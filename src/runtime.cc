@@ -116,69 +116,78 @@ struct Lane {
 thread_local const void* current_loop = nullptr;
 
 // Threads of runtimes destroyed from one of their own threads. Such a thread
-// cannot join itself; it finishes the task it is in and returns. It must not
-// still be running when the process exits: exit() then runs static destructors
-// and library cleanups (OpenSSL's, reached through libcurl and gRPC) under its
-// feet, and its thread-local state is never freed. The reaper keeps these
-// threads joinable and joins them once they have returned, at the latest from
-// an exit handler registered at each hand-off, that is after the handlers of
-// every client library the thread has used, so it runs before them.
+// cannot join itself; it finishes the task it is in and returns. It must be
+// joined all the same -- its thread-local state (OpenSSL's, for one) is freed
+// as it ends, and a thread still running through exit() has static
+// destructors and library cleanups run under its feet. The reaper's own
+// (detached) thread joins each adopted thread as soon as it returns, and an
+// exit handler, registered at the hand-off (so after the handlers of every
+// client library the thread has used, and run before them), waits until every
+// adopted thread has been joined.
 class Reaper {
  public:
-  // Takes `thread` (the calling thread, about to return); joins every thread
-  // handed over earlier that has already returned.
-  static void Adopt(std::thread thread, std::shared_ptr<std::atomic<bool>> returned) {
+  // Takes `thread`, the calling thread, which returns right after.
+  static void Adopt(std::thread thread) {
     Reaper& r = Get();
-    std::vector<Entry> done;
     {
       std::lock_guard lock(r.mu_);
-      for (auto it = r.threads_.begin(); it != r.threads_.end();) {
-        if (it->returned->load()) {
-          done.push_back(std::move(*it));
-          it = r.threads_.erase(it);
-        } else {
-          ++it;
-        }
+      r.pending_.push_back(std::move(thread));
+      if (!r.started_) {
+        r.started_ = true;
+        std::thread([&r] { r.Serve(); }).detach();
       }
-      r.threads_.push_back({std::move(thread), std::move(returned)});
     }
-    for (auto& e : done) e.thread.join();
+    r.cv_.notify_all();
     // Registered again at later hand-offs (to come after libraries initialised
-    // since), a bounded number of times: JoinAll is idempotent.
+    // since), a bounded number of times: WaitForAll is idempotent.
     static std::atomic<int> registrations{0};
-    if (registrations.fetch_add(1) < kMaxRegistrations) std::atexit(&JoinAll);
+    if (registrations.fetch_add(1) < kMaxRegistrations) std::atexit(&WaitForAll);
   }
 
  private:
   static constexpr int kMaxRegistrations = 32;
-  struct Entry {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> returned;
-  };
 
   static Reaper& Get() {
-    static Reaper* reaper = new Reaper;  // never destroyed: JoinAll runs at exit
+    static Reaper* reaper = new Reaper;  // never destroyed: its thread outlives statics
     return *reaper;
   }
 
-  static void JoinAll() {
-    Reaper& r = Get();
-    std::vector<Entry> all;
-    {
-      std::lock_guard lock(r.mu_);
-      all.swap(r.threads_);
-    }
-    for (auto& e : all) {
-      if (e.thread.get_id() == std::this_thread::get_id()) {
-        e.thread.detach();  // exit() called from a task on this very thread
-      } else {
-        e.thread.join();
-      }
+  void Serve() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return !pending_.empty(); });
+      std::thread t = std::move(pending_.front());
+      pending_.pop_front();
+      ++joining_;
+      lock.unlock();
+      t.join();
+      lock.lock();
+      --joining_;
+      cv_.notify_all();
     }
   }
 
+  // At exit: until every adopted thread has been joined. A thread that calls
+  // exit() from a task of a runtime it had just destroyed cannot wait for
+  // itself: it is let go.
+  static void WaitForAll() {
+    Reaper& r = Get();
+    std::unique_lock lock(r.mu_);
+    for (auto it = r.pending_.begin(); it != r.pending_.end(); ++it) {
+      if (it->get_id() == std::this_thread::get_id()) {
+        it->detach();
+        r.pending_.erase(it);
+        break;
+      }
+    }
+    r.cv_.wait(lock, [&] { return r.pending_.empty() && r.joining_ == 0; });
+  }
+
   std::mutex mu_;
-  std::vector<Entry> threads_;
+  std::condition_variable cv_;
+  std::deque<std::thread> pending_;
+  int joining_ = 0;
+  bool started_ = false;
 };
 
 class ThreadedRuntime final : public Runtime {
@@ -186,8 +195,8 @@ class ThreadedRuntime final : public Runtime {
   explicit ThreadedRuntime(RuntimeOptions options)
       : options_(options), loop_(std::make_shared<LoopState>()),
         callbacks_(std::make_shared<Lane>()), blocking_(std::make_shared<Lane>()) {
-    Spawn([state = loop_] { RunLoop(state); });
-    Spawn([lane = callbacks_] { Lane::Serve(lane, "callback"); });
+    threads_.emplace_back([state = loop_] { RunLoop(state); });
+    threads_.emplace_back([lane = callbacks_] { Lane::Serve(lane, "callback"); });
   }
 
   ~ThreadedRuntime() override {
@@ -204,13 +213,13 @@ class ThreadedRuntime final : public Runtime {
       lane->cv.notify_all();
     }
     for (auto& t : threads_) {
-      if (t.thread.get_id() == std::this_thread::get_id()) {
+      if (t.get_id() == std::this_thread::get_id()) {
         // The last reference was dropped by a task on this very thread: it
         // cannot join itself. Its state is shared, and it returns as soon as
         // the current task does; the reaper joins it then.
-        Reaper::Adopt(std::move(t.thread), std::move(t.returned));
+        Reaper::Adopt(std::move(t));
       } else {
-        t.thread.join();
+        t.join();
       }
     }
   }
@@ -252,7 +261,7 @@ class ThreadedRuntime final : public Runtime {
       if (!blocking_started_) {
         blocking_started_ = true;
         for (size_t i = 0; i < options_.blocking_threads; ++i) {
-          Spawn([lane = blocking_] { Lane::Serve(lane, "blocking"); });
+          threads_.emplace_back([lane = blocking_] { Lane::Serve(lane, "blocking"); });
         }
       }
     }
@@ -303,19 +312,6 @@ class ThreadedRuntime final : public Runtime {
     }
   }
 
-  struct Thread {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> returned;  // set as its function returns
-  };
-  template <typename F>
-  void Spawn(F body) {
-    auto returned = std::make_shared<std::atomic<bool>>(false);
-    std::thread t([body = std::move(body), returned]() mutable {
-      body();
-      returned->store(true);
-    });
-    threads_.push_back({std::move(t), std::move(returned)});
-  }
 
   RuntimeOptions options_;
   std::shared_ptr<LoopState> loop_;
@@ -323,7 +319,7 @@ class ThreadedRuntime final : public Runtime {
   std::shared_ptr<Lane> blocking_;
   std::mutex blocking_mu_;
   bool blocking_started_ = false;
-  std::vector<Thread> threads_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace
