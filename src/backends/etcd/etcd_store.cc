@@ -93,6 +93,10 @@ int64_t TtlSeconds(Duration ttl) {
   return std::max<int64_t>(1, s);
 }
 
+// A keepalive stream whose member leaves a keepalive unanswered this long is
+// abandoned for the next endpoint (when that keepalive's caller gives up).
+constexpr Duration kUnresponsiveMember = std::chrono::milliseconds(250);
+
 // The largest TTL we accept for a grant of `requested` seconds. etcd raises a
 // TTL below its minimum (1.5 election timeouts, rounded up: seconds, even with
 // slow elections), and never lowers one.
@@ -714,8 +718,18 @@ void EtcdStore::State::ExpireKeepAlive(uint64_t serial) {
     if (it == ka_waiters.end()) return;
     cb = std::move(it->second.first);
     ka_waiters.erase(it);
-    // The member does not answer: start over on the next endpoint.
-    if (ka_stream != nullptr) {
+    // The member has not answered for a while: start over on the next
+    // endpoint. Not for a keepalive whose caller simply had a short budget (a
+    // try-acquire of a few ms): tearing the shared stream down would fail
+    // every other session's keepalive in flight and leave a healthy member.
+    TimePoint sent = TimePoint::max();
+    for (const auto& [ttl, session] : sessions) {
+      for (const auto& [in_flight_serial, at] : session->in_flight) {
+        if (in_flight_serial == serial) sent = at;
+      }
+    }
+    if (ka_stream != nullptr && sent != TimePoint::max() &&
+        clock.Now() - sent >= kUnresponsiveMember) {
       Rotate(ka_stream->endpoint());
       ka_stream->Cancel();
     }
