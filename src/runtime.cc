@@ -312,7 +312,6 @@ class ThreadedRuntime final : public Runtime {
     }
   }
 
-
   RuntimeOptions options_;
   std::shared_ptr<LoopState> loop_;
   std::shared_ptr<Lane> callbacks_;

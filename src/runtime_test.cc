@@ -7,10 +7,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <future>
 #include <latch>
 #include <memory>
-#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>

@@ -98,8 +98,7 @@ class Runtime {
 // Why: without it, the last reference can be dropped by a runtime thread a
 // moment after main() has returned, and that thread then runs through exit()
 // -- static destructors, OpenSSL's cleanup -- instead of being joined.
-bool ShutDown(std::shared_ptr<Runtime> runtime,
-              Duration patience = std::chrono::seconds(5));
+bool ShutDown(std::shared_ptr<Runtime> runtime, Duration patience = std::chrono::seconds(5));
 
 // Discrete-event runtime for tests: deterministic and sleep-free.
 //

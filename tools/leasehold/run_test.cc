@@ -155,9 +155,9 @@ TEST_F(RunTest, ALeaseLostWhileTheCommandRunsStopsItAndExits76) {
   const std::string ready = dir_ + "/trapping";
   // The grace (--kill-after) must outlast the trap's `touch` on a loaded
   // machine; the TTL caps it (SIGKILL never comes after the safe deadline).
-  const pid_t run = Spawn({"run", "job", "--ttl", "3s", "--kill-after", "1s", "--", "sh", "-c",
-                           "trap 'touch " + marker + "; exit 1' TERM; touch " + ready +
-                               "; sleep 30 & wait"});
+  const pid_t run =
+      Spawn({"run", "job", "--ttl", "3s", "--kill-after", "1s", "--", "sh", "-c",
+             "trap 'touch " + marker + "; exit 1' TERM; touch " + ready + "; sleep 30 & wait"});
   ASSERT_TRUE(WaitHeld("job"));
   // The lease is held before the command starts: break it only once the
   // command's trap is in place.

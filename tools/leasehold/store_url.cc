@@ -347,10 +347,10 @@ Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<
       options.allow_insecure = spec.insecure;
       auto creds = kubernetes::LoadCredentials(options);
       if (!creds.ok()) return creds.status().WithContext("store " + spec.url);
-      auto store = kubernetes::KubernetesStore::Open(
-          {.credentials = *std::move(creds), .namespace_name = spec.ns,
-           .allow_insecure = spec.insecure},
-          std::move(runtime));
+      auto store = kubernetes::KubernetesStore::Open({.credentials = *std::move(creds),
+                                                      .namespace_name = spec.ns,
+                                                      .allow_insecure = spec.insecure},
+                                                     std::move(runtime));
       if (!store.ok()) return store.status().WithContext("store " + spec.url);
       return std::shared_ptr<Store>(*store);
 #else

@@ -774,10 +774,10 @@ void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& res
     if (it != ka_waiters.end()) {
       timers.push_back(it->second.second);
       if (garbage) {
-        calls.emplace_back(std::move(it->second.first),
-                           Malformed("keepalive of session lease " + std::to_string(resp.id()) +
-                                     ": TTL " + std::to_string(resp.ttl()) + "s, granted " +
-                                     std::to_string(granted) + "s"));
+        calls.emplace_back(
+            std::move(it->second.first),
+            Malformed("keepalive of session lease " + std::to_string(resp.id()) + ": TTL " +
+                      std::to_string(resp.ttl()) + "s, granted " + std::to_string(granted) + "s"));
       } else {
         calls.emplace_back(std::move(it->second.first),
                            KeepAliveAnswer{gone ? 0 : resp.ttl(), sent, resp.header().raft_term()});

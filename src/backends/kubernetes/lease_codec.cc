@@ -36,8 +36,11 @@ bool TooDeep(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
     } else if (c == '"') {
       in_string = true;
     } else if (c == '{' || c == '[') {
@@ -91,7 +94,9 @@ int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
 
 Result<LeaseObject> DecodeLease(std::string_view text) {
   json j = ParseReply(text);
-  if (j.is_discarded()) return DataLossError("the reply is not JSON (or nests deeper than 64 levels)");
+  if (j.is_discarded()) {
+    return DataLossError("the reply is not JSON (or nests deeper than 64 levels)");
+  }
   return DecodeLeaseJson(std::move(j));
 }
 

@@ -85,7 +85,8 @@ TEST(KubernetesCodecTest, RepliesNestedDeeperThanALeaseCanBeAreRefused) {
                    .ok());
   // Brackets inside strings do not count.
   auto fine = DecodeLease(R"({"metadata":{"name":"x","uid":"u","resourceVersion":"1",
-    "annotations":{"a":")" + std::string(1000, '[') + R"("}}})");
+    "annotations":{"a":")" +
+                          std::string(1000, '[') + R"("}}})");
   EXPECT_TRUE(fine.ok()) << fine.status().ToString();
 }
 
