@@ -215,6 +215,34 @@ TEST_F(KubernetesStoreTest, AnInvalidReplyFromTheServerIsInvalidArgumentWithItsC
   EXPECT_THAT(r.status().message(), HasSubstr("lease \"invalid\""));
 }
 
+TEST_F(KubernetesStoreTest, PlainHttpAndSkippedVerificationNeedAnExplicitOptIn) {
+  Credentials plain = Creds();
+  plain.server = "http://127.0.0.1:1";
+  auto refused = KubernetesStore::Open({.credentials = plain}, runtime_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("plain http"));
+  EXPECT_TRUE(KubernetesStore::Open({.credentials = plain, .allow_insecure = true}, runtime_).ok());
+
+  Credentials unverified = Creds();
+  unverified.insecure_skip_tls_verify = true;
+  auto skipped = KubernetesStore::Open({.credentials = unverified}, runtime_);
+  ASSERT_FALSE(skipped.ok());
+  EXPECT_EQ(skipped.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_THAT(skipped.status().message(), HasSubstr("skip TLS verification"));
+  // Opted in, it talks to the (TLS) fake server without checking its certificate.
+  auto store = KubernetesStore::Open({.credentials = unverified, .allow_insecure = true}, runtime_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_TRUE(Won(StoreAcquire(**store, "unverified", "a")));
+}
+
+TEST_F(KubernetesStoreTest, AnObserveFactorBeyondAThousandIsRefused) {
+  auto r = KubernetesStore::Open({.credentials = Creds(), .max_observe_factor = 1e9}, runtime_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("[1, 1000]"));
+}
+
 TEST_F(KubernetesStoreTest, ForbiddenNamesTheVerbTheResourceAndTheNamespace) {
   auto store = Open();
   server_->Deny("system:serviceaccount:default:leasehold", Verb::kCreate);
