@@ -149,7 +149,7 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   }
 
   Future<AcquireResult> StartAcquire(AcquireOptions options);
-  Status Release();
+  Future<Status> StartRelease();
   void Shutdown();
   std::shared_ptr<HandlerSlot> AddHandler(std::function<void(const LostEvent&)> fn);
   void RemoveHandler(const HandlerSlot* slot);
@@ -161,19 +161,31 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   const std::shared_ptr<Runtime>& runtime() const { return runtime_; }
 
  private:
+  // One acquire request sent to the store.
+  struct Request {
+    TimePoint sent;
+    TimePoint deadline;
+    // Guarded by mu_: the engine stopped waiting for this request's answer
+    // (its operation finished, or the request outlived its deadline) and
+    // counts it in settling_ until it answers or `settle_timer` fires.
+    bool orphan = false;
+    TimerId give_up_timer = 0;
+    TimerId settle_timer = 0;
+    std::atomic<bool> settled{false};
+  };
+  using RequestPtr = std::shared_ptr<Request>;
+
   struct AcquireOp {
     explicit AcquireOp(std::shared_ptr<Runtime> rt) : promise(std::move(rt)) {}
     Promise<AcquireResult> promise;
     AcquireOptions options;
+    int attempts = 1;         // AcquireOptions::attempts, defaulted
     TimePoint deadline = TimePoint::max();
     int contended = 0;        // contended answers so far
-    int errors = 0;           // transient errors so far
+    int errors = 0;           // errors and given-back grants so far
     int aborted_in_a_row = 0;  // lost compare-and-swaps since the last answer
     bool parked = false;       // waiting for an orphan to answer
-    bool in_flight = false;    // a request of this op awaits its answer
-    TimePoint request_deadline;     // of the request in flight
-    std::atomic<bool> orphan_settled{false};
-    TimerId orphan_timer = 0;
+    RequestPtr request;        // the request awaiting its answer, if any
     TimerId timeout_timer = 0;
     TimerId retry_timer = 0;
     WatchId watch = 0;
@@ -191,8 +203,16 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
 
   std::string What() const { return "lease \"" + options_.name + "\" on " + store_->Describe(); }
   void SendAttempt(const OpPtr& op);
-  void OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutcome> result);
-  void OnOrphanAnswer(const OpPtr& op, Result<AcquireOutcome> result);
+  void OnAcquireAnswer(const OpPtr& op, const RequestPtr& req, Result<AcquireOutcome> result);
+  // The request outlived its settling bound without an answer: the operation
+  // goes on as if it had answered kDeadlineExceeded.
+  void GiveUp(const OpPtr& op, const RequestPtr& req);
+  void HandleAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutcome> result,
+                    std::unique_lock<std::mutex>& lock);
+  // Counts `req` in settling_ until it answers or one request timeout past
+  // its deadline, whichever comes first.
+  void OrphanLocked(const RequestPtr& req);
+  void OnOrphanAnswer(const RequestPtr& req, Result<AcquireOutcome> result);
   void EndSettling();
   void RetireLocked(const FencingToken& token);
   bool RetiredLocked(const FencingToken& token) const;
@@ -205,8 +225,9 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   void BeginTenureLocked(const FencingToken& token, TimePoint anchor, Duration ttl);
   void SetRenewAtLocked(TimePoint at);
   void ArmLocked();
-  void SendRenewal(RenewRequest request, uint64_t epoch, TimePoint sent, TimePoint deadline);
-  void OnRenewAnswer(uint64_t epoch, TimePoint sent, Result<RenewOutcome> r);
+  void SendRenewal(RenewRequest request, uint64_t epoch, uint64_t seq, TimePoint sent,
+                   TimePoint wake_at);
+  void OnRenewAnswer(uint64_t epoch, uint64_t seq, TimePoint sent, Result<RenewOutcome> r);
 
  public:
   // Called by the scheduler when a wake-up this lease asked for is due.
@@ -252,6 +273,14 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   std::array<TimePoint, 4> wakes_{};
   uint8_t nwakes_ = 0;
   bool renewing_ = false;
+  // The renewal in flight: its number (answers of given-up ones are ignored)
+  // and when it is given up -- its deadline plus the settling bound, by
+  // which it has landed or never will.
+  uint64_t renew_seq_ = 0;
+  TimePoint renew_give_up_;
+  // A new tenure's acquire Future is running its continuations: no renewal
+  // goes out until they have (see OnAcquireAnswer).
+  bool delivering_ = false;
   // The token of the tenure that ended last, for giving back a renewal of it
   // that landed too late.
   FencingToken ended_token_;
@@ -300,13 +329,14 @@ Future<AcquireResult> LeaseCore::StartAcquire(AcquireOptions options) {
       // Past the deadline, and the deadline timer has not run yet.
       LoseLocked(LossReason::kExpired, "safe deadline passed without a successful renewal", d);
     }
+    op->attempts = options.attempts > 0 ? options.attempts : options_.acquire_attempts;
     if (options.timeout > Duration::zero()) {
       op->deadline = now + options.timeout;
     } else if (!options.wait) {
       // The natural budget of the attempts, with one request's worth of slack
       // for lost compare-and-swaps.
-      op->deadline = now + options_.request_timeout * (options_.acquire_attempts + 1) +
-                     options_.retry_delay * (options_.acquire_attempts - 1);
+      op->deadline = now + options_.request_timeout * (op->attempts + 1) +
+                     options_.retry_delay * (op->attempts - 1);
     }
     op->options = std::move(options);
     op_ = op;
@@ -345,7 +375,7 @@ Future<AcquireResult> LeaseCore::StartAcquire(AcquireOptions options) {
 
 void LeaseCore::SendAttempt(const OpPtr& op) {
   AcquireRequest request;
-  TimePoint sent;
+  auto req = std::make_shared<Request>();
   {
     std::lock_guard lock(mu_);
     if (op_ != op) return;
@@ -353,19 +383,19 @@ void LeaseCore::SendAttempt(const OpPtr& op) {
       op->parked = true;  // EndSettling sends it
       return;
     }
-    sent = clock_.Now();
-    op->in_flight = true;
+    req->sent = clock_.Now();
+    req->deadline = std::min(req->sent + options_.request_timeout, op->deadline);
+    op->request = req;
     request.name = options_.name;
     request.holder = identity_;
     request.ttl = options_.ttl;
-    request.deadline = std::min(sent + options_.request_timeout, op->deadline);
-    op->request_deadline = request.deadline;
+    request.deadline = req->deadline;
   }
-  store_->Acquire(std::move(request), [weak = weak_from_this(), op, sent, store = store_,
+  store_->Acquire(std::move(request), [weak = weak_from_this(), op, req, store = store_,
                                        name = options_.name, identity = identity_,
                                        timeout = options_.request_timeout](Result<AcquireOutcome> r) {
     if (auto self = weak.lock()) {
-      self->OnAcquireAnswer(op, sent, std::move(r));
+      self->OnAcquireAnswer(op, req, std::move(r));
     } else if (r.ok() && std::holds_alternative<Acquired>(*r)) {
       // The Lease is gone but its last attempt won: give the tenure back.
       store->Release({name, identity, std::get<Acquired>(*r).token,
@@ -373,16 +403,61 @@ void LeaseCore::SendAttempt(const OpPtr& op) {
                      [store](Status) {});
     }
   });
+  // The engine never depends on a store honouring deadlines: a request still
+  // unanswered at its settling bound (by which it has landed or never will)
+  // is given up and the operation goes on. An answer up to then is used.
+  std::lock_guard lock(mu_);
+  if (op->request != req) return;  // answered already (possibly inline)
+  req->give_up_timer =
+      runtime_->RunAt(req->deadline + options_.request_timeout, [weak = weak_from_this(), op, req] {
+        if (auto self = weak.lock()) self->GiveUp(op, req);
+      });
 }
 
-void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutcome> result) {
+void LeaseCore::OrphanLocked(const RequestPtr& req) {
+  if (req->orphan) return;
+  req->orphan = true;
+  ++settling_;
+  req->settle_timer = runtime_->RunAt(req->deadline + options_.request_timeout,
+                                      [weak = weak_from_this(), req] {
+                                        if (req->settled.exchange(true)) return;
+                                        if (auto self = weak.lock()) self->EndSettling();
+                                      });
+}
+
+void LeaseCore::GiveUp(const OpPtr& op, const RequestPtr& req) {
   std::unique_lock lock(mu_);
-  op->in_flight = false;
-  if (op_ != op) {
+  if (op->request != req) return;  // answered, or its operation finished
+  op->request.reset();
+  req->give_up_timer = 0;
+  // Past its settling bound: an orphan that settled already. An answer the
+  // store still sends is handled as an orphan's (a win is given back).
+  req->orphan = true;
+  req->settled = true;
+  if (op_ != op) return;
+  HandleAnswer(op, req->sent,
+               DeadlineExceededError(What() + ": the store did not answer the acquire by its "
+                                     "deadline nor within one request timeout after it"),
+               lock);
+}
+
+void LeaseCore::OnAcquireAnswer(const OpPtr& op, const RequestPtr& req,
+                                Result<AcquireOutcome> result) {
+  std::unique_lock lock(mu_);
+  if (op->request == req) {
+    op->request.reset();
+    if (req->give_up_timer) runtime_->CancelTimer(std::exchange(req->give_up_timer, 0));
+  }
+  if (req->orphan || op_ != op) {
     lock.unlock();
-    OnOrphanAnswer(op, std::move(result));
+    OnOrphanAnswer(req, std::move(result));
     return;
   }
+  HandleAnswer(op, req->sent, std::move(result), lock);
+}
+
+void LeaseCore::HandleAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutcome> result,
+                             std::unique_lock<std::mutex>& lock) {
   const TimePoint now = clock_.Now();
   if (!result.ok()) {
     const Status& s = result.status();
@@ -394,8 +469,7 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
       return;
     }
     op->aborted_in_a_row = 0;
-    const bool retry = IsTransient(s.code()) &&
-                       (op->options.wait || ++op->errors < options_.acquire_attempts);
+    const bool retry = IsTransient(s.code()) && (op->options.wait || ++op->errors < op->attempts);
     if (retry && now + options_.retry_delay < op->deadline) {
       ScheduleRetry(op, std::max(options_.retry_delay, Backoff(op->errors)), "", lock);
       return;
@@ -412,11 +486,15 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
       ReleaseDetached(std::move(token));
       lock.lock();
       if (op_ != op) return;
-      if (++op->aborted_in_a_row <= kMaxAbortedRetries && now < op->deadline) {
+      // The grant extended that tenure in the store, so it counts as an
+      // attempt that took effect (AcquireOptions::attempts).
+      const bool retry = op->options.wait || ++op->errors < op->attempts;
+      if (retry && ++op->aborted_in_a_row <= kMaxAbortedRetries && now < op->deadline) {
         lock.unlock();
         SendAttempt(op);
       } else {
-        Finish(op, AbortedError(What() + ": the store keeps granting a tenure this lease already ended"),
+        Finish(op, AbortedError(What() + ": the store granted a tenure this lease already ended; "
+                                "it is being given back"),
                lock);
       }
       return;
@@ -432,7 +510,8 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
       ReleaseDetached(std::move(token));
       lock.lock();
       if (op_ != op) return;
-      if (now + options_.retry_delay < op->deadline) {
+      const bool retry = op->options.wait || ++op->errors < op->attempts;
+      if (retry && now + options_.retry_delay < op->deadline) {
         ScheduleRetry(op, options_.retry_delay, "", lock);
       } else {
         Finish(op, DeadlineExceededError(What() + ": the store granted the lease after its TTL had passed"), lock);
@@ -440,19 +519,27 @@ void LeaseCore::OnAcquireAnswer(const OpPtr& op, TimePoint sent, Result<AcquireO
       return;
     }
     Deferred d;
+    // No renewal is sent until the Future's continuations have run: one that
+    // does not want the tenure (a late win, LeaseMajority) releases it
+    // before the store ever sees it renewed.
+    delivering_ = true;
     BeginTenureLocked(won->token, anchor, ttl);
+    const uint64_t epoch = epoch_;
     AcquireResult value = std::optional<FencingToken>(won->token);
     DetachOpLocked(op, d);
     lock.unlock();
     Run(d);
     op->promise.Set(std::move(value));
+    lock.lock();
+    delivering_ = false;
+    if (epoch_ == epoch) ArmLocked();
     return;
   }
   op->aborted_in_a_row = 0;
   const auto& busy = std::get<Contended>(*result);
   ++op->contended;
   if (!op->options.wait) {
-    if (op->contended >= options_.acquire_attempts ||
+    if (op->contended >= op->attempts ||
         now + options_.retry_delay >= op->deadline) {
       Finish(op, std::optional<FencingToken>(), lock);
     } else {
@@ -514,15 +601,11 @@ void LeaseCore::DetachOpLocked(const OpPtr& op, Deferred& d) {
 void LeaseCore::Finish(const OpPtr& op, AcquireResult result, std::unique_lock<std::mutex>& lock) {
   if (op_ != op) return;
   Deferred d;
-  if (op->in_flight) {
+  if (RequestPtr req = std::exchange(op->request, nullptr)) {
     // The request still in flight becomes an orphan: it settles when it
     // answers, or one request timeout past its deadline if it never does.
-    ++settling_;
-    op->orphan_timer = runtime_->RunAt(
-        op->request_deadline + options_.request_timeout, [weak = weak_from_this(), op] {
-          if (op->orphan_settled.exchange(true)) return;
-          if (auto self = weak.lock()) self->EndSettling();
-        });
+    if (req->give_up_timer) d.timers.push_back(std::exchange(req->give_up_timer, 0));
+    OrphanLocked(req);
   }
   DetachOpLocked(op, d);
   lock.unlock();
@@ -543,9 +626,9 @@ void LeaseCore::EndSettling() {
   if (parked) SendAttempt(parked);
 }
 
-void LeaseCore::OnOrphanAnswer(const OpPtr& op, Result<AcquireOutcome> result) {
-  const bool settled_late = op->orphan_settled.exchange(true);
-  if (!settled_late) runtime_->CancelTimer(op->orphan_timer);
+void LeaseCore::OnOrphanAnswer(const RequestPtr& req, Result<AcquireOutcome> result) {
+  const bool settled_late = req->settled.exchange(true);
+  if (!settled_late) runtime_->CancelTimer(req->settle_timer);
   if (result.ok() && std::holds_alternative<Acquired>(*result)) {
     // The abandoned attempt won: give the tenure back. The release is itself
     // settling-tracked, so no new attempt of ours goes out before it settles.
@@ -589,8 +672,9 @@ void LeaseCore::SetRenewAtLocked(TimePoint at) {
 }
 
 void LeaseCore::ArmLocked() {
-  // While a renewal is out, its batch's watchdog wakes us at the deadline.
-  if (!held_ || renewing_) return;
+  // While a renewal is out, its batch's watchdog wakes us when it is given up
+  // or at the deadline; while a win is being delivered, ArmLocked runs after.
+  if (!held_ || renewing_ || delivering_) return;
   const TimePoint want = std::min(renew_at_, deadline_);
   // A pending wake-up at or before `want` will wake us in time; we then
   // re-evaluate and ask again.
@@ -613,7 +697,8 @@ void LeaseCore::OnWake() {
   RenewRequest request;
   TimePoint sent;
   uint64_t epoch = 0;
-  TimePoint deadline;
+  uint64_t seq = 0;
+  TimePoint wake_at;
   {
     std::lock_guard lock(mu_);
     const TimePoint now = clock_.Now();
@@ -634,36 +719,53 @@ void LeaseCore::OnWake() {
         message += "; the store has not answered the last renewal";
       }
       LoseLocked(LossReason::kExpired, std::move(message), d);
-    } else if (!renewing_ && now >= renew_at_ && deadline_ - now < kMinAttempt) {
-      renew_at_ = TimePoint::max();  // no attempt fits any more: wait for the deadline
-    } else if (!renewing_ && now >= renew_at_) {
-      renewing_ = true;  // never two in flight
-      sent = now;
-      epoch = epoch_;
-      request.name = options_.name;
-      request.holder = identity_;
-      request.token = token_;
-      request.ttl = options_.ttl;
-      request.deadline = sent + std::min(options_.request_timeout, deadline_ - now);
-      deadline = deadline_;
+    } else {
+      if (renewing_ && now >= renew_give_up_) {
+        // Unanswered past its deadline and the settling bound: it has landed
+        // or never will, so the next renewal cannot overlap it. Retry now.
+        renewing_ = false;
+        ++renew_seq_;
+        ++renew_failures_;
+        last_renew_error_ = DeadlineExceededError(
+            What() + ": the store did not answer a renewal within its deadline");
+        renew_at_ = now;
+      }
+      if (!renewing_ && !delivering_ && now >= renew_at_) {
+        if (deadline_ - now < kMinAttempt) {
+          renew_at_ = TimePoint::max();  // no attempt fits any more: wait for the deadline
+        } else {
+          renewing_ = true;  // never two in flight
+          sent = now;
+          epoch = epoch_;
+          seq = ++renew_seq_;
+          request.name = options_.name;
+          request.holder = identity_;
+          request.token = token_;
+          request.ttl = options_.ttl;
+          request.deadline = sent + std::min(options_.request_timeout, deadline_ - now);
+          renew_give_up_ = request.deadline + options_.request_timeout;
+          wake_at = std::min(renew_give_up_, deadline_);
+        }
+      }
     }
     ArmLocked();
   }
   Run(d);
-  if (!request.name.empty()) SendRenewal(std::move(request), epoch, sent, deadline);
+  if (!request.name.empty()) SendRenewal(std::move(request), epoch, seq, sent, wake_at);
 }
 
-void LeaseCore::SendRenewal(RenewRequest request, uint64_t epoch, TimePoint sent,
-                            TimePoint deadline) {
+void LeaseCore::SendRenewal(RenewRequest request, uint64_t epoch, uint64_t seq, TimePoint sent,
+                            TimePoint wake_at) {
   store_->scheduler()->Enqueue(
       store_, std::move(request),
-      [self = shared_from_this(), epoch, sent](Result<RenewOutcome> r) {
-        self->OnRenewAnswer(epoch, sent, std::move(r));
+      [self = shared_from_this(), epoch, seq, sent](Result<RenewOutcome> r) {
+        self->OnRenewAnswer(epoch, seq, sent, std::move(r));
       },
-      weak_from_this(), deadline);
+      weak_from_this(), wake_at);
 }
 
-void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, Result<RenewOutcome> r) {
+void LeaseCore::OnRenewAnswer(uint64_t epoch, uint64_t seq, TimePoint sent,
+                              Result<RenewOutcome> r) {
   Deferred d;
   {
     std::unique_lock lock(mu_);
@@ -681,6 +783,9 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, TimePoint sent, Result<RenewOutcom
       if (release) ReleaseDetached(std::move(token));
       return;
     }
+    // A renewal given up on (OnWake) answering after all: the one sent
+    // since then speaks for the tenure.
+    if (seq != renew_seq_ || !renewing_) return;
     renewing_ = false;
     const TimePoint now = clock_.Now();
     if (r.ok()) {
@@ -821,15 +926,12 @@ bool LeaseCore::RetiredLocked(const FencingToken& token) const {
 
 // --- release, shutdown, handlers ----------------------------------------------------
 
-Status LeaseCore::Release() {
-  if (runtime_->OnLoopThread() && !dynamic_cast<SimulatedRuntime*>(runtime_.get())) {
-    return FailedPreconditionError(What() + ": Release() would block a leasehold loop thread");
-  }
-  Deferred d;
+Future<Status> LeaseCore::StartRelease() {
   FencingToken token;
   {
     std::unique_lock lock(mu_);
-    // Liveness first, before anything else can happen.
+    // Liveness first, before anything else can happen; and from here on no
+    // renewal of this tenure is sent (the epoch moves).
     const bool was_held = held_;
     deadline_ns_.store(kNotHeld, std::memory_order_release);
     if (op_) {
@@ -837,20 +939,23 @@ Status LeaseCore::Release() {
       Finish(op, CancelledError(What() + ": released while acquiring"), lock);
       lock.lock();
     }
-    if (!was_held || !held_) return Status::Ok();
+    if (!was_held || !held_) {
+      Promise<Status> none(runtime_);
+      none.Set(Status::Ok());
+      return none.future();
+    }
     held_ = false;
     ++epoch_;
     renewing_ = false;
     token = token_;
     ended_token_ = token_;
   }
-  Run(d);
-  Future<Status> done = SendRelease(std::move(token));
-  Status s = done.Wait();
-  if (!s.ok()) {
-    return s.WithContext(What() + ": release not confirmed, the record is left to expire");
-  }
-  return s;
+  Promise<Status> done(runtime_);
+  SendRelease(std::move(token)).Then([done, what = What()](const Status& s) mutable {
+    done.Set(s.ok() ? s
+                    : s.WithContext(what + ": release not confirmed, the record is left to expire"));
+  });
+  return done.future();
 }
 
 void LeaseCore::Shutdown() {
@@ -968,7 +1073,14 @@ Result<bool> Lease::Acquire(const AcquireOptions& options) {
   return r->has_value();
 }
 
-Status Lease::Release() { return core_->Release(); }
+Status Lease::Release() {
+  if (core_->runtime()->OnLoopThread() &&
+      !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
+    return FailedPreconditionError("Release() would block a leasehold loop thread; use StartRelease()");
+  }
+  return core_->StartRelease().Wait();
+}
+Future<Status> Lease::StartRelease() { return core_->StartRelease(); }
 bool Lease::CheckAlive() const noexcept { return core_->CheckAlive(); }
 Subscription Lease::OnLost(std::function<void(const LostEvent&)> handler) {
   return Subscription(core_->AddHandler(std::move(handler)));

@@ -37,11 +37,21 @@
 //     share one attempt; renewals never overlap.
 //   * Release() clears local liveness before any IO and is conditional on our
 //     tenure: it never frees a record that now names someone else.
+//   * Every request the engine sends is bounded by its deadline: a store that
+//     never answers is given up on at the request's settling bound (below),
+//     as if it had answered kDeadlineExceeded, and the operation goes on. No
+//     store misbehaviour can wedge an acquire, a waiting acquire or renewal.
+//   * A new tenure is not renewed before the continuations attached (Then())
+//     to its acquire Future have run: a continuation that does not want the
+//     tenure can StartRelease() it before the store ever sees it renewed.
 //
 // Safety assumptions:
 //   * The monotonic clocks of the machines involved drift apart by at most
 //     `drift_allowance` per TTL (rate, not offset: offsets do not matter).
 //   * The store is correct about its own records (linearisable compare-and-swap).
+//   * A request the store did not answer by its deadline takes effect, if at
+//     all, no later than one request_timeout after that deadline (the
+//     settling bound). Until then no new acquire of this Lease is sent.
 //   * A lease bounds *when* a holder believes it holds; it cannot stop a paused
 //     holder's in-flight write from landing late. Resources that must never
 //     accept a stale holder's write check the fencing sequence (fencing.h).
@@ -88,10 +98,18 @@ struct LeaseOptions {
   // Deadline of one request to the store. Default: renew_interval. Renewal
   // attempts are cut further to the time left before the safe deadline.
   Duration request_timeout{0};
-  // Attempts per Acquire() while someone else holds the lease (>= 1), and the
-  // delay between them (>= 0). Not used by waiting acquires (AcquireOptions::wait),
-  // which are woken by the store instead.
+  // Attempts per non-waiting Acquire() (>= 1): every attempt that may have
+  // taken effect in the store uses one -- a contended answer, an error (the
+  // request may have landed), and a grant the engine had to give back (of a
+  // tenure this Lease already ended, or one that arrived after its TTL). Lost
+  // compare-and-swaps (kAborted) are retried at once and use none.
+  // AcquireOptions::attempts overrides it per call.
   int acquire_attempts = 1;
+  // The delay before the next attempt (>= 0): between contended attempts of
+  // a non-waiting Acquire(); the least delay before retrying an error (which
+  // backs off exponentially from there); and, for waiting acquires, the
+  // polling interval when the store cannot watch (stores that can watch are
+  // polled only every max(retry_delay, ttl), as a fallback).
   Duration retry_delay = std::chrono::milliseconds(100);
   // Subtracted from every deadline to cover clock-rate drift between this host
   // and the store (or other contenders). Default ttl/50 (2 %). Must be >= 0 and
@@ -106,15 +124,19 @@ struct LeaseOptions {
 
 // Per-call options of an acquire.
 struct AcquireOptions {
-  // false: give up after LeaseOptions::acquire_attempts contended attempts.
-  // true: wait until the lease is free (woken by the store's watch, polling
-  // every retry_delay only as a fallback) or until `timeout` / `stop`.
+  // false: give up after `attempts` attempts (see LeaseOptions::acquire_attempts).
+  // true: wait until the lease is free (woken by the store's watch; polling
+  // as LeaseOptions::retry_delay says, as a fallback) or until `timeout` / `stop`.
   bool wait = false;
   // Limit on the whole call, including retries; 0 = no limit when waiting,
   // otherwise the attempts' natural budget. On expiry: kDeadlineExceeded.
   Duration timeout{0};
   // Cancels the call (kCancelled).
   std::stop_token stop{};
+  // Overrides LeaseOptions::acquire_attempts for this call when > 0. 1 means
+  // that at most one request of this call can take effect in the store (what
+  // LeaseMajority needs to reason about its attempts).
+  int attempts = 0;
 };
 
 // What an OnLost handler is told.
@@ -183,7 +205,13 @@ class Lease {
   // OK when not held (no IO) and when the store confirmed; otherwise the store
   // could not be told: the record may still name us until it expires, and the
   // error says why. An acquire in flight is abandoned (and released if it lands).
+  // Blocks until the store answers or the request timeout passes; refused
+  // (kFailedPrecondition) on a runtime loop thread: use StartRelease() there.
   Status Release();
+
+  // As Release(), without blocking: local liveness is cleared and renewals
+  // stop before it returns; the Future completes with what Release() returns.
+  Future<Status> StartRelease();
 
   // Do we still hold it? Local, no IO; see the guarantees above.
   bool CheckAlive() const noexcept;

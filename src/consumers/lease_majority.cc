@@ -5,11 +5,19 @@
 //     the current epoch. Everything else is late and never decides.
 //   * A tenure this member holds is renewed only while it backs a decision
 //     (a win). Every other tenure -- a late win of an abandoned attempt -- is
-//     released at once, and no attempt of ours starts while a release or an
-//     abandoned attempt is settling (`settling_`), nor while a tenure whose
-//     release failed may still be live (`no_attempt_before_`): a same-identity
-//     acquire would extend it, and an extended tenure looks like a decision
-//     to the members that read the record.
+//     released from inside the attempt's continuation, before the engine can
+//     renew it (lease.h: no renewal before the continuations ran). Each
+//     attempt sends at most one request that can take effect
+//     (AcquireOptions::attempts = 1), so nothing inside an attempt renews an
+//     unseen tenure either.
+//   * No attempt of ours starts while a release or an abandoned attempt is
+//     settling (`settling`), nor while a tenure of ours that backs no
+//     decision may be live in the store (`no_attempt_before`): one an
+//     attempt may have created unseen (it ended in an error: the request may
+//     land up to one request timeout after the answer), one whose release
+//     failed, or a decision's tenure lost locally. A same-identity acquire
+//     would extend it, and an extended tenure looks like a decision to the
+//     members that read the record.
 //   * Hence "the same tenure is still live later than it could have lived
 //     without a renewal" proves its holder won: that is what non-deciders
 //     adopt.
@@ -64,6 +72,7 @@ struct LeaseMajority::Impl : std::enable_shared_from_this<LeaseMajority::Impl> {
         options(std::move(o)),
         ttl(lease->options().ttl),
         drift(lease->options().drift_allowance.value_or(Duration::zero())),
+        request_timeout(lease->options().request_timeout),
         fencing(lease->SupportsFencing()) {}
 
   Decision Decide(const PartitionView& view);
@@ -72,18 +81,27 @@ struct LeaseMajority::Impl : std::enable_shared_from_this<LeaseMajority::Impl> {
   void OnAttemptTimeout(uint64_t id);
   void OnAttemptResult(uint64_t id, const AcquireResult& result);
   void OnRecord(uint64_t epoch, TimePoint sent, Result<LeaseRecord> record);
-  void MaybeReleaseLocked(TimePoint now);
-  // Starts Lease::Release() on the blocking lane (it waits for the store).
-  // `late_win`: releasing the tenure of an abandoned attempt (fail-safe on
-  // failure) rather than a decision's tenure whose job is done.
-  void StartReleaseLocked(TimePoint now, bool late_win);
+  // True when the decision's tenure is to be released now (the caller
+  // calls Release(false) after unlocking); else arms the release timer.
+  bool MaybeReleaseLocked(TimePoint now);
+  // Starts Lease::StartRelease(); call it outside `mu` (the store may answer
+  // inline), after counting it in `settling`. `late_win`: the tenure of an
+  // abandoned attempt, never renewed (fail-safe on failure); otherwise a
+  // decision's tenure, renewed until now.
+  void Release(bool late_win);
   void OnReleased(const Status& status, TimePoint sent, bool late_win);
+  // A decision's tenure that is no longer alive (lost, not released) may
+  // live on in the store, renewed by a request sent before the loss.
+  void NoteLostLocked(TimePoint now);
   Decision WinLocked(std::optional<FencingToken> token, std::string why);
   Decision LossLocked(std::string why);
   // The member of the current view whose address the holder identity names
   // ("<address>" or "<address>#<suffix>", lease.h); empty if none.
   std::string MemberOfLocked(const std::string& holder) const;
-  Duration LingerAfter() const { return ttl + drift; }
+  // How long a tenure written by a request sent at t can live past t: the
+  // request lands by its deadline plus the settling bound (two request
+  // timeouts), then lives one TTL on the store's clock (drift included).
+  Duration LingerAfter() const { return 2 * request_timeout + ttl + drift; }
 
   const std::shared_ptr<Lease> lease;
   const std::shared_ptr<Runtime> runtime;
@@ -91,6 +109,7 @@ struct LeaseMajority::Impl : std::enable_shared_from_this<LeaseMajority::Impl> {
   const LeaseMajorityOptions options;
   const Duration ttl;
   const Duration drift;
+  const Duration request_timeout;
   const bool fencing;
 
   mutable std::mutex mu;
@@ -150,7 +169,13 @@ Result<std::unique_ptr<LeaseMajority>> LeaseMajority::Create(std::shared_ptr<Lea
   if (o.retry_interval == Duration::zero()) o.retry_interval = lo.request_timeout;
   if (o.poll_interval == Duration::zero()) o.poll_interval = lo.renew_interval;
   if (o.release_after == Duration::zero()) {
-    o.release_after = o.stable_after + o.minority_delay + 2 * o.acquire_timeout + 2 * lo.ttl;
+    // docs/lease-majority.md, Timings: the other side's worst-case time to
+    // decide once faults stop, plus the adoption window of either side's
+    // non-deciders (two reads around one unrenewed lifetime).
+    const Duration drift = *lo.drift_allowance;
+    o.release_after = o.stable_after + o.minority_delay + o.acquire_timeout + o.retry_interval +
+                      2 * lo.request_timeout + 2 * o.poll_interval + 3 * lo.ttl + 2 * drift +
+                      lo.ttl / 50;
   }
   auto impl = std::make_shared<Impl>(std::move(lease), std::move(o));
   return std::unique_ptr<LeaseMajority>(new LeaseMajority(std::move(impl)));
@@ -198,7 +223,7 @@ Decision LeaseMajority::Impl::Decide(const PartitionView& view) {
   uint64_t my_epoch = 0;
   TimePoint now;
   {
-    std::lock_guard lock(mu);
+    std::unique_lock lock(mu);
     now = clock.Now();
     if (k != key) OnViewChangeLocked(std::move(k), std::move(*split.sides), now);
     if (refused_key && *refused_key == key) {
@@ -210,7 +235,9 @@ Decision LeaseMajority::Impl::Decide(const PartitionView& view) {
     const Sides& s = *sides;
     if (s.other.empty()) {
       view_clear = true;
-      MaybeReleaseLocked(now);
+      const bool release = MaybeReleaseLocked(now);
+      lock.unlock();
+      if (release) Release(/*late_win=*/false);
       Decision d;
       d.kind = DecisionKind::kNothingToDecide;
       d.explanation = "nobody is unreachable";
@@ -237,13 +264,21 @@ Decision LeaseMajority::Impl::Decide(const PartitionView& view) {
     }
     if (s.own_lowest == view.self) {
       // The decider of our side.
+      NoteLostLocked(now);
       if (pending) return Undecided("equal split: our acquire is pending");
       if (settling > 0) {
         return Undecided("equal split: waiting for an abandoned attempt (or a release) to settle");
       }
       if (now < no_attempt_before) {
-        return Undecided("equal split: a tenure of ours whose release failed may live until " +
-                         FormatDuration(no_attempt_before - now) + " from now");
+        const std::string left = FormatDuration(no_attempt_before - now);
+        if (!last_error.empty()) {
+          return Undecided("equal split: the acquire failed: " + last_error +
+                           "; the next waits until a tenure it may have written unseen has "
+                           "expired (" + left + ")");
+        }
+        return Undecided(
+            "equal split: a tenure of ours that backs no decision (an abandoned attempt, a "
+            "release that failed, or a lost tenure) may live in the store for " + left + " more");
       }
       if (now < retry_at) return Undecided("equal split: the acquire failed: " + last_error);
       if (s.own.size() < s.other.size()) {
@@ -276,13 +311,16 @@ Decision LeaseMajority::Impl::Decide(const PartitionView& view) {
   if (action == Action::kAcquire) {
     // The engine keeps the attempt open one TTL past our own timeout, so that
     // a late win reaches us (we release it and see whether that worked)
-    // rather than being given back where we cannot see it.
-    Future<AcquireResult> f = lease->StartAcquire({.timeout = options.acquire_timeout + ttl});
-    f.Then([weak = weak_from_this(), lease = lease, rt = runtime, id](const AcquireResult& r) {
+    // rather than being given back where we cannot see it. One request per
+    // attempt: retries are ours (retry_interval), so no request of an attempt
+    // can extend a tenure an earlier one created unseen.
+    Future<AcquireResult> f =
+        lease->StartAcquire({.timeout = options.acquire_timeout + ttl, .attempts = 1});
+    f.Then([weak = weak_from_this(), lease = lease, id](const AcquireResult& r) {
       if (auto self = weak.lock()) {
         self->OnAttemptResult(id, r);
       } else if (r.ok() && r->has_value()) {
-        rt->PostBlocking([lease] { (void)lease->Release(); });
+        (void)lease->StartRelease();  // before the engine could renew it
       }
     });
   } else {
@@ -344,76 +382,90 @@ Decision LeaseMajority::Impl::LossLocked(std::string why) {
 }
 
 void LeaseMajority::Impl::OnAttemptResult(uint64_t id, const AcquireResult& r) {
-  std::lock_guard lock(mu);
-  const TimePoint now = clock.Now();
-  const bool won = r.ok() && r->has_value();
-  if (shut_down) {
-    if (won) StartReleaseLocked(now, /*late_win=*/false);
-    return;
-  }
-  if (id == pending) {
-    pending = 0;
-    if (attempt_timer) runtime->CancelTimer(std::exchange(attempt_timer, 0));
-    if (!r.ok()) {
-      last_error = r.status().ToString();
-      retry_at = now + options.retry_interval;
-      if (r.status().code() == StatusCode::kDeadlineExceeded) {
-        // It may have landed, unseen, and been given back by the engine
-        // without us seeing whether that worked.
-        no_attempt_before = std::max(no_attempt_before, now + LingerAfter());
-      }
-      return;
-    }
-    if (won) {
-      holding = true;
-      won_at = now;
-      cached = WinLocked(**r, "equal split: we hold the lease: " + Counts(*sides));
+  // Runs as the acquire Future's continuation: a win released from here is
+  // never renewed first (lease.h).
+  bool release = false;
+  bool late = false;
+  {
+    std::lock_guard lock(mu);
+    const TimePoint now = clock.Now();
+    const bool won = r.ok() && r->has_value();
+    const bool current = id == pending;
+    if (current) {
+      pending = 0;
+      if (attempt_timer) runtime->CancelTimer(std::exchange(attempt_timer, 0));
     } else {
-      cached = LossLocked("equal split: the lease is held by the other side: " + Counts(*sides));
+      --settling;  // an abandoned attempt's answer (AbandonLocked)
     }
-    return;
+    if (!r.ok()) {
+      // Its one request may have landed unseen, up to the settling bound
+      // after this answer: no attempt of ours may extend that tenure.
+      no_attempt_before = std::max(no_attempt_before, now + LingerAfter());
+    }
+    if (shut_down) {
+      release = won;
+    } else if (current) {
+      if (!r.ok()) {
+        last_error = r.status().ToString();
+        retry_at = now + options.retry_interval;
+      } else if (won) {
+        holding = true;
+        won_at = now;
+        cached = WinLocked(**r, "equal split: we hold the lease: " + Counts(*sides));
+      } else {
+        cached = LossLocked("equal split: the lease is held by the other side: " + Counts(*sides));
+      }
+    } else if (won && !(holding && lease->CheckAlive())) {
+      // The answer of an abandoned attempt: never a decision. Unless it is
+      // the decision's tenure we already hold, give it back.
+      release = true;
+      late = true;
+    }
+    if (release) {
+      ++settling;
+      ++stats.released;
+    }
   }
-  // The answer of an abandoned attempt: never a decision.
-  if (won && !(holding && lease->CheckAlive())) {
-    StartReleaseLocked(now, /*late_win=*/true);  // takes over this settling slot
-    --settling;
-    return;
-  }
-  --settling;
-  if (!r.ok() && r.status().code() == StatusCode::kDeadlineExceeded) {
-    no_attempt_before = std::max(no_attempt_before, now + LingerAfter());
-  }
+  if (release) Release(late);
 }
 
-void LeaseMajority::Impl::MaybeReleaseLocked(TimePoint now) {
-  if (!holding || !view_clear || shut_down) return;
-  if (!lease->CheckAlive()) {
-    holding = false;  // lost meanwhile: nothing to give back
-    return;
-  }
+bool LeaseMajority::Impl::MaybeReleaseLocked(TimePoint now) {
+  if (!holding || !view_clear || shut_down) return false;
+  NoteLostLocked(now);
+  if (!holding) return false;  // lost meanwhile: nothing to give back
   const TimePoint due = won_at + options.release_after;
   if (now >= due) {
     holding = false;
-    StartReleaseLocked(now, /*late_win=*/false);
-    return;
+    ++settling;
+    ++stats.released;
+    return true;
   }
-  if (release_timer) return;
+  if (release_timer) return false;
   release_timer = runtime->RunAt(due, [weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self) return;
-    std::lock_guard lock(self->mu);
-    self->release_timer = 0;
-    self->MaybeReleaseLocked(self->clock.Now());
+    bool release;
+    {
+      std::lock_guard lock(self->mu);
+      self->release_timer = 0;
+      release = self->MaybeReleaseLocked(self->clock.Now());
+    }
+    if (release) self->Release(/*late_win=*/false);
   });
+  return false;
 }
 
-void LeaseMajority::Impl::StartReleaseLocked(TimePoint now, bool late_win) {
-  ++settling;
-  ++stats.released;
-  // Lease::Release() waits for the store: never on a loop thread, never here.
-  runtime->PostBlocking([weak = weak_from_this(), lease = lease, now, late_win] {
-    Status s = lease->Release();
-    if (auto self = weak.lock()) self->OnReleased(s, now, late_win);
+void LeaseMajority::Impl::NoteLostLocked(TimePoint now) {
+  if (!holding || lease->CheckAlive()) return;
+  holding = false;
+  // Its last renewal was sent before now and may still land.
+  no_attempt_before = std::max(no_attempt_before, now + LingerAfter());
+}
+
+void LeaseMajority::Impl::Release(bool late_win) {
+  const TimePoint sent = clock.Now();
+  lease->StartRelease().Then([weak = weak_from_this(), sent, late_win](const Status& s) {
+    if (auto self = weak.lock()) self->OnReleased(s, sent, late_win);
   });
 }
 
@@ -422,8 +474,8 @@ void LeaseMajority::Impl::OnReleased(const Status& status, TimePoint sent, bool 
   --settling;
   if (status.ok()) return;
   ++stats.failed_releases;
-  // The record may name us until it expires unrenewed; asking again before
-  // then would extend it.
+  // The record may name us until it expires; a renewal sent just before the
+  // release may still land. Asking again before then would extend it.
   no_attempt_before = std::max(no_attempt_before, sent + LingerAfter());
   if (late_win) refused_key = key;
 }

@@ -48,7 +48,12 @@ struct MemoryStore::State {
     return it == names.end() || !it->second.record ? nullptr : &*it->second.record;
   }
   std::unordered_map<WatchId, Watcher> watchers;
-  std::unordered_map<std::string, TimerId> expiry_timers;  // only for watched names
+  // Only for watched names: the timer and the moment it fires.
+  struct ExpiryTimer {
+    TimerId id = 0;
+    TimePoint at{};
+  };
+  std::unordered_map<std::string, ExpiryTimer> expiry_timers;
   WatchId last_watch = 0;
   MemoryFaults faults;
   MemoryStoreStats stats;
@@ -76,11 +81,18 @@ struct MemoryStore::State {
   }
 
   // Watchers must hear about expiry when it happens, so a watched live record
-  // has a timer at its expiry. Unwatched records need none.
+  // has a timer at its expiry. Unwatched records need none. A timer armed for
+  // a later expiry (an earlier tenure with a longer TTL) is moved forward: the
+  // current record's expiry is the one watchers must hear of on time.
   void ArmExpiryLocked(const std::string& name, const std::weak_ptr<State>& weak) {
     Record* rec = Find(name);
-    if (!rec || expiry_timers.contains(name)) return;
-    expiry_timers[name] = runtime->RunAt(rec->expires, [weak, name] {
+    if (!rec) return;
+    if (auto it = expiry_timers.find(name); it != expiry_timers.end()) {
+      if (it->second.at <= rec->expires) return;  // fires in time; re-arms if renewed
+      runtime->CancelTimer(it->second.id);
+      expiry_timers.erase(it);
+    }
+    const TimerId id = runtime->RunAt(rec->expires, [weak, name] {
       auto self = weak.lock();
       if (!self) return;
       std::vector<Task> notify;
@@ -97,6 +109,7 @@ struct MemoryStore::State {
       }
       for (auto& task : notify) task();
     });
+    expiry_timers[name] = ExpiryTimer{id, rec->expires};
   }
 
   // Tokens are "memory/<store id>/<sequence>/<name>": unique per tenure and
@@ -187,7 +200,7 @@ MemoryStore::~MemoryStore() {
   std::vector<TimerId> timers;
   {
     std::lock_guard lock(state_->mu);
-    for (const auto& [name, id] : state_->expiry_timers) timers.push_back(id);
+    for (const auto& [name, timer] : state_->expiry_timers) timers.push_back(timer.id);
     state_->expiry_timers.clear();
   }
   for (TimerId id : timers) state_->runtime->CancelTimer(id);
