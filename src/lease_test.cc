@@ -248,6 +248,60 @@ TEST_F(LeaseEngineTest, ARetiredTenureIsNeverResumedEvenIfTheStoreStillHasIt) {
   }
 }
 
+// Issue 18, schedule 2: while a releases, the store swallows acquire
+// requests for a moment (never answers, never applies them). b's waiting
+// acquire must not wait for that answer forever: the engine gives the
+// request up at its settling bound and asks again.
+TEST_F(LeaseEngineTest, AWaitingAcquireOutlivesARequestTheStoreNeverAnswers) {
+  auto a = Make("a");
+  auto b = Make("b");
+  ASSERT_TRUE(*a->Acquire());
+  Future<AcquireResult> waiting = b->StartAcquire({.wait = true});
+  rt_->RunFor(milliseconds(500));
+  MemoryFaults f;
+  f.acquire.hang = true;
+  store_->SetFaults(f);
+  ASSERT_TRUE(a->Release().ok());  // wakes b, whose retry is swallowed
+  rt_->RunFor(milliseconds(1));
+  store_->SetFaults({});
+  const TimePoint released = rt_->clock().Now();
+  TimePoint held_at = TimePoint::max();
+  for (int i = 0; i < 50 && held_at == TimePoint::max(); ++i) {
+    rt_->RunFor(milliseconds(100));
+    if (b->CheckAlive()) held_at = rt_->clock().Now();
+  }
+  ASSERT_TRUE(waiting.ready()) << "the waiting acquire is stuck on a request nobody answers";
+  const AcquireResult& r = waiting.Wait();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->has_value());
+  // Given up at its deadline + one request timeout (2 s), then asked again
+  // after the waiting acquire's backoff.
+  EXPECT_LE(held_at - released, milliseconds(2300));
+}
+
+// The first renewal of a tenure waits for its acquire's continuations: one
+// that releases the win (as LeaseMajority does with a late win) does so
+// before the store ever sees a renewal, even when the win arrived after the
+// renewal was already due.
+TEST_F(LeaseEngineTest, AWinReleasedByItsContinuationIsNeverRenewed) {
+  MemoryFaults f;
+  f.acquire.latency = milliseconds(1500);  // past renew_interval (1 s)
+  f.acquire.answer_late = true;
+  store_->SetFaults(f);
+  auto a = Make("a");
+  Future<AcquireResult> won = a->StartAcquire({.timeout = seconds(3)});
+  Future<Status> released;
+  won.Then([&](const AcquireResult& r) {
+    ASSERT_TRUE(r.ok() && r->has_value());
+    released = a->StartRelease();
+  });
+  rt_->RunFor(seconds(3));
+  ASSERT_TRUE(released.valid() && released.ready());
+  EXPECT_TRUE(released.Wait().ok());
+  EXPECT_EQ(store_->stats().renew_calls, 0u);
+  EXPECT_FALSE(a->CheckAlive());
+}
+
 // Review finding: a waiting acquire against a failing store must back off,
 // not spin on "changed since no observation".
 TEST_F(LeaseEngineTest, AWaitingAcquireBacksOffWhileTheStoreFails) {

@@ -19,15 +19,19 @@
 //
 // Behaviour:
 //   * Campaigning is a waiting acquire (AcquireOptions::wait): the store's
-//     watch wakes it when the lease frees up; errors are retried every
-//     `retry_period`.
+//     watch wakes it when the lease frees up. Errors inside the campaign are
+//     retried by the Lease (after LeaseOptions::retry_delay, backing off);
+//     a campaign that ends without a win starts again after `retry_period`.
 //   * on_started_leading(token, stop) runs once per tenure; `stop` is
 //     triggered when that tenure ends for any reason (lost, Shutdown()).
 //     on_stopped_leading() runs after it, once per tenure. After a loss the
 //     elector campaigns again unless `recampaign` is false.
 //   * on_new_leader(identity) runs whenever the observed holder changes to
 //     someone (including us). The holder is read from the store every
-//     `retry_period` and on our own wins.
+//     `retry_period`; our own wins and losses count as observations too.
+//     Observations are ordered by when they were made (a read by its send
+//     time): a read sent before our win never reports the previous holder
+//     after it, and never runs on_new_leader twice for one term.
 //   * Shutdown() stops campaigning; if leading it triggers `stop`, waits until
 //     on_started_leading has returned, releases the lease, then runs
 //     on_stopped_leading.
@@ -71,8 +75,8 @@ struct LeaderCallbacks {
 };
 
 struct LeaderElectorOptions {
-  // How often to retry a failed campaign and to read who leads. Must be > 0
-  // and below the lease's TTL.
+  // How often to read who leads, and the delay before a campaign that ended
+  // without a win starts again. Must be > 0 and below the lease's TTL.
   Duration retry_period{std::chrono::seconds(2)};
   // Campaign again after losing leadership.
   bool recampaign{true};
@@ -101,8 +105,10 @@ class LeaderElector {
 
   // True while we lead (the lease's CheckAlive(), local, no IO).
   bool IsLeader() const noexcept;
-  // The holder identity last observed (ours while leading); nullopt if none
-  // was seen yet or the lease was last seen free.
+  // Ours while leading. Otherwise the holder identity last observed, as of
+  // no more than retry_period + the lease's request_timeout ago; nullopt if
+  // none was seen, the lease was last seen free, or no read has succeeded
+  // within that bound (a standby never reports an older holder).
   std::optional<std::string> CurrentLeader() const;
   // OK when not leading, or leading and renewal keeps up; kUnavailable naming
   // how long ago the last successful renewal was otherwise.

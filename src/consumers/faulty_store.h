@@ -52,6 +52,11 @@ class FaultyStore final : public ForwardingStore {
     std::lock_guard lock(mu_);
     script_.push_back(step);
   }
+  // Every read is answered `delay` after it was made.
+  void DelayReads(Duration delay) {
+    std::lock_guard lock(mu_);
+    read_delay_ = delay;
+  }
   // Release requests fail (without effect) while true.
   void FailReleases(bool fail) {
     std::lock_guard lock(mu_);
@@ -123,6 +128,7 @@ class FaultyStore final : public ForwardingStore {
     {
       std::lock_guard lock(mu_);
       if (Roll(faults_.read_late) && deadline > now) delay = Uniform(deadline - now);
+      if (read_delay_ > Duration::zero()) delay = read_delay_;
     }
     // Read now, answered `delay` later (still within the deadline).
     inner()->Inspect(std::move(name), deadline,
@@ -220,6 +226,7 @@ class FaultyStore final : public ForwardingStore {
   std::mt19937 rng_;
   Faults faults_;
   std::deque<Step> script_;
+  Duration read_delay_{};
 };
 
 }  // namespace leasehold::testing

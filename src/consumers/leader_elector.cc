@@ -26,11 +26,15 @@ struct LeaderElector::Impl : std::enable_shared_from_this<LeaderElector::Impl> {
   void RunLeading(const FencingToken& token, std::stop_token stop, bool announce);
   void OnLost();
   void Observe();
-  void OnRecord(Result<LeaseRecord> r);
+  // `sent`: when the read was sent. Observations are ordered by it.
+  void OnRecord(TimePoint sent, Result<LeaseRecord> r);
   void ScheduleLocked(TimerId& timer, void (Impl::*method)());
   void Shutdown();
   void FinishShutdown(bool was_leading, bool on_callback_lane);
   void Announce(const std::string& identity);
+  Duration StalenessBound() const {
+    return options.retry_period + lease->options().request_timeout;
+  }
 
   const std::shared_ptr<Lease> lease;
   const std::shared_ptr<Runtime> runtime;
@@ -51,6 +55,9 @@ struct LeaderElector::Impl : std::enable_shared_from_this<LeaderElector::Impl> {
   bool finish_after_callback = false;
   bool finish_was_leading = false;
   std::optional<std::string> leader;
+  // What `leader` is as of: the send time of the read that saw it, or the
+  // moment we won or lost. A read sent earlier never replaces it.
+  TimePoint leader_as_of{};
   TimerId retry_timer = 0;
   TimerId observe_timer = 0;
   Subscription lost;
@@ -95,7 +102,11 @@ bool LeaderElector::IsLeader() const noexcept {
 }
 
 std::optional<std::string> LeaderElector::CurrentLeader() const {
+  if (IsLeader()) return impl_->lease->identity();
+  const Duration bound = impl_->StalenessBound();
   std::lock_guard lock(impl_->mu);
+  // Never older than the bound: a standby that cannot read says it does not know.
+  if (impl_->clock.Now() - impl_->leader_as_of > bound) return std::nullopt;
   return impl_->leader;
 }
 
@@ -137,11 +148,11 @@ void LeaderElector::Impl::Campaign() {
     ao.stop = campaign_stop.get_token();
   }
   lease->StartAcquire(std::move(ao))
-      .Then([weak = weak_from_this(), lease = lease, rt = runtime](const AcquireResult& r) {
+      .Then([weak = weak_from_this(), lease = lease](const AcquireResult& r) {
         if (auto self = weak.lock()) {
           self->OnCampaign(r);
         } else if (r.ok() && r->has_value()) {
-          rt->PostBlocking([lease] { (void)lease->Release(); });
+          (void)lease->StartRelease();
         }
       });
 }
@@ -152,7 +163,7 @@ void LeaderElector::Impl::OnCampaign(const AcquireResult& r) {
   const bool won = r.ok() && r->has_value();
   if (stopped) {
     lock.unlock();
-    if (won) runtime->PostBlocking([lease = lease] { (void)lease->Release(); });
+    if (won) (void)lease->StartRelease();
     return;
   }
   if (!won || !lease->CheckAlive()) {
@@ -165,6 +176,7 @@ void LeaderElector::Impl::OnCampaign(const AcquireResult& r) {
   ++leading_callbacks;
   const bool announce = leader != lease->identity();
   leader = lease->identity();
+  leader_as_of = clock.Now();
   FencingToken token = **r;
   runtime->PostCallback([self = shared_from_this(), token = std::move(token),
                          stop = term_stop.get_token(),
@@ -222,6 +234,9 @@ void LeaderElector::Impl::OnLost() {  // callback lane
     if (!leading || stopped) return;
     leading = false;
     leading_flag.store(false, std::memory_order_release);
+    // Who leads now is unknown until a read sent from now on tells.
+    leader.reset();
+    leader_as_of = clock.Now();
     stop = term_stop;
     callback_thread = std::this_thread::get_id();
   }
@@ -245,21 +260,26 @@ void LeaderElector::Impl::Observe() {
     if (stopped) return;
     ScheduleLocked(observe_timer, &Impl::Observe);
   }
-  lease->store()->Inspect(lease->name(), clock.Now() + lease->options().request_timeout,
-                          [weak = weak_from_this()](Result<LeaseRecord> r) {
-                            if (auto self = weak.lock()) self->OnRecord(std::move(r));
+  const TimePoint sent = clock.Now();
+  lease->store()->Inspect(lease->name(), sent + lease->options().request_timeout,
+                          [weak = weak_from_this(), sent](Result<LeaseRecord> r) {
+                            if (auto self = weak.lock()) self->OnRecord(sent, std::move(r));
                           });
 }
 
-void LeaderElector::Impl::OnRecord(Result<LeaseRecord> r) {
+void LeaderElector::Impl::OnRecord(TimePoint sent, Result<LeaseRecord> r) {
   std::optional<std::string> seen;
   if (r.ok()) {
     if (!r->holder.empty()) seen = r->holder;
   } else if (r.status().code() != StatusCode::kNotFound) {
-    return;  // could not find out: keep what we know
+    return;  // could not find out: keep what we know (CurrentLeader() ages it out)
   }
   std::lock_guard lock(mu);
-  if (stopped || seen == leader) return;
+  // Ours while leading; and a read sent before what we already know (our own
+  // win or loss, or a later read) is older news, whenever it arrives.
+  if (stopped || leading || sent < leader_as_of) return;
+  leader_as_of = sent;
+  if (seen == leader) return;
   leader = seen;
   if (seen) {
     runtime->PostCallback([self = shared_from_this(), id = *seen] { self->Announce(id); });

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "faulty_store.h"
 #include "leasehold/backends/memory.h"
 
 namespace leasehold {
@@ -215,6 +216,68 @@ TEST_F(LeaderElectorTest, TheHealthCheckFailsWhenRenewalStopsProgressing) {
   store_->SetFaults({});
   rt_->RunFor(milliseconds(600));
   EXPECT_TRUE(a->CheckHealth().ok()) << a->CheckHealth().ToString();
+}
+
+// Issue 18, schedule 1 (no fault at all): b's read is made while a holds,
+// a releases, b wins, and only then does the read's answer arrive. It must
+// not replace b's own win: CurrentLeader() is ours while leading, and
+// on_new_leader runs once for b's term.
+TEST_F(LeaderElectorTest, AReadMadeBeforeOurWinNeverOverwritesIt) {
+  Recorder ra, rb;
+  auto la = MakeLease("a");
+  auto a = Make(la, ra.Callbacks("a"));
+  a->Start();
+  rt_->RunFor(milliseconds(100));
+  ASSERT_TRUE(a->IsLeader());
+  auto slow = std::make_shared<testing::FaultyStore>(store_, seconds(1), 1);
+  slow->DelayReads(milliseconds(30));  // read now, answered 30 ms later
+  auto lb = Lease::Create(slow, {.name = kName, .owner = "b", .ttl = seconds(3)});
+  ASSERT_TRUE(lb.ok());
+  auto b = Make(std::shared_ptr<Lease>(std::move(*lb)), rb.Callbacks("b"));
+  b->Start();  // reads at once (sees a), answered at +30 ms
+  rt_->RunFor(milliseconds(2));
+  ASSERT_TRUE(la->Release().ok());  // b's watch wakes its campaign: b wins
+  rt_->RunFor(milliseconds(10));
+  ASSERT_TRUE(b->IsLeader());
+  rt_->RunFor(milliseconds(100));  // the stale read's answer has arrived
+  ASSERT_TRUE(b->CurrentLeader().has_value());
+  EXPECT_EQ(b->CurrentLeader()->substr(0, 2), "b#") << *b->CurrentLeader();
+  int b_announced = 0;
+  for (size_t i = 0; i < rb.events.size(); ++i) {
+    if (rb.events[i] == "b sees b") ++b_announced;
+    if (rb.events[i] == "b sees a") {
+      for (size_t j = 0; j < i; ++j) {
+        EXPECT_NE(rb.events[j], "b started") << "a stale read announced a while b led";
+      }
+    }
+  }
+  EXPECT_EQ(b_announced, 1) << ::testing::PrintToString(rb.events);
+  b->Shutdown();
+  a->Shutdown();
+}
+
+// A standby whose reads fail does not go on reporting the holder it last
+// saw: past retry_period + request_timeout it says it does not know.
+TEST_F(LeaderElectorTest, AStandbyNeverReportsAHolderOlderThanItsBound) {
+  Recorder ra, rb;
+  auto a = Make(MakeLease("a"), ra.Callbacks("a"));
+  a->Start();
+  rt_->RunFor(milliseconds(100));
+  auto failing = std::make_shared<testing::FaultyStore>(store_, seconds(1), 1);
+  auto lb = Lease::Create(failing, {.name = kName, .owner = "b", .ttl = seconds(3)});
+  ASSERT_TRUE(lb.ok());
+  auto b = Make(std::shared_ptr<Lease>(std::move(*lb)), rb.Callbacks("b"));
+  b->Start();
+  rt_->RunFor(milliseconds(600));
+  ASSERT_TRUE(b->CurrentLeader().has_value());
+  EXPECT_EQ(b->CurrentLeader()->substr(0, 2), "a#");
+  // From now on every read is answered only after its deadline (an error).
+  failing->DelayReads(seconds(5));
+  rt_->RunFor(milliseconds(1500));  // last answer: the read sent at 500 ms; bound 1.5 s
+  EXPECT_FALSE(b->CurrentLeader().has_value()) << "reported a stale holder";
+  failing->DelayReads(Duration::zero());
+  b->Shutdown();
+  a->Shutdown();
 }
 
 TEST_F(LeaderElectorTest, TimingOptionsAreValidatedNamingTheField) {

@@ -206,6 +206,27 @@ TEST_F(MemoryStoreTest, TokensOfTwoStoresNeverCompareEqual) {
 // ---------------------------------------------------------------------------
 // Renewal.
 
+// Issue 18, schedule 3: a watcher armed while a 3 s tenure was live must
+// hear of a later 0.5 s tenure's expiry when it happens, not at the moment
+// the earlier record would have expired.
+TEST_F(MemoryStoreTest, WatchersHearOfExpiryOnTimeWhenTtlsDiffer) {
+  Won(Acquire("job", "a", 3s));
+  auto busy = Acquire("job", "c");
+  ASSERT_TRUE(busy.ok() && std::holds_alternative<Contended>(*busy));
+  int woken = 0;
+  (void)store_->Watch("job", std::get<Contended>(*busy).version, [&] { ++woken; });
+  runtime_->RunFor(1s);
+  store_->TakeOver("job", "b", 500ms);  // a foreign holder with a short TTL
+  ASSERT_EQ(woken, 1);                  // the take-over is a change
+  busy = Acquire("job", "c");
+  ASSERT_TRUE(busy.ok() && std::holds_alternative<Contended>(*busy));
+  TimePoint woken_at{};
+  (void)store_->Watch("job", std::get<Contended>(*busy).version, [&] { woken_at = Now(); });
+  const TimePoint expires = Now() + 500ms;
+  runtime_->RunFor(3s);
+  EXPECT_EQ(woken_at, expires) << "woken " << FormatDuration(woken_at - expires) << " late";
+}
+
 TEST_F(MemoryStoreTest, RenewalExtendsALiveTenureFromWhenItLands) {
   FencingToken token = Won(Acquire("n", "h1", 1s));
   runtime_->RunFor(600ms);
