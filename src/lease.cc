@@ -80,9 +80,7 @@ struct HandlerSlot {
 
   // Waiting for a handler from a loop thread could deadlock: the handler may
   // itself be blocked on that loop (Acquire/Release from inside OnLost).
-  static bool MayWait(const std::shared_ptr<Runtime>& runtime) {
-    return !runtime->OnLoopThread();
-  }
+  static bool MayWait(const std::shared_ptr<Runtime>& runtime) { return !runtime->OnLoopThread(); }
 };
 
 namespace {
@@ -179,10 +177,10 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
     explicit AcquireOp(std::shared_ptr<Runtime> rt) : promise(std::move(rt)) {}
     Promise<AcquireResult> promise;
     AcquireOptions options;
-    int attempts = 1;         // AcquireOptions::attempts, defaulted
+    int attempts = 1;  // AcquireOptions::attempts, defaulted
     TimePoint deadline = TimePoint::max();
-    int contended = 0;        // contended answers so far
-    int errors = 0;           // errors and given-back grants so far
+    int contended = 0;         // contended answers so far
+    int errors = 0;            // errors and given-back grants so far
     int aborted_in_a_row = 0;  // lost compare-and-swaps since the last answer
     bool parked = false;       // waiting for an orphan to answer
     RequestPtr request;        // the request awaiting its answer, if any
@@ -291,7 +289,7 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   uint8_t retired_next_ = 0;
   int renew_failures_ = 0;
   Status last_renew_error_;
-  OpPtr op_;                  // the acquire operation in progress
+  OpPtr op_;          // the acquire operation in progress
   int settling_ = 0;  // releases and orphans in flight (see the invariants)
   bool shut_down_ = false;
   std::vector<std::shared_ptr<HandlerSlot>> handlers_;
@@ -348,8 +346,9 @@ Future<AcquireResult> LeaseCore::StartAcquire(AcquireOptions options) {
         auto self = weak.lock();
         if (!self) return;
         std::unique_lock lock(self->mu_);
-        self->Finish(op, DeadlineExceededError(self->What() + ": acquire did not complete within " + budget),
-                     lock);
+        self->Finish(
+            op, DeadlineExceededError(self->What() + ": acquire did not complete within " + budget),
+            lock);
       });
     }
   }
@@ -391,18 +390,19 @@ void LeaseCore::SendAttempt(const OpPtr& op) {
     request.ttl = options_.ttl;
     request.deadline = req->deadline;
   }
-  store_->Acquire(std::move(request), [weak = weak_from_this(), op, req, store = store_,
-                                       name = options_.name, identity = identity_,
-                                       timeout = options_.request_timeout](Result<AcquireOutcome> r) {
-    if (auto self = weak.lock()) {
-      self->OnAcquireAnswer(op, req, std::move(r));
-    } else if (r.ok() && std::holds_alternative<Acquired>(*r)) {
-      // The Lease is gone but its last attempt won: give the tenure back.
-      store->Release({name, identity, std::get<Acquired>(*r).token,
-                      store->runtime()->clock().Now() + timeout},
-                     [store](Status) {});
-    }
-  });
+  store_->Acquire(
+      std::move(request),
+      [weak = weak_from_this(), op, req, store = store_, name = options_.name, identity = identity_,
+       timeout = options_.request_timeout](Result<AcquireOutcome> r) {
+        if (auto self = weak.lock()) {
+          self->OnAcquireAnswer(op, req, std::move(r));
+        } else if (r.ok() && std::holds_alternative<Acquired>(*r)) {
+          // The Lease is gone but its last attempt won: give the tenure back.
+          store->Release({name, identity, std::get<Acquired>(*r).token,
+                          store->runtime()->clock().Now() + timeout},
+                         [store](Status) {});
+        }
+      });
   // The engine never depends on a store honouring deadlines: a request still
   // unanswered at its settling bound (by which it has landed or never will)
   // is given up and the operation goes on. An answer up to then is used.
@@ -418,11 +418,11 @@ void LeaseCore::OrphanLocked(const RequestPtr& req) {
   if (req->orphan) return;
   req->orphan = true;
   ++settling_;
-  req->settle_timer = runtime_->RunAt(req->deadline + options_.request_timeout,
-                                      [weak = weak_from_this(), req] {
-                                        if (req->settled.exchange(true)) return;
-                                        if (auto self = weak.lock()) self->EndSettling();
-                                      });
+  req->settle_timer =
+      runtime_->RunAt(req->deadline + options_.request_timeout, [weak = weak_from_this(), req] {
+        if (req->settled.exchange(true)) return;
+        if (auto self = weak.lock()) self->EndSettling();
+      });
 }
 
 void LeaseCore::GiveUp(const OpPtr& op, const RequestPtr& req) {
@@ -437,7 +437,7 @@ void LeaseCore::GiveUp(const OpPtr& op, const RequestPtr& req) {
   if (op_ != op) return;
   HandleAnswer(op, req->sent,
                DeadlineExceededError(What() + ": the store did not answer the acquire by its "
-                                     "deadline nor within one request timeout after it"),
+                                              "deadline nor within one request timeout after it"),
                lock);
 }
 
@@ -493,8 +493,9 @@ void LeaseCore::HandleAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutc
         lock.unlock();
         SendAttempt(op);
       } else {
-        Finish(op, AbortedError(What() + ": the store granted a tenure this lease already ended; "
-                                "it is being given back"),
+        Finish(op,
+               AbortedError(What() + ": the store granted a tenure this lease already ended; "
+                                     "it is being given back"),
                lock);
       }
       return;
@@ -514,7 +515,10 @@ void LeaseCore::HandleAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutc
       if (retry && now + options_.retry_delay < op->deadline) {
         ScheduleRetry(op, options_.retry_delay, "", lock);
       } else {
-        Finish(op, DeadlineExceededError(What() + ": the store granted the lease after its TTL had passed"), lock);
+        Finish(op,
+               DeadlineExceededError(What() +
+                                     ": the store granted the lease after its TTL had passed"),
+               lock);
       }
       return;
     }
@@ -539,8 +543,7 @@ void LeaseCore::HandleAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutc
   const auto& busy = std::get<Contended>(*result);
   ++op->contended;
   if (!op->options.wait) {
-    if (op->contended >= op->attempts ||
-        now + options_.retry_delay >= op->deadline) {
+    if (op->contended >= op->attempts || now + options_.retry_delay >= op->deadline) {
       Finish(op, std::optional<FencingToken>(), lock);
     } else {
       ScheduleRetry(op, options_.retry_delay, "", lock);
@@ -893,21 +896,21 @@ Future<Status> LeaseCore::SendRelease(FencingToken token) {
         done.Set(DeadlineExceededError(what + ": the store did not answer the release within " +
                                        FormatDuration(timeout)));
       });
-  const TimerId settle_timer = runtime_->RunAt(
-      deadline + options_.request_timeout, [weak = weak_from_this(), settled] {
+  const TimerId settle_timer =
+      runtime_->RunAt(deadline + options_.request_timeout, [weak = weak_from_this(), settled] {
         if (settled->exchange(true)) return;
         if (auto self = weak.lock()) self->EndSettling();
       });
-  store_->Release(ReleaseRequest{options_.name, identity_, std::move(token), deadline},
-                  [self = shared_from_this(), done, settled, answer_timer,
-                   settle_timer](Status s) mutable {
-                    self->runtime_->CancelTimer(answer_timer);
-                    done.Set(std::move(s));
-                    if (!settled->exchange(true)) {
-                      self->runtime_->CancelTimer(settle_timer);
-                      self->EndSettling();
-                    }
-                  });
+  store_->Release(
+      ReleaseRequest{options_.name, identity_, std::move(token), deadline},
+      [self = shared_from_this(), done, settled, answer_timer, settle_timer](Status s) mutable {
+        self->runtime_->CancelTimer(answer_timer);
+        done.Set(std::move(s));
+        if (!settled->exchange(true)) {
+          self->runtime_->CancelTimer(settle_timer);
+          self->EndSettling();
+        }
+      });
   return done.future();
 }
 
@@ -952,8 +955,8 @@ Future<Status> LeaseCore::StartRelease() {
   }
   Promise<Status> done(runtime_);
   SendRelease(std::move(token)).Then([done, what = What()](const Status& s) mutable {
-    done.Set(s.ok() ? s
-                    : s.WithContext(what + ": release not confirmed, the record is left to expire"));
+    done.Set(
+        s.ok() ? s : s.WithContext(what + ": release not confirmed, the record is left to expire"));
   });
   return done.future();
 }
@@ -1057,7 +1060,8 @@ AcquireResult Lease::AcquireWithToken(const AcquireOptions& options) {
   }
   if (core_->runtime()->OnLoopThread() &&
       !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
-    return FailedPreconditionError("AcquireWithToken() would block a leasehold loop thread; use StartAcquire()");
+    return FailedPreconditionError(
+        "AcquireWithToken() would block a leasehold loop thread; use StartAcquire()");
   }
   return core_->StartAcquire(options).Wait();
 }
@@ -1065,7 +1069,8 @@ AcquireResult Lease::AcquireWithToken(const AcquireOptions& options) {
 Result<bool> Lease::Acquire(const AcquireOptions& options) {
   if (core_->runtime()->OnLoopThread() &&
       !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
-    return FailedPreconditionError("Acquire() would block a leasehold loop thread; use StartAcquire()");
+    return FailedPreconditionError(
+        "Acquire() would block a leasehold loop thread; use StartAcquire()");
   }
   Future<AcquireResult> future = core_->StartAcquire(options);
   const AcquireResult& r = future.Wait();
@@ -1076,7 +1081,8 @@ Result<bool> Lease::Acquire(const AcquireOptions& options) {
 Status Lease::Release() {
   if (core_->runtime()->OnLoopThread() &&
       !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
-    return FailedPreconditionError("Release() would block a leasehold loop thread; use StartRelease()");
+    return FailedPreconditionError(
+        "Release() would block a leasehold loop thread; use StartRelease()");
   }
   return core_->StartRelease().Wait();
 }

@@ -175,8 +175,7 @@ class Lease {
  public:
   // Validates `options` (kInvalidArgument naming the field and the value) and
   // the name against the store (Store::ValidateName). No IO.
-  static Result<std::unique_ptr<Lease>> Create(std::shared_ptr<Store> store,
-                                               LeaseOptions options);
+  static Result<std::unique_ptr<Lease>> Create(std::shared_ptr<Store> store, LeaseOptions options);
 
   // If held, starts a release without waiting for it; the record is left for
   // expiry if that fails. Handlers are not called.

@@ -30,9 +30,13 @@
 // Epochs: each view change starts a new epoch. A result of an attempt started
 // in an earlier epoch, or abandoned by its timeout, never becomes a decision.
 // Such an abandoned attempt is tracked: if it later wins, the tenure is
-// released; no new attempt starts until it has settled; if that release
-// fails, no decision is made for the then-current view until it changes
-// (fail-safe), and no attempt starts until the lingering tenure has expired.
+// released from the attempt's continuation, before the Lease could renew it;
+// no new attempt starts until it has settled; if that release fails, no
+// decision is made for the then-current view until it changes (fail-safe).
+// No attempt starts while a tenure of ours that backs no decision may live
+// in the store: after an attempt that ended in an error, a failed release or
+// a lost tenure, for 2 x request_timeout + TTL + drift. Each attempt is one
+// request (AcquireOptions::attempts = 1).
 // A heal (nobody unreachable) resets everything except that tracking.
 //
 // All timing uses the clock of the lease's store runtime (Runtime::clock());
@@ -46,6 +50,8 @@
 //     neither for longer than the lease's TTL while a decision stands);
 //   * the monotonic clocks of the members and the store drift apart by at most
 //     the lease's drift allowance per TTL;
+//   * a request the store did not answer by its deadline lands, if at all,
+//     within one request_timeout after it (lease.h's settling bound);
 //   * members of one side see the same partition, and both sides see the split
 //     within `release_after` minus their own worst-case time to decide;
 //   * the lease name is used by LeaseMajority only.
@@ -77,7 +83,8 @@ struct LeaseMajorityOptions {
   // (on an equal split of counted members) tries the lease. >= 0.
   Duration minority_delay{0};
   // An attempt still pending this long after it started is abandoned (and
-  // tracked). Default: twice the lease's request_timeout. Must be > 0.
+  // tracked). Default: twice the lease's request_timeout. A decision needs the
+  // store to answer one request within it.
   Duration acquire_timeout{0};
   // After an attempt failed with an error, the next starts no earlier than
   // this. Default: the lease's request_timeout. >= 0.
@@ -87,9 +94,11 @@ struct LeaseMajorityOptions {
   Duration poll_interval{0};
   // A winner keeps the lease at least this long after winning, and releases
   // it at the first moment after that when its view has nobody unreachable.
-  // Default: stable_after + minority_delay + 2 * acquire_timeout + 2 * ttl --
-  // the other side's worst-case time to decide plus the adoption window of the
-  // winner's side. Must be >= 0; 0 takes the default.
+  // Default: stable_after + minority_delay + acquire_timeout + retry_interval
+  // + 2 * request_timeout + 2 * poll_interval + 3 * ttl + 2 * drift + ttl/50 --
+  // the other side's worst-case time to decide plus the adoption window of
+  // either side's non-deciders (docs/lease-majority.md, Timings). Must be
+  // >= 0; 0 takes the default.
   Duration release_after{0};
 };
 

@@ -124,7 +124,11 @@ class SimulatedRuntime final : public Runtime {
   FakeClock& fake_clock() noexcept;
 
   // Runs everything due now, then keeps advancing to the next timer until
-  // `d` has passed; the clock ends exactly d later than it started.
+  // `d` has passed; the clock ends exactly d later than it started -- unless
+  // a task it runs blocks in Future::Wait() (e.g. Lease::Release() called
+  // from a simulated task), which drives the simulation itself, as far as
+  // that wait needs, possibly past the end. Library code never does that
+  // (consumers use StartRelease()); tests that do should expect it.
   void RunFor(Duration d);
   // Runs everything due now without moving the clock.
   void RunUntilIdle();

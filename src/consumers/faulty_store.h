@@ -141,9 +141,9 @@ class FaultyStore final : public ForwardingStore {
 
  private:
   struct Plan {
-    Duration land{};     // after the call
-    bool lose = false;   // no answer from the store: kDeadlineExceeded at the deadline
-    bool late = false;   // answer when it lands, even past the deadline
+    Duration land{};    // after the call
+    bool lose = false;  // no answer from the store: kDeadlineExceeded at the deadline
+    bool late = false;  // answer when it lands, even past the deadline
     bool swallow = false;
     bool fail = false;
   };
@@ -163,7 +163,9 @@ class FaultyStore final : public ForwardingStore {
     once->fn = std::move(fn);
     return once;
   }
-  static Status Timeout() { return DeadlineExceededError("faulty store: no answer by the deadline"); }
+  static Status Timeout() {
+    return DeadlineExceededError("faulty store: no answer by the deadline");
+  }
   static void TimeoutInto(const std::shared_ptr<OnceFn<Status>>& a) { (*a)(Timeout()); }
   static void TimeoutInto(const std::shared_ptr<OnceFn<Result<AcquireOutcome>>>& a) {
     (*a)(Timeout());

@@ -274,11 +274,13 @@ Decision LeaseMajority::Impl::Decide(const PartitionView& view) {
         if (!last_error.empty()) {
           return Undecided("equal split: the acquire failed: " + last_error +
                            "; the next waits until a tenure it may have written unseen has "
-                           "expired (" + left + ")");
+                           "expired (" +
+                           left + ")");
         }
         return Undecided(
             "equal split: a tenure of ours that backs no decision (an abandoned attempt, a "
-            "release that failed, or a lost tenure) may live in the store for " + left + " more");
+            "release that failed, or a lost tenure) may live in the store for " +
+            left + " more");
       }
       if (now < retry_at) return Undecided("equal split: the acquire failed: " + last_error);
       if (s.own.size() < s.other.size()) {

@@ -33,8 +33,8 @@
 #include <map>
 #include <numeric>
 
-#include "leasehold/backends/memory.h"
 #include "faulty_store.h"
+#include "leasehold/backends/memory.h"
 #include "leasehold/lease_majority.h"
 
 namespace leasehold {
@@ -55,9 +55,9 @@ struct Event {
   std::vector<int> keys{};  // split: the lower half of keys forms side 0
   int lagging_side = 0;     // split: this side sees it `lag` later
   Duration lag{};
-  Duration wait{};     // wait: how long to keep deciding
-  int member = -1;     // faults: whose store (-1: everybody's)
-  Faults faults{};     // faults: what that store does from now on
+  Duration wait{};  // wait: how long to keep deciding
+  int member = -1;  // faults: whose store (-1: everybody's)
+  Faults faults{};  // faults: what that store does from now on
 };
 
 double GenProbability() { return *rc::gen::element(0.0, 0.0, 0.1, 0.3, 0.6, 1.0); }

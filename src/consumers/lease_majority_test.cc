@@ -360,8 +360,7 @@ class SplitBrainScheduleTest : public LeaseMajorityTest {
         }
       }
       ASSERT_FALSE(survives_ab && survives_cd)
-          << "split brain at " << FormatDuration(rt_->clock().Now() - start_) << ": "
-          << Explain();
+          << "split brain at " << FormatDuration(rt_->clock().Now() - start_) << ": " << Explain();
       rt_->RunFor(milliseconds(50));
     }
   }

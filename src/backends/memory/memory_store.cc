@@ -1,5 +1,3 @@
-#include "leasehold/backends/memory.h"
-
 #include <charconv>
 #include <mutex>
 #include <optional>
@@ -7,6 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "leasehold/backends/memory.h"
 #include "leasehold/detail/io.h"
 
 namespace leasehold {
@@ -233,9 +232,7 @@ MemoryStoreStats MemoryStore::stats() const {
 
 std::string MemoryStore::Describe() const { return state_->Describe(); }
 
-StoreCapabilities MemoryStore::capabilities() const {
-  return {.fencing = true, .watch = true};
-}
+StoreCapabilities MemoryStore::capabilities() const { return {.fencing = true, .watch = true}; }
 
 void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
   State& s = *state_;
@@ -264,8 +261,7 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
           result = AcquireOutcome(
               Acquired{s.Token(request.name, r.sequence), request.ttl, std::nullopt});
         } else {
-          result = AcquireOutcome(
-              Contended{r.holder, std::to_string(entry.version), std::nullopt});
+          result = AcquireOutcome(Contended{r.holder, std::to_string(entry.version), std::nullopt});
         }
       } else if (s.faults.conflict_next_acquires > 0) {
         --s.faults.conflict_next_acquires;
@@ -274,10 +270,11 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
       } else {
         const uint64_t sequence = ++entry.sequence;
         const WallTime wall = s.clock.WallNow();
-        entry.record = State::Record{request.holder, sequence, request.ttl, now + request.ttl,
-                                    wall, wall};
+        entry.record =
+            State::Record{request.holder, sequence, request.ttl, now + request.ttl, wall, wall};
         s.ChangedLocked(request.name, notify);
-        result = AcquireOutcome(Acquired{s.Token(request.name, sequence), request.ttl, std::nullopt});
+        result =
+            AcquireOutcome(Acquired{s.Token(request.name, sequence), request.ttl, std::nullopt});
       }
     }
     for (auto& task : notify) task();
@@ -317,9 +314,9 @@ void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
         }
         State::Record& r = *found;
         if (r.holder != q.holder || !s.Matches(q.token, q.name, r.sequence)) {
-          results.emplace_back(RenewOutcome(Lost{LossReason::kTakenOver,
-                                                 "now held by \"" + r.holder + "\" (sequence " +
-                                                     std::to_string(r.sequence) + ")"}));
+          results.emplace_back(RenewOutcome(Lost{
+              LossReason::kTakenOver,
+              "now held by \"" + r.holder + "\" (sequence " + std::to_string(r.sequence) + ")"}));
         } else if (!s.Live(r, now)) {
           // Never resurrect: the store already let it go.
           results.emplace_back(RenewOutcome(Lost{LossReason::kExpired, "expired in the store"}));
@@ -364,8 +361,7 @@ void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
     for (auto& task : notify) task();
     if (answer) done(Status::Ok());
   };
-  s.Execute(decision, State::Lease(request.name), request.deadline, std::move(op),
-            std::move(done));
+  s.Execute(decision, State::Lease(request.name), request.deadline, std::move(op), std::move(done));
 }
 
 void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
@@ -430,8 +426,7 @@ uint64_t MemoryStore::TakeOver(const std::string& name, const std::string& holde
     State::Entry& entry = s.names[name];
     sequence = ++entry.sequence;
     const WallTime wall = s.clock.WallNow();
-    entry.record = State::Record{holder, sequence, ttl,
-                                    s.clock.Now() + ttl, wall, wall};
+    entry.record = State::Record{holder, sequence, ttl, s.clock.Now() + ttl, wall, wall};
     s.ChangedLocked(name, notify);
     if (s.WatchedLocked(name)) s.ArmExpiryLocked(name, state_);
   }

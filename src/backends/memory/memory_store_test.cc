@@ -4,9 +4,6 @@
 // every backend is proven by the conformance suite (memory_conformance_test.cc).
 //
 // Everything runs on a SimulatedRuntime: exact times, no sleeping.
-#include "leasehold/backends/memory.h"
-#include "leasehold/forwarding_store.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -20,6 +17,8 @@
 #include <variant>
 #include <vector>
 
+#include "leasehold/backends/memory.h"
+#include "leasehold/forwarding_store.h"
 #include "leasehold/future.h"
 #include "leasehold/lease.h"
 #include "leasehold/runtime.h"
@@ -67,9 +66,8 @@ class MemoryStoreTest : public ::testing::Test {
 
   std::vector<Result<RenewOutcome>> Renew(std::vector<RenewRequest> batch) {
     Promise<std::vector<Result<RenewOutcome>>> done(runtime_);
-    store_->Renew(std::move(batch), [done](std::vector<Result<RenewOutcome>> r) mutable {
-      done.Set(std::move(r));
-    });
+    store_->Renew(std::move(batch),
+                  [done](std::vector<Result<RenewOutcome>> r) mutable { done.Set(std::move(r)); });
     return done.future().Wait();
   }
 
@@ -106,8 +104,7 @@ class MemoryStoreTest : public ::testing::Test {
     store_->SetFaults(f);
   }
 
-  std::unique_ptr<Lease> MakeLease(LeaseOptions options,
-                                   std::shared_ptr<Store> store = nullptr) {
+  std::unique_ptr<Lease> MakeLease(LeaseOptions options, std::shared_ptr<Store> store = nullptr) {
     if (options.ttl == Duration::zero()) options.ttl = 3s;
     auto lease = Lease::Create(store ? store : store_, options);
     if (!lease.ok()) {
@@ -169,7 +166,7 @@ TEST_F(MemoryStoreTest, SequencesNeverRepeatAfterReleaseExpiryDeleteOrTakeOver) 
   tokens.push_back(Won(Acquire("n", "h1", 1s)));
   ASSERT_TRUE(Release("n", "h1", tokens.back()).ok());
   tokens.push_back(Won(Acquire("n", "h1", 1s)));  // same holder after release
-  runtime_->RunFor(1s + 1ms);                      // expiry
+  runtime_->RunFor(1s + 1ms);                     // expiry
   tokens.push_back(Won(Acquire("n", "h2", 1s)));
   ASSERT_TRUE(store_->Delete("n"));
   tokens.push_back(Won(Acquire("n", "h3", 1s)));
@@ -453,8 +450,8 @@ TEST_F(MemoryStoreTest, UnavailableFailsEveryOperationOfThatKindWithoutEffect) {
   EXPECT_FALSE(Inspect("free").ok()) << "a failed acquire took effect";
 
   runtime_->RunFor(500ms);
-  auto renewed = Renew({{"held", "h1", token, 1s, Now() + 1s},
-                        {"other", "h1", token, 1s, Now() + 1s}});
+  auto renewed =
+      Renew({{"held", "h1", token, 1s, Now() + 1s}, {"other", "h1", token, 1s, Now() + 1s}});
   ASSERT_EQ(renewed.size(), 2u);
   for (const auto& r : renewed) {
     ASSERT_FALSE(r.ok());
@@ -666,7 +663,7 @@ TEST_F(WatchTest, ACancelledWatchNeverFires) {
   FencingToken token = Won(Acquire("n", "h1", 1s));
   WatchId id = WatchFromNow("n");
   store_->CancelWatch(id);
-  store_->CancelWatch(id);  // idempotent
+  store_->CancelWatch(id);     // idempotent
   store_->CancelWatch(12345);  // unknown ids are ignored
   ASSERT_TRUE(Release("n", "h1", token).ok());
   Won(Acquire("n", "h2", 1s));
@@ -681,7 +678,9 @@ TEST_F(MemoryStoreTest, StatsCountCallsAndRenewBatches) {
   FencingToken a = Won(Acquire("a", "h"));
   FencingToken b = Won(Acquire("b", "h"));
   FencingToken c = Won(Acquire("c", "h"));
-  Renew({{"a", "h", a, 3s, Now() + 1s}, {"b", "h", b, 3s, Now() + 1s}, {"c", "h", c, 3s, Now() + 1s}});
+  Renew({{"a", "h", a, 3s, Now() + 1s},
+         {"b", "h", b, 3s, Now() + 1s},
+         {"c", "h", c, 3s, Now() + 1s}});
   (void)RenewOne("a", "h", a);
   ASSERT_TRUE(Release("a", "h", a).ok());
   (void)Inspect("b");
@@ -780,12 +779,9 @@ TEST_F(MemoryStoreTest, AForwardingStoreForwardsWhatItDoesNotOverride) {
 
 TEST_F(MemoryStoreTest, RenewalsOfOneHolderNeverOverlap) {
   auto probe = std::make_shared<RenewProbe>(store_);
-  auto lease = MakeLease({.name = "n",
-                          .owner = "a",
-                          .ttl = 3s,
-                          .renew_interval = 500ms,
-                          .request_timeout = 1500ms},
-                         probe);
+  auto lease = MakeLease(
+      {.name = "n", .owner = "a", .ttl = 3s, .renew_interval = 500ms, .request_timeout = 1500ms},
+      probe);
   ASSERT_TRUE(lease->Acquire().ok());
   ASSERT_TRUE(lease->CheckAlive());
   // Each renewal takes twice the renewal interval to land and answer.
@@ -809,10 +805,9 @@ TEST_F(MemoryStoreTest, EachRenewalAttemptFitsInTheTimeLeftBeforeTheDeadline) {
   ASSERT_GE(probe->sent().size(), 3u) << "failed renewals were not retried";
   for (const auto& sent : probe->sent()) {
     EXPECT_LT(sent.at, deadline);
-    EXPECT_LE(sent.deadline, deadline)
-        << "an attempt sent " << FormatDuration(deadline - sent.at)
-        << " before the safe deadline may run " << FormatDuration(sent.deadline - deadline)
-        << " past it";
+    EXPECT_LE(sent.deadline, deadline) << "an attempt sent " << FormatDuration(deadline - sent.at)
+                                       << " before the safe deadline may run "
+                                       << FormatDuration(sent.deadline - deadline) << " past it";
   }
   EXPECT_GT(probe->sent().back().deadline - probe->sent().back().at, Duration::zero());
 }
