@@ -276,9 +276,11 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   // which it has landed or never will.
   uint64_t renew_seq_ = 0;
   TimePoint renew_give_up_;
-  // A new tenure's acquire Future is running its continuations: no renewal
-  // goes out until they have (see OnAcquireAnswer).
-  bool delivering_ = false;
+  // The epoch of the tenure whose acquire Future is running its
+  // continuations (0: none): no renewal of it goes out until they have (see
+  // HandleAnswer). Per tenure, so the end of one delivery never ends
+  // another's.
+  uint64_t delivering_ = 0;
   // The token of the tenure that ended last, for giving back a renewal of it
   // that landed too late.
   FencingToken ended_token_;
@@ -526,17 +528,28 @@ void LeaseCore::HandleAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutc
     // No renewal is sent until the Future's continuations have run: one that
     // does not want the tenure (a late win, LeaseMajority) releases it
     // before the store ever sees it renewed.
-    delivering_ = true;
     BeginTenureLocked(won->token, anchor, ttl);
     const uint64_t epoch = epoch_;
+    delivering_ = epoch;  // set after BeginTenureLocked: it may not arm
     AcquireResult value = std::optional<FencingToken>(won->token);
     DetachOpLocked(op, d);
     lock.unlock();
     Run(d);
-    op->promise.Set(std::move(value));
-    lock.lock();
-    delivering_ = false;
-    if (epoch_ == epoch) ArmLocked();
+    {
+      // Ends the delivery of this tenure (and no other) even if a
+      // continuation throws: the tenure is then renewed as usual.
+      struct Delivered {
+        LeaseCore* self;
+        uint64_t epoch;
+        ~Delivered() {
+          std::lock_guard lock(self->mu_);
+          if (self->delivering_ != epoch) return;
+          self->delivering_ = 0;
+          if (self->epoch_ == epoch) self->ArmLocked();
+        }
+      } delivered{this, epoch};
+      op->promise.Set(std::move(value));
+    }
     return;
   }
   op->aborted_in_a_row = 0;
@@ -677,7 +690,7 @@ void LeaseCore::SetRenewAtLocked(TimePoint at) {
 void LeaseCore::ArmLocked() {
   // While a renewal is out, its batch's watchdog wakes us when it is given up
   // or at the deadline; while a win is being delivered, ArmLocked runs after.
-  if (!held_ || renewing_ || delivering_) return;
+  if (!held_ || renewing_ || delivering_ == epoch_) return;
   const TimePoint want = std::min(renew_at_, deadline_);
   // A pending wake-up at or before `want` will wake us in time; we then
   // re-evaluate and ask again.
@@ -733,7 +746,7 @@ void LeaseCore::OnWake() {
             What() + ": the store did not answer a renewal within its deadline");
         renew_at_ = now;
       }
-      if (!renewing_ && !delivering_ && now >= renew_at_) {
+      if (!renewing_ && delivering_ != epoch_ && now >= renew_at_) {
         if (deadline_ - now < kMinAttempt) {
           renew_at_ = TimePoint::max();  // no attempt fits any more: wait for the deadline
         } else {

@@ -302,6 +302,21 @@ TEST_F(LeaseEngineTest, AWinReleasedByItsContinuationIsNeverRenewed) {
   EXPECT_FALSE(a->CheckAlive());
 }
 
+// Review finding: a continuation that throws must not leave the tenure
+// unrenewed (the delivery ends whatever the continuation does).
+TEST_F(LeaseEngineTest, AThrowingAcquireContinuationDoesNotStopRenewal) {
+  MemoryFaults f;
+  f.acquire.latency = milliseconds(10);
+  store_->SetFaults(f);
+  auto a = Make("a");
+  Future<AcquireResult> won = a->StartAcquire();
+  won.Then([](const AcquireResult&) { throw std::runtime_error("continuation boom"); });
+  rt_->RunFor(seconds(20));  // the exception is contained by the runtime
+  ASSERT_TRUE(won.ready());
+  EXPECT_TRUE(a->CheckAlive()) << "the tenure was not renewed after a throwing continuation";
+  EXPECT_GE(store_->stats().renew_calls, 10u);
+}
+
 // Review finding: a waiting acquire against a failing store must back off,
 // not spin on "changed since no observation".
 TEST_F(LeaseEngineTest, AWaitingAcquireBacksOffWhileTheStoreFails) {

@@ -132,6 +132,7 @@ struct LeaseMajority::Impl : std::enable_shared_from_this<LeaseMajority::Impl> {
   std::string last_error;
   // The tenure that backs a win.
   bool holding = false;
+  FencingToken held_token;  // of the decision's tenure while `holding`
   TimePoint won_at{};
   TimerId release_timer = 0;
   // Non-deciders: what the record showed.
@@ -412,14 +413,16 @@ void LeaseMajority::Impl::OnAttemptResult(uint64_t id, const AcquireResult& r) {
         retry_at = now + options.retry_interval;
       } else if (won) {
         holding = true;
+        held_token = **r;
         won_at = now;
         cached = WinLocked(**r, "equal split: we hold the lease: " + Counts(*sides));
       } else {
         cached = LossLocked("equal split: the lease is held by the other side: " + Counts(*sides));
       }
-    } else if (won && !(holding && lease->CheckAlive())) {
+    } else if (won && !(holding && **r == held_token && lease->CheckAlive())) {
       // The answer of an abandoned attempt: never a decision. Unless it is
-      // the decision's tenure we already hold, give it back.
+      // the decision's tenure we still hold (the engine answered a
+      // same-identity acquire with it), give it back.
       release = true;
       late = true;
     }
