@@ -10,7 +10,6 @@
 #include <mutex>
 #include <random>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "leasehold/forwarding_store.h"
@@ -80,12 +79,14 @@ class FaultyStore final : public ForwardingStore {
     }
     if (plan.swallow) return;
     auto answer = Once<Result<AcquireOutcome>>(std::move(done));
-    Deliver(plan, request.deadline, answer, [inner = inner(), request, answer, plan]() mutable {
-      request.deadline = TimePoint::max();
-      inner->Acquire(std::move(request), [answer, plan](Result<AcquireOutcome> r) {
-        if (!plan.lose) (*answer)(std::move(r));
-      });
-    });
+    Deliver(
+        plan, request.deadline, [answer] { (*answer)(Timeout()); },
+        [inner = inner(), request, answer, plan]() mutable {
+          request.deadline = TimePoint::max();
+          inner->Acquire(std::move(request), [answer, plan](Result<AcquireOutcome> r) {
+            if (!plan.lose) (*answer)(std::move(r));
+          });
+        });
   }
 
   void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
@@ -95,14 +96,16 @@ class FaultyStore final : public ForwardingStore {
     auto answer = Once<std::vector<Result<RenewOutcome>>>(std::move(done));
     const size_t n = batch.size();
     Deliver(
-        plan, deadline, answer,
+        plan, deadline,
+        [answer, n] {
+          (*answer)(std::vector<Result<RenewOutcome>>(n, Result<RenewOutcome>(Timeout())));
+        },
         [inner = inner(), batch, answer, plan]() mutable {
           for (auto& r : batch) r.deadline = TimePoint::max();
           inner->Renew(std::move(batch), [answer, plan](std::vector<Result<RenewOutcome>> r) {
             if (!plan.lose) (*answer)(std::move(r));
           });
-        },
-        n);
+        });
   }
 
   void Release(ReleaseRequest request, StatusCallback done) override {
@@ -114,12 +117,14 @@ class FaultyStore final : public ForwardingStore {
       });
       return;
     }
-    Deliver(plan, request.deadline, answer, [inner = inner(), request, answer, plan]() mutable {
-      request.deadline = TimePoint::max();
-      inner->Release(std::move(request), [answer, plan](Status s) {
-        if (!plan.lose) (*answer)(std::move(s));
-      });
-    });
+    Deliver(
+        plan, request.deadline, [answer] { (*answer)(Timeout()); },
+        [inner = inner(), request, answer, plan]() mutable {
+          request.deadline = TimePoint::max();
+          inner->Release(std::move(request), [answer, plan](Status s) {
+            if (!plan.lose) (*answer)(std::move(s));
+          });
+        });
   }
 
   void Inspect(std::string name, TimePoint deadline, InspectCallback done) override {
@@ -166,28 +171,13 @@ class FaultyStore final : public ForwardingStore {
   static Status Timeout() {
     return DeadlineExceededError("faulty store: no answer by the deadline");
   }
-  static void TimeoutInto(const std::shared_ptr<OnceFn<Status>>& a) { (*a)(Timeout()); }
-  static void TimeoutInto(const std::shared_ptr<OnceFn<Result<AcquireOutcome>>>& a) {
-    (*a)(Timeout());
-  }
-  static void TimeoutInto(const std::shared_ptr<OnceFn<std::vector<Result<RenewOutcome>>>>& a,
-                          size_t n) {
-    (*a)(std::vector<Result<RenewOutcome>>(n, Result<RenewOutcome>(Timeout())));
-  }
 
-  template <typename A>
-  void Deliver(const Plan& plan, TimePoint deadline, const std::shared_ptr<A>& answer, Task apply,
-               size_t batch = 0) {
+  // Answers `on_timeout` at the deadline unless the answer comes late by
+  // plan, and applies the request when it lands.
+  void Deliver(const Plan& plan, TimePoint deadline, Task on_timeout, Task apply) {
     const TimePoint now = runtime()->clock().Now();
-    if (!plan.late && deadline != TimePoint::max()) {
-      runtime()->RunAt(deadline, [answer, batch] {
-        if constexpr (std::is_same_v<A, OnceFn<std::vector<Result<RenewOutcome>>>>) {
-          TimeoutInto(answer, batch);
-        } else {
-          TimeoutInto(answer);
-        }
-      });
-    }
+    if (!plan.late && deadline != TimePoint::max())
+      runtime()->RunAt(deadline, std::move(on_timeout));
     if (plan.land == Duration::zero()) {
       apply();
     } else {
