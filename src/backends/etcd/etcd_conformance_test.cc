@@ -114,9 +114,12 @@ class EtcdHarness final : public Harness {
   Duration expiry_slack() const override { return slow_ ? Duration(1500ms) : Duration(900ms); }
   // OnLost runs when the engine's watchdog fires at the safe deadline; what
   // delays it here is CPU: two tests and up to six etcd processes share two
-  // cores under `ctest -j2`, and a handler was seen running 325 ms late.
+  // cores under `ctest -j2`. A handler was seen running 325 ms late; under
+  // ASan, beside a sibling test starting a 3-member cluster, 661 ms (CI). A
+  // late handler is a late notification only: CheckAlive() turns false at the
+  // deadline itself, which the tests check separately.
   Duration callback_slack() const override {
-    return kSanitized ? Duration(500ms) : Duration(400ms);
+    return kSanitized ? Duration(1000ms) : Duration(400ms);
   }
 
   bool SetUnavailable(bool on) override {
