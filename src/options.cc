@@ -1,4 +1,3 @@
-#include <cstdio>
 #include <string>
 
 #include "leasehold/lease.h"
@@ -11,36 +10,6 @@ Status Invalid(const char* field, const std::string& why) {
 }
 
 }  // namespace
-
-std::string FormatDuration(Duration d) {
-  // Magnitude as unsigned, so that Duration::min() is not undefined.
-  const bool negative = d.count() < 0;
-  const unsigned long long ns = negative ? 0ULL - static_cast<unsigned long long>(d.count())
-                                         : static_cast<unsigned long long>(d.count());
-  if (ns == 0) return "0s";
-  struct Unit {
-    unsigned long long size;
-    const char* name;
-  };
-  static constexpr Unit kUnits[] = {{1'000'000'000ULL, "s"}, {1'000'000ULL, "ms"}, {1'000ULL, "us"}, {1ULL, "ns"}};
-  for (const Unit& unit : kUnits) {
-    if (ns < unit.size && unit.size != 1) continue;
-    // Up to three decimals, trailing zeros dropped: 1.5s, 250ms, 12600s.
-    const unsigned long long whole = ns / unit.size;
-    const unsigned long long milli = (ns % unit.size) * 1000 / unit.size;
-    std::string out = negative ? "-" : "";
-    out += std::to_string(whole);
-    if (milli != 0) {
-      char frac[24];
-      std::snprintf(frac, sizeof frac, ".%03llu", milli);
-      std::string f(frac);
-      while (f.back() == '0') f.pop_back();
-      out += f;
-    }
-    return out + unit.name;
-  }
-  return "0s";
-}
 
 Result<LeaseOptions> ValidateLeaseOptions(LeaseOptions o) {
   if (o.name.empty()) return Invalid("name", "is required (got an empty name)");

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace leasehold {
 
@@ -71,6 +72,9 @@ class FakeClock final : public Clock {
   static constexpr int64_t kStartNs = int64_t{3600} * 1000 * 1000 * 1000;
   std::atomic<int64_t> now_ns_{kStartNs};
 };
+
+// "1.5s", "250ms", "40us", "0s": for messages.
+std::string FormatDuration(Duration d);
 
 }  // namespace leasehold
 

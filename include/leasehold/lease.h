@@ -242,9 +242,6 @@ class Lease {
 // Validates and fills in defaults without creating a Lease.
 Result<LeaseOptions> ValidateLeaseOptions(LeaseOptions options);
 
-// "1.5s", "250ms", "40us", "0s": for messages.
-std::string FormatDuration(Duration d);
-
 }  // namespace leasehold
 
 #endif  // LEASEHOLD_LEASE_H_

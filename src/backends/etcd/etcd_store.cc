@@ -14,7 +14,7 @@
 
 #include "leasehold/backends/etcd.h"
 #include "leasehold/detail/io.h"
-#include "leasehold/lease.h"
+#include "leasehold/clock.h"
 #include "rpc.grpc.pb.h"
 #include "rpc.pb.h"
 

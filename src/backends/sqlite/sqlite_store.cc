@@ -3,7 +3,7 @@
 #include <sqlite3.h>
 
 #include "leasehold/detail/io.h"
-#include "leasehold/lease.h"
+#include "leasehold/clock.h"
 
 #include <algorithm>
 #include <fstream>
