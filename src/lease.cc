@@ -89,7 +89,7 @@ constexpr int64_t kNotHeld = std::numeric_limits<int64_t>::min();
 // A lost compare-and-swap is retried at once, this many times per attempt.
 constexpr int kMaxAbortedRetries = 16;
 // Renewal timers are rounded down to this grid so that leases falling due
-// together fire together and share one Renew() call (renew_queue.h).
+// together fire together and share one Renew() call (scheduler.h).
 constexpr Duration kRenewGrid = std::chrono::milliseconds(10);
 // Attempts shorter than this are pointless; the deadline timer takes over.
 constexpr Duration kMinAttempt = std::chrono::milliseconds(1);
@@ -116,7 +116,7 @@ std::string RandomSuffix() {
 
 }  // namespace
 
-class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
+class LeaseCore final : public Sleeper, public std::enable_shared_from_this<LeaseCore> {
  public:
   LeaseCore(std::shared_ptr<Store> store, LeaseOptions options)
       : store_(std::move(store)),
@@ -126,6 +126,7 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
         drift_(*options_.drift_allowance),
         identity_(options_.unique_identity ? options_.owner + "#" + RandomSuffix()
                                            : options_.owner),
+        scheduler_(Scheduler::For(*store_)),
         fencing_(store_->capabilities().fencing),
         watch_(store_->capabilities().watch) {}
 
@@ -229,7 +230,7 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
 
  public:
   // Called by the scheduler when a wake-up this lease asked for is due.
-  void OnWake();
+  void OnWake() override;
 
  private:
   void LoseLocked(LossReason reason, std::string message, Deferred& d);
@@ -251,6 +252,8 @@ class LeaseCore : public std::enable_shared_from_this<LeaseCore> {
   const LeaseOptions options_;
   const Duration drift_;
   const std::string identity_;
+  // Shared by every lease of the same underlying store (scheduler.h).
+  const std::shared_ptr<Scheduler> scheduler_;
   const bool fencing_;
   const bool watch_;
 
@@ -703,10 +706,8 @@ void LeaseCore::ArmLocked() {
     // Untracked, it still wakes us once (harmlessly); track the earliest.
     *std::max_element(wakes_.begin(), wakes_.end()) = want;
   }
-  store_->scheduler()->WakeAt(want, weak_from_this());
+  scheduler_->WakeAt(want, weak_from_this());
 }
-
-void WakeLease(const std::shared_ptr<LeaseCore>& core) { core->OnWake(); }
 
 void LeaseCore::OnWake() {
   Deferred d;
@@ -772,7 +773,7 @@ void LeaseCore::OnWake() {
 
 void LeaseCore::SendRenewal(RenewRequest request, uint64_t epoch, uint64_t seq, TimePoint sent,
                             TimePoint wake_at) {
-  store_->scheduler()->Enqueue(
+  scheduler_->Enqueue(
       store_, std::move(request),
       [self = shared_from_this(), epoch, seq, sent](Result<RenewOutcome> r) {
         self->OnRenewAnswer(epoch, seq, sent, std::move(r));
@@ -1071,8 +1072,7 @@ AcquireResult Lease::AcquireWithToken(const AcquireOptions& options) {
     return UnimplementedError("lease \"" + core_->options().name + "\" on " +
                               core_->store()->Describe() + ": the store issues no fencing tokens");
   }
-  if (core_->runtime()->OnLoopThread() &&
-      !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
+  if (!core_->runtime()->MayBlock()) {
     return FailedPreconditionError(
         "AcquireWithToken() would block a leasehold loop thread; use StartAcquire()");
   }
@@ -1080,8 +1080,7 @@ AcquireResult Lease::AcquireWithToken(const AcquireOptions& options) {
 }
 
 Result<bool> Lease::Acquire(const AcquireOptions& options) {
-  if (core_->runtime()->OnLoopThread() &&
-      !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
+  if (!core_->runtime()->MayBlock()) {
     return FailedPreconditionError(
         "Acquire() would block a leasehold loop thread; use StartAcquire()");
   }
@@ -1092,8 +1091,7 @@ Result<bool> Lease::Acquire(const AcquireOptions& options) {
 }
 
 Status Lease::Release() {
-  if (core_->runtime()->OnLoopThread() &&
-      !dynamic_cast<SimulatedRuntime*>(core_->runtime().get())) {
+  if (!core_->runtime()->MayBlock()) {
     return FailedPreconditionError(
         "Release() would block a leasehold loop thread; use StartRelease()");
   }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "leasehold/backends/memory.h"
+#include "leasehold/forwarding_store.h"
 
 namespace leasehold {
 namespace {
@@ -80,6 +81,46 @@ TEST_F(LeaseEngineTest, RenewalsThatFallDueTogetherShareOneStoreCall) {
   const auto stats = store_->stats();
   EXPECT_GE(stats.renewed_leases, 50u * 9);
   EXPECT_LE(stats.renew_calls * 10, stats.renewed_leases);
+}
+
+// One scheduler per underlying store: leases reached through decorators share
+// its wake-ups (no runtime timer per decorator), yet each lease's renewals
+// still go through the decorator it was created on.
+TEST_F(LeaseEngineTest, DecoratorsShareWakeUpsYetEachLeaseRenewsThroughItsOwn) {
+  class Recording final : public ForwardingStore {
+   public:
+    using ForwardingStore::ForwardingStore;
+    void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
+      for (const RenewRequest& r : batch) names.push_back(r.name);
+      ForwardingStore::Renew(std::move(batch), std::move(done));
+    }
+    std::vector<std::string> names;
+  };
+  std::vector<std::unique_ptr<Lease>> leases;
+  for (int i = 0; i < 4; ++i) {
+    leases.push_back(Make("a", {.name = "direct-" + std::to_string(i)}));
+    ASSERT_TRUE(*leases.back()->Acquire());
+  }
+  const size_t timers_direct = rt_->pending_timers();
+  auto left = std::make_shared<Recording>(store_);
+  auto right = std::make_shared<Recording>(std::make_shared<Recording>(store_));
+  for (const auto& [decorator, prefix] :
+       {std::pair{std::shared_ptr<Store>(left), "left-"}, {right, "right-"}}) {
+    for (int i = 0; i < 4; ++i) {
+      auto lease = Lease::Create(decorator, {.name = prefix + std::to_string(i), .owner = "a",
+                                             .ttl = seconds(3)});
+      ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+      leases.push_back(std::move(*lease));
+      ASSERT_TRUE(*leases.back()->Acquire());
+    }
+  }
+  EXPECT_EQ(rt_->pending_timers(), timers_direct) << "a decorator armed wake-ups of its own";
+  rt_->RunFor(seconds(10));
+  for (const auto& lease : leases) EXPECT_TRUE(lease->CheckAlive()) << lease->name();
+  ASSERT_GE(left->names.size(), 4u * 9);
+  ASSERT_GE(right->names.size(), 4u * 9);
+  for (const std::string& name : left->names) EXPECT_THAT(name, ::testing::StartsWith("left-"));
+  for (const std::string& name : right->names) EXPECT_THAT(name, ::testing::StartsWith("right-"));
 }
 
 TEST_F(LeaseEngineTest, AbandonedAttemptThatWinsLaterIsReleased) {

@@ -269,6 +269,7 @@ class ThreadedRuntime final : public Runtime {
   }
 
   bool OnLoopThread() const noexcept override { return current_loop == loop_.get(); }
+  bool MayBlock() const noexcept override { return !OnLoopThread(); }
 
   bool DriveUntil(const std::function<bool()>&) override { return false; }
 
@@ -433,6 +434,7 @@ void SimulatedRuntime::CancelTimer(TimerId id) noexcept {
 void SimulatedRuntime::PostCallback(Task task) { Post(std::move(task)); }
 void SimulatedRuntime::PostBlocking(Task task) { Post(std::move(task)); }
 bool SimulatedRuntime::OnLoopThread() const noexcept { return true; }
+bool SimulatedRuntime::MayBlock() const noexcept { return true; }
 
 bool SimulatedRuntime::DriveUntil(const std::function<bool()>& done) {
   while (!done()) {

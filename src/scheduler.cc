@@ -2,19 +2,50 @@
 
 #include <algorithm>
 #include <string>
+#include <unordered_map>
 
 namespace leasehold::detail {
+namespace {
 
-// Defined in lease.cc: the one call the scheduler makes into a lease.
-void WakeLease(const std::shared_ptr<LeaseCore>& core);
+// Underlying store -> its scheduler. An entry's store outlives the scheduler:
+// every lease holding the scheduler holds a store that holds (or is) it.
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<const Store*, std::weak_ptr<Scheduler>> map;
+};
+
+Registry& TheRegistry() {
+  static auto* registry = new Registry;  // never destroyed: leases may outlive main()
+  return *registry;
+}
+
+}  // namespace
+
+std::shared_ptr<Scheduler> Scheduler::For(const Store& store) {
+  const Store& underlying = store.Underlying();
+  Registry& registry = TheRegistry();
+  std::lock_guard lock(registry.mu);
+  std::weak_ptr<Scheduler>& slot = registry.map[&underlying];
+  std::shared_ptr<Scheduler> scheduler = slot.lock();
+  if (!scheduler) {
+    scheduler.reset(new Scheduler(&underlying, underlying.runtime()));
+    slot = scheduler;
+  }
+  return scheduler;
+}
 
 Scheduler::~Scheduler() {
   if (armed_id_) runtime_->CancelTimer(armed_id_);
+  Registry& registry = TheRegistry();
+  std::lock_guard lock(registry.mu);
+  // A successor may already be registered for the same store: leave it.
+  auto it = registry.map.find(key_);
+  if (it != registry.map.end() && it->second.expired()) registry.map.erase(it);
 }
 
-void Scheduler::WakeAt(TimePoint when, std::weak_ptr<LeaseCore> core) {
+void Scheduler::WakeAt(TimePoint when, std::weak_ptr<Sleeper> sleeper) {
   std::lock_guard lock(mu_);
-  heap_.push_back({when, std::move(core)});
+  heap_.push_back({when, std::move(sleeper)});
   std::push_heap(heap_.begin(), heap_.end(), Later);
   if (when < armed_at_) ArmLocked(when);
 }
@@ -30,7 +61,7 @@ void Scheduler::ArmLocked(TimePoint when) {
 }
 
 void Scheduler::Fire() {
-  std::vector<std::weak_ptr<LeaseCore>> due;
+  std::vector<std::weak_ptr<Sleeper>> due;
   {
     std::lock_guard lock(mu_);
     armed_id_ = 0;
@@ -38,28 +69,32 @@ void Scheduler::Fire() {
     const TimePoint now = runtime_->clock().Now();
     while (!heap_.empty() && heap_.front().when <= now) {
       std::pop_heap(heap_.begin(), heap_.end(), Later);
-      due.push_back(std::move(heap_.back().core));
+      due.push_back(std::move(heap_.back().sleeper));
       heap_.pop_back();
     }
     if (!heap_.empty()) ArmLocked(heap_.front().when);
   }
   for (auto& weak : due) {
-    if (auto core = weak.lock()) WakeLease(core);
+    if (auto sleeper = weak.lock()) sleeper->OnWake();
   }
 }
 
 void Scheduler::Enqueue(const std::shared_ptr<Store>& store, RenewRequest request, Done done,
-                        std::weak_ptr<LeaseCore> core, TimePoint safe_deadline) {
+                        std::weak_ptr<Sleeper> sleeper, TimePoint safe_deadline) {
   bool post = false;
   {
     std::lock_guard lock(renew_mu_);
-    requests_.push_back(std::move(request));
-    dones_.push_back(std::move(done));
-    guards_.push_back({safe_deadline, std::move(core)});
+    auto it = std::find_if(batches_.begin(), batches_.end(),
+                           [&](const Batch& b) { return b.store == store; });
+    if (it == batches_.end()) it = batches_.insert(batches_.end(), Batch{.store = store});
+    it->requests.push_back(std::move(request));
+    it->dones.push_back(std::move(done));
+    it->guards.push_back({safe_deadline, std::move(sleeper)});
     post = !std::exchange(flush_posted_, true);
   }
-  // The task owns the store until it has handed the batch over.
-  if (post) runtime_->Post([store] { store->scheduler()->Flush(store); });
+  // The task owns the scheduler (and through the batches the stores) until it
+  // has handed every batch over.
+  if (post) runtime_->Post([self = shared_from_this()] { self->FlushAll(); });
 }
 
 // Wakes the leases of one batch at their deadlines while the store is silent.
@@ -82,35 +117,39 @@ struct Scheduler::Watchdog {
                               });
   }
   static void Fire(const std::shared_ptr<Watchdog>& w, const std::shared_ptr<Runtime>& runtime) {
-    std::vector<std::weak_ptr<LeaseCore>> due;
+    std::vector<std::weak_ptr<Sleeper>> due;
     {
       std::lock_guard lock(w->mu);
       w->timer = 0;
       if (w->answered) return;
       const TimePoint now = runtime->clock().Now();
       while (w->next < w->guards.size() && w->guards[w->next].when <= now) {
-        due.push_back(std::move(w->guards[w->next++].core));
+        due.push_back(std::move(w->guards[w->next++].sleeper));
       }
       Arm(w, runtime);
     }
     for (auto& weak : due) {
-      if (auto core = weak.lock()) WakeLease(core);
+      if (auto sleeper = weak.lock()) sleeper->OnWake();
     }
   }
 };
 
-void Scheduler::Flush(const std::shared_ptr<Store>& store) {
-  std::vector<RenewRequest> requests;
-  std::vector<Done> dones;
-  auto watchdog = std::make_shared<Watchdog>();
+void Scheduler::FlushAll() {
+  std::vector<Batch> batches;
   {
     std::lock_guard lock(renew_mu_);
-    requests.swap(requests_);
-    dones.swap(dones_);
-    watchdog->guards.swap(guards_);
+    batches.swap(batches_);
     flush_posted_ = false;
   }
-  if (requests.empty()) return;
+  for (Batch& batch : batches) Flush(std::move(batch));
+}
+
+void Scheduler::Flush(Batch batch) {
+  auto watchdog = std::make_shared<Watchdog>();
+  watchdog->guards = std::move(batch.guards);
+  std::vector<RenewRequest> requests = std::move(batch.requests);
+  std::vector<Done> dones = std::move(batch.dones);
+  const std::shared_ptr<Store>& store = batch.store;
   std::sort(watchdog->guards.begin(), watchdog->guards.end(),
             [](const Wake& a, const Wake& b) { return a.when < b.when; });
   {

@@ -1,7 +1,5 @@
 #include "leasehold/store.h"
 
-#include "scheduler.h"
-
 namespace leasehold {
 
 std::string_view LossReasonName(LossReason reason) noexcept {
@@ -16,7 +14,7 @@ std::string_view LossReasonName(LossReason reason) noexcept {
 }
 
 Store::Store(std::shared_ptr<Runtime> runtime)
-    : runtime_(std::move(runtime)), scheduler_(std::make_shared<detail::Scheduler>(runtime_)) {}
+    : runtime_(std::move(runtime)) {}
 
 Store::~Store() = default;
 

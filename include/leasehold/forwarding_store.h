@@ -48,6 +48,7 @@ class ForwardingStore : public Store {
     return inner_->Watch(name, version, std::move(on_change));
   }
   void CancelWatch(WatchId id) noexcept override { inner_->CancelWatch(id); }
+  const Store& Underlying() const noexcept override { return inner_->Underlying(); }
 
  private:
   const std::shared_ptr<Store> inner_;

@@ -81,6 +81,13 @@ class Runtime {
   // that would block there must use PostBlocking instead.
   virtual bool OnLoopThread() const noexcept = 0;
 
+  // True when the calling thread may block waiting for a Future of this
+  // runtime: a threaded runtime says false on its loop threads (the wait
+  // would stall, or deadlock, the loop); a simulated runtime says true, since
+  // there Future::Wait() runs the simulation itself. Blocking calls of the
+  // library (Lease::Acquire, Release, ...) check it and refuse otherwise.
+  virtual bool MayBlock() const noexcept = 0;
+
   // For Future<T>::Wait(): a simulated runtime runs the simulation on the
   // calling thread until `done()` is true or nothing is left to run, and
   // returns true. A threaded runtime returns false at once: the caller blocks
@@ -142,6 +149,7 @@ class SimulatedRuntime final : public Runtime {
   void PostCallback(Task task) override;
   void PostBlocking(Task task) override;
   bool OnLoopThread() const noexcept override;
+  bool MayBlock() const noexcept override;
   bool DriveUntil(const std::function<bool()>& done) override;
 
  private:

@@ -53,10 +53,6 @@
 
 namespace leasehold {
 
-namespace detail {
-class Scheduler;
-}  // namespace detail
-
 // Why a tenure ended without a voluntary release.
 enum class LossReason {
   kExpired,       // the safe deadline passed without a successful renewal
@@ -200,18 +196,18 @@ class Store {
   // After this returns, `on_change` of that watch will not start.
   virtual void CancelWatch(WatchId id) noexcept;
 
+  // The store that holds the records: this one, or -- for a decorator
+  // (ForwardingStore) -- the store it wraps. Leases whose stores have the
+  // same underlying store share their wake-ups (one runtime timer), whatever
+  // decorators they reach it through. Must not change over the store's
+  // life, and a decorator must keep the store it returns alive.
+  virtual const Store& Underlying() const noexcept { return *this; }
+
  protected:
   explicit Store(std::shared_ptr<Runtime> runtime);
 
  private:
   std::shared_ptr<Runtime> runtime_{};
-  // Wakes this store's leases and batches their renewals (no thread or
-  // runtime timer per lease).
-  std::shared_ptr<detail::Scheduler> scheduler_{};
-
- public:
-  // For the engine.
-  const std::shared_ptr<detail::Scheduler>& scheduler() const noexcept { return scheduler_; }
 };
 
 }  // namespace leasehold

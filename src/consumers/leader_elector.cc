@@ -305,9 +305,8 @@ void LeaderElector::Impl::Shutdown() {
     leading_flag.store(false, std::memory_order_release);
     stop = term_stop;
     wait_for_callback = leading_callbacks > 0;
-    const bool simulated = dynamic_cast<SimulatedRuntime*>(runtime.get()) != nullptr;
     on_lane = callback_thread == std::this_thread::get_id();
-    can_wait = !on_lane && (simulated || !runtime->OnLoopThread());
+    can_wait = !on_lane && runtime->MayBlock();
     if (wait_for_callback && !can_wait) {
       finish_after_callback = true;
       finish_was_leading = was_leading;
