@@ -1,10 +1,10 @@
 #include "fake_api_server.h"
 
 #include <httplib.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -23,141 +23,59 @@
 #include <thread>
 #include <utility>
 
+#include "fake_common.h"
+#include "fake_discovery.h"
+#include "fake_validation.h"
 #include "testing/temp_dir.h"
 
 namespace leasehold::kubernetes::testing {
 
+using detail::Admission;
+using detail::Conflict;
+using detail::DecodeDeleteOptions;
+using detail::DiscoveryDocument;
+using detail::FormatTime;
+using detail::IsDiscoveryPath;
+using detail::kApiVersion;
+using detail::kGroup;
+using detail::kGroupPath;
+using detail::LeaseDetails;
+using detail::NotFound;
+using detail::ReasonFor;
+using detail::StatusObject;
+using detail::Table;
+using detail::WantsTable;
 using json = nlohmann::json;
 using leasehold::testing::TempDir;
 using leasehold::testing::TestPki;
 
 std::string_view VerbName(Verb verb) {
   switch (verb) {
-    case Verb::kGet: return "get";
-    case Verb::kList: return "list";
-    case Verb::kWatch: return "watch";
-    case Verb::kCreate: return "create";
-    case Verb::kUpdate: return "update";
-    case Verb::kPatch: return "patch";
-    case Verb::kDelete: return "delete";
-    case Verb::kDeleteCollection: return "deletecollection";
-    case Verb::kDiscovery: return "discovery";
-    case Verb::kOther: return "other";
+    case Verb::kGet:
+      return "get";
+    case Verb::kList:
+      return "list";
+    case Verb::kWatch:
+      return "watch";
+    case Verb::kCreate:
+      return "create";
+    case Verb::kUpdate:
+      return "update";
+    case Verb::kPatch:
+      return "patch";
+    case Verb::kDelete:
+      return "delete";
+    case Verb::kDeleteCollection:
+      return "deletecollection";
+    case Verb::kDiscovery:
+      return "discovery";
+    case Verb::kOther:
+      return "other";
   }
   return "other";
 }
 
 namespace {
-
-constexpr std::string_view kGroup = "coordination.k8s.io";
-constexpr std::string_view kApiVersion = "coordination.k8s.io/v1";
-constexpr std::string_view kGroupPath = "/apis/coordination.k8s.io/v1";
-
-// ---------------------------------------------------------------------------
-// Times.
-
-std::string FormatTime(WallTime t, bool micro) {
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(us / 1000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out = buf;
-  if (micro) {
-    char frac[16];
-    std::snprintf(frac, sizeof frac, ".%06lld", static_cast<long long>(us % 1000000));
-    out += frac;
-  }
-  return out + "Z";
-}
-
-bool Digits(std::string_view s, size_t pos, size_t n, int& out) {
-  if (pos + n > s.size()) return false;
-  out = 0;
-  for (size_t i = pos; i < pos + n; ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-    out = out * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
-// Parses a metav1.MicroTime as Go's time.Parse with layout
-// "2006-01-02T15:04:05.000000Z07:00" does: exactly six fractional digits,
-// then Z or a numeric offset. Returns the instant, or nullopt.
-std::optional<WallTime> ParseMicroTime(std::string_view s) {
-  int year, mon, day, hour, min, sec, frac;
-  if (!Digits(s, 0, 4, year) || s.size() < 27 || s[4] != '-' || !Digits(s, 5, 2, mon) ||
-      s[7] != '-' || !Digits(s, 8, 2, day) || s[10] != 'T' || !Digits(s, 11, 2, hour) ||
-      s[13] != ':' || !Digits(s, 14, 2, min) || s[16] != ':' || !Digits(s, 17, 2, sec) ||
-      s[19] != '.' || !Digits(s, 20, 6, frac)) {
-    return std::nullopt;
-  }
-  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 59) {
-    return std::nullopt;
-  }
-  int offset_s = 0;
-  const std::string_view zone = s.substr(26);
-  if (zone == "Z") {
-    offset_s = 0;
-  } else {
-    int oh, om;
-    if (zone.size() != 6 || (zone[0] != '+' && zone[0] != '-') || !Digits(zone, 1, 2, oh) ||
-        zone[3] != ':' || !Digits(zone, 4, 2, om) || oh > 23 || om > 59) {
-      return std::nullopt;
-    }
-    offset_s = (zone[0] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
-  }
-  std::tm tm{};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = mon - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = min;
-  tm.tm_sec = sec;
-  const std::time_t t = timegm(&tm);
-  // timegm normalises out-of-range days (Feb 31): reject those.
-  std::tm back{};
-  gmtime_r(&t, &back);
-  if (back.tm_mday != day || back.tm_mon != mon - 1) return std::nullopt;
-  return WallTime(std::chrono::seconds(t - offset_s) + std::chrono::microseconds(frac));
-}
-
-// ---------------------------------------------------------------------------
-// Status objects, worded as the API server words them.
-
-json StatusObject(int code, const std::string& reason, const std::string& message,
-                  json details = nullptr) {
-  json s = {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()},
-            {"status", "Failure"}, {"message", message}, {"reason", reason}, {"code", code}};
-  if (!details.is_null()) s["details"] = std::move(details);
-  return s;
-}
-
-json LeaseDetails(const std::string& name) {
-  json d = {{"group", kGroup}, {"kind", "leases"}};
-  if (!name.empty()) d["name"] = name;
-  return d;
-}
-
-std::string ReasonFor(int status) {
-  switch (status) {
-    case 400: return "BadRequest";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "NotFound";
-    case 405: return "MethodNotAllowed";
-    case 409: return "Conflict";
-    case 410: return "Expired";
-    case 415: return "UnsupportedMediaType";
-    case 422: return "Invalid";
-    case 429: return "TooManyRequests";
-    case 500: return "InternalError";
-    case 503: return "ServiceUnavailable";
-    case 504: return "Timeout";
-    default: return "Unknown";
-  }
-}
 
 // An injected failure, as the server would say it.
 json InjectedStatus(int status, std::optional<int> retry_after) {
@@ -185,223 +103,6 @@ json InjectedStatus(int status, std::optional<int> retry_after) {
     details["retryAfterSeconds"] = *retry_after;
   }
   return StatusObject(status, ReasonFor(status), message, std::move(details));
-}
-
-// ---------------------------------------------------------------------------
-// Names.
-
-// A DNS-1123 subdomain, as metadata.name of a Lease must be. Returns the
-// validation message, empty when valid.
-std::string NameProblem(const std::string& name) {
-  if (name.size() > 253) return "must be no more than 253 characters";
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  bool ok = !name.empty();
-  size_t label_start = 0;
-  for (size_t i = 0; ok && i <= name.size(); ++i) {
-    if (i == name.size() || name[i] == '.') {
-      const std::string_view label(name.data() + label_start, i - label_start);
-      ok = !label.empty() && alnum(label.front()) && alnum(label.back()) &&
-           std::all_of(label.begin(), label.end(), [&](char c) { return alnum(c) || c == '-'; });
-      label_start = i + 1;
-    }
-  }
-  if (ok) return "";
-  return "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-         "'-' or '.', and must start and end with an alphanumeric character (e.g. "
-         "'example.com', regex used for validation is "
-         "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-}
-
-// ---------------------------------------------------------------------------
-// Decoding and validation of a Lease body.
-
-struct Problem {
-  int code = 0;  // 0: none
-  std::string message;
-  json causes = json::array();
-};
-
-const std::set<std::string>& KnownTop() {
-  static const std::set<std::string> s = {"apiVersion", "kind", "metadata", "spec"};
-  return s;
-}
-const std::set<std::string>& KnownMeta() {
-  static const std::set<std::string> s = {
-      "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-      "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
-      "annotations", "ownerReferences", "finalizers", "managedFields"};
-  return s;
-}
-const std::set<std::string>& KnownSpec() {
-  static const std::set<std::string> s = {"holderIdentity", "leaseDurationSeconds",
-                                          "acquireTime", "renewTime", "leaseTransitions",
-                                          "strategy", "preferredHolder"};
-  return s;
-}
-
-std::string GoType(const json& v) {
-  if (v.is_string()) return "string";
-  if (v.is_boolean()) return "bool";
-  if (v.is_number()) return "number " + v.dump();
-  if (v.is_array()) return "array";
-  if (v.is_object()) return "object";
-  return "null";
-}
-
-// Decodes `body` as the API server's JSON decoder would into a Lease: 400 for
-// anything that does not decode; unknown fields dropped into `warnings`.
-// On success `obj` is the decoded object with null fields removed and times
-// normalised to UTC.
-Problem Decode(const std::string& body, json& obj, std::vector<std::string>& warnings) {
-  auto bad = [](const std::string& m) { return Problem{400, m, json::array()}; };
-  const std::string cannot = "Lease in version \"v1\" cannot be handled as a Lease: ";
-  try {
-    obj = json::parse(body);
-  } catch (const json::exception& e) {
-    return bad(cannot + "json parse error: " + e.what());
-  }
-  if (!obj.is_object()) return bad(cannot + "json: cannot unmarshal " + GoType(obj) + " into Go value of type struct");
-  if (!obj.contains("kind") || !obj["kind"].is_string() || obj["kind"].get<std::string>().empty()) {
-    return bad("Object 'Kind' is missing in '" + body.substr(0, 200) + "'");
-  }
-  if (obj["kind"] != "Lease") {
-    return bad("the kind in the data (" + obj["kind"].get<std::string>() +
-               ") does not match the expected kind (Lease)");
-  }
-  if (!obj.contains("apiVersion") || obj["apiVersion"] != kApiVersion) {
-    return bad("the API version in the data (" +
-               (obj.contains("apiVersion") && obj["apiVersion"].is_string()
-                    ? obj["apiVersion"].get<std::string>()
-                    : std::string()) +
-               ") does not match the expected API version (coordination.k8s.io/v1)");
-  }
-  for (auto it = obj.begin(); it != obj.end();) {
-    if (!KnownTop().count(it.key())) {
-      warnings.push_back("unknown field \"" + it.key() + "\"");
-      it = obj.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  if (obj.contains("metadata")) {
-    json& m = obj["metadata"];
-    if (m.is_null()) m = json::object();
-    if (!m.is_object()) return bad(cannot + "json: cannot unmarshal " + GoType(m) + " into Go struct field Lease.metadata of type v1.ObjectMeta");
-    for (auto it = m.begin(); it != m.end();) {
-      if (!KnownMeta().count(it.key())) {
-        warnings.push_back("unknown field \"metadata." + it.key() + "\"");
-        it = m.erase(it);
-      } else if (it->is_null()) {
-        it = m.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    for (const char* f : {"name", "generateName", "namespace", "uid", "resourceVersion"}) {
-      if (m.contains(f) && !m[f].is_string()) {
-        return bad(cannot + "json: cannot unmarshal " + GoType(m[f]) +
-                   " into Go struct field ObjectMeta.metadata." + f + " of type string");
-      }
-    }
-    for (const char* f : {"labels", "annotations"}) {
-      if (!m.contains(f)) continue;
-      if (!m[f].is_object()) return bad(cannot + "json: cannot unmarshal " + GoType(m[f]) + " into Go struct field ObjectMeta.metadata." + f + " of type map[string]string");
-      for (auto& [k, v] : m[f].items()) {
-        if (!v.is_string()) return bad(cannot + "json: cannot unmarshal " + GoType(v) + " into Go struct field ObjectMeta.metadata." + f + " of type string");
-      }
-    }
-  } else {
-    obj["metadata"] = json::object();
-  }
-  if (obj.contains("spec")) {
-    json& s = obj["spec"];
-    if (s.is_null()) s = json::object();
-    if (!s.is_object()) return bad(cannot + "json: cannot unmarshal " + GoType(s) + " into Go struct field Lease.spec of type v1.LeaseSpec");
-    for (auto it = s.begin(); it != s.end();) {
-      if (!KnownSpec().count(it.key())) {
-        warnings.push_back("unknown field \"spec." + it.key() + "\"");
-        it = s.erase(it);
-      } else if (it->is_null()) {
-        it = s.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    for (const char* f : {"holderIdentity", "strategy", "preferredHolder"}) {
-      if (s.contains(f) && !s[f].is_string()) {
-        return bad(cannot + "json: cannot unmarshal " + GoType(s[f]) +
-                   " into Go struct field LeaseSpec.spec." + f + " of type string");
-      }
-    }
-    for (const char* f : {"leaseDurationSeconds", "leaseTransitions"}) {
-      if (!s.contains(f)) continue;
-      const json& v = s[f];
-      const bool int32 =
-          v.is_number_unsigned()  ? v.get<uint64_t>() <= uint64_t{INT32_MAX}
-          : v.is_number_integer() ? v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX
-                                  : false;
-      if (!int32) {
-        return bad(cannot + "json: cannot unmarshal " + GoType(v) +
-                   " into Go struct field LeaseSpec.spec." + f + " of type int32");
-      }
-    }
-    for (const char* f : {"acquireTime", "renewTime"}) {
-      if (!s.contains(f)) continue;
-      const json& v = s[f];
-      if (!v.is_string()) {
-        return bad(cannot + "json: cannot unmarshal " + GoType(v) +
-                   " into Go struct field LeaseSpec.spec." + f + " of type string");
-      }
-      auto t = ParseMicroTime(v.get<std::string>());
-      if (!t) {
-        return bad(cannot + "parsing time \"" + v.get<std::string>() +
-                   "\" as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse \"" +
-                   v.get<std::string>() + "\" as a MicroTime");
-      }
-      s[f] = FormatTime(*t, true);  // the server stores and returns UTC
-    }
-  } else {
-    obj["spec"] = json::object();
-  }
-  return {};
-}
-
-// Validation after decoding (422 with causes).
-Problem Validate(const json& obj) {
-  Problem p;
-  const std::string name = obj["metadata"].value("name", "");
-  auto add = [&](const std::string& field, const std::string& reason, const std::string& msg) {
-    p.causes.push_back({{"reason", reason}, {"message", msg}, {"field", field}});
-  };
-  if (name.empty()) {
-    add("metadata.name", "FieldValueRequired", "Required value: name or generateName is required");
-  } else if (std::string why = NameProblem(name); !why.empty()) {
-    add("metadata.name", "FieldValueInvalid", "Invalid value: \"" + name + "\": " + why);
-  }
-  const json& s = obj["spec"];
-  if (s.contains("leaseDurationSeconds") && s["leaseDurationSeconds"].get<int64_t>() <= 0) {
-    add("spec.leaseDurationSeconds", "FieldValueInvalid",
-        "Invalid value: " + s["leaseDurationSeconds"].dump() + ": must be greater than 0");
-  }
-  if (s.contains("leaseTransitions") && s["leaseTransitions"].get<int64_t>() < 0) {
-    add("spec.leaseTransitions", "FieldValueInvalid",
-        "Invalid value: " + s["leaseTransitions"].dump() + ": must be greater than or equal to 0");
-  }
-  if (s.contains("preferredHolder") && !s.contains("strategy")) {
-    add("spec.preferredHolder", "FieldValueForbidden",
-        "Forbidden: may only be specified if `strategy` is defined");
-  }
-  if (p.causes.empty()) return p;
-  p.code = 422;
-  std::string msg = "Lease.coordination.k8s.io \"" + name + "\" is invalid: ";
-  if (p.causes.size() > 1) msg += "[";
-  for (size_t i = 0; i < p.causes.size(); ++i) {
-    if (i) msg += ", ";
-    msg += p.causes[i]["field"].get<std::string>() + ": " + p.causes[i]["message"].get<std::string>();
-  }
-  if (p.causes.size() > 1) msg += "]";
-  p.message = msg;
-  return p;
 }
 
 std::string RandomUid() {
@@ -512,8 +213,8 @@ struct FakeApiServer::State {
   uint64_t rv = 1000;  // arbitrary start: clients must not assume small numbers
   uint64_t compacted = 1000;
   std::deque<Event> history;
-  uint64_t watch_epoch = 0;       // CloseWatches()
-  uint64_t listener_epoch = 0;    // Suspend(): requests of an older listener end
+  uint64_t watch_epoch = 0;     // CloseWatches()
+  uint64_t listener_epoch = 0;  // Suspend(): requests of an older listener end
   int watches_open = 0;
 
   std::map<std::string, std::string> tokens;
@@ -582,7 +283,8 @@ struct FakeApiServer::State {
 
 class FakeApiServer::Listener {
  public:
-  Listener(std::shared_ptr<State> state, uint64_t epoch) : state_(std::move(state)), epoch_(epoch) {}
+  Listener(std::shared_ptr<State> state, uint64_t epoch)
+      : state_(std::move(state)), epoch_(epoch) {}
 
   ~Listener() {
     if (!server_) return;
@@ -596,7 +298,8 @@ class FakeApiServer::Listener {
     State& st = *state_;
     server_ = std::make_unique<httplib::SSLServer>([&st](SSL_CTX& ctx) {
       if (SSL_CTX_use_certificate_chain_file(&ctx, st.pki.server_cert_file.c_str()) != 1 ||
-          SSL_CTX_use_PrivateKey_file(&ctx, st.pki.server_key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+          SSL_CTX_use_PrivateKey_file(&ctx, st.pki.server_key_file.c_str(), SSL_FILETYPE_PEM) !=
+              1 ||
           SSL_CTX_load_verify_locations(&ctx, st.pki.ca_file.c_str(), nullptr) != 1) {
         return false;
       }
@@ -621,7 +324,9 @@ class FakeApiServer::Listener {
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     });
-    auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); };
+    auto handler = [this](const httplib::Request& req, httplib::Response& res) {
+      Handle(req, res);
+    };
     server_->Get(".*", handler);
     server_->Post(".*", handler);
     server_->Put(".*", handler);
@@ -666,9 +371,7 @@ class FakeApiServer::Listener {
   static Route Classify(const httplib::Request& req) {
     Route r;
     const std::vector<std::string> p = Split(req.path);
-    if (req.path == "/version" || req.path == "/api" || req.path == "/api/v1" ||
-        req.path == "/apis" || req.path == "/apis/coordination.k8s.io" ||
-        req.path == std::string(kGroupPath)) {
+    if (IsDiscoveryPath(req.path)) {
       r.verb = req.method == "GET" ? Verb::kDiscovery : Verb::kOther;
       return r;
     }
@@ -688,9 +391,12 @@ class FakeApiServer::Listener {
     if (i + 1 < p.size()) r.name = p[i + 1];
     if (r.ns.empty() && !r.name.empty()) return r;  // names live in namespaces
     r.lease_api = true;
-    const bool watch_param = req.get_param_value("watch") == "1" || req.get_param_value("watch") == "true";
+    const bool watch_param =
+        req.get_param_value("watch") == "1" || req.get_param_value("watch") == "true";
     if (req.method == "GET") {
-      r.verb = legacy_watch || watch_param ? Verb::kWatch : r.name.empty() ? Verb::kList : Verb::kGet;
+      r.verb = legacy_watch || watch_param ? Verb::kWatch
+               : r.name.empty()            ? Verb::kList
+                                           : Verb::kGet;
     } else if (legacy_watch) {
       r.verb = Verb::kOther;
     } else if (req.method == "POST") {
@@ -717,7 +423,8 @@ class FakeApiServer::Listener {
     RequestRecord rec;
     rec.method = req.method;
     rec.path = req.path;
-    if (const size_t q = req.target.find('?'); q != std::string::npos) rec.query = req.target.substr(q + 1);
+    if (const size_t q = req.target.find('?'); q != std::string::npos)
+      rec.query = req.target.substr(q + 1);
     rec.verb = route.verb;
 
     // Authentication: a bearer token, else a verified client certificate.
@@ -736,15 +443,17 @@ class FakeApiServer::Listener {
       return Record(std::move(rec), res.status);
     }
     if (route.verb == Verb::kDiscovery) {
-      Discovery(req, res);
+      Reply(res, 200, DiscoveryDocument(req.path, st.port));
       return Record(std::move(rec), res.status);
     }
     if (route.verb == Verb::kOther) {
       if (route.lease_api || req.path.rfind(std::string(kGroupPath) + "/", 0) == 0) {
-        Reply(res, 405, StatusObject(405, "MethodNotAllowed",
-                                     "the server does not allow this method on the requested resource"));
+        Reply(res, 405,
+              StatusObject(405, "MethodNotAllowed",
+                           "the server does not allow this method on the requested resource"));
       } else {
-        Reply(res, 404, StatusObject(404, "NotFound", "the server could not find the requested resource"));
+        Reply(res, 404,
+              StatusObject(404, "NotFound", "the server could not find the requested resource"));
       }
       return Record(std::move(rec), res.status);
     }
@@ -757,12 +466,14 @@ class FakeApiServer::Listener {
     }
     {
       if (denied) {
-        const std::string what = route.name.empty() ? "leases.coordination.k8s.io"
-                                                    : "leases.coordination.k8s.io \"" + route.name + "\"";
+        const std::string what = route.name.empty()
+                                     ? "leases.coordination.k8s.io"
+                                     : "leases.coordination.k8s.io \"" + route.name + "\"";
         std::string msg = what + " is forbidden: User \"" + rec.user + "\" cannot " +
                           std::string(VerbName(route.verb)) +
                           " resource \"leases\" in API group \"coordination.k8s.io\"";
-        msg += route.ns.empty() ? " at the cluster scope" : " in the namespace \"" + route.ns + "\"";
+        msg +=
+            route.ns.empty() ? " at the cluster scope" : " in the namespace \"" + route.ns + "\"";
         Reply(res, 403, StatusObject(403, "Forbidden", msg, LeaseDetails(route.name)));
         return Record(std::move(rec), res.status);
       }
@@ -799,14 +510,25 @@ class FakeApiServer::Listener {
       return;  // recorded by Watch
     }
     switch (route.verb) {
-      case Verb::kGet: Get(req, res, route); break;
-      case Verb::kList: List(req, res, route); break;
-      case Verb::kCreate: Create(req, res, route); break;
-      case Verb::kUpdate: Update(req, res, route); break;
-      case Verb::kDelete: Delete(req, res, route); break;
+      case Verb::kGet:
+        Get(req, res, route);
+        break;
+      case Verb::kList:
+        List(req, res, route);
+        break;
+      case Verb::kCreate:
+        Create(req, res, route);
+        break;
+      case Verb::kUpdate:
+        Update(req, res, route);
+        break;
+      case Verb::kDelete:
+        Delete(req, res, route);
+        break;
       default:
-        Reply(res, 405, StatusObject(405, "MethodNotAllowed",
-                                     "the server does not allow this method on the requested resource"));
+        Reply(res, 405,
+              StatusObject(405, "MethodNotAllowed",
+                           "the server does not allow this method on the requested resource"));
     }
     if (fault && fault->drop == DropPoint::kAfterApplying) {
       Drop(res);
@@ -827,97 +549,21 @@ class FakeApiServer::Listener {
   static void Drop(httplib::Response& res) {
     res.status = 200;
     res.body.clear();
-    res.set_content_provider(
-        1024, "application/json",
-        [](size_t, size_t, httplib::DataSink& sink) {
-          sink.write("{\"kind\":", 8);
-          return false;  // httplib closes the connection
-        });
-  }
-
-  // --- Discovery -------------------------------------------------------------
-
-  void Discovery(const httplib::Request& req, httplib::Response& res) {
-    const std::string& p = req.path;
-    if (p == "/version") {
-      return Reply(res, 200, {{"major", "1"}, {"minor", "30"}, {"gitVersion", "v1.30.0-leasehold-fake"},
-                              {"gitCommit", "0000000000000000000000000000000000000000"},
-                              {"gitTreeState", "clean"}, {"buildDate", "2026-01-01T00:00:00Z"},
-                              {"goVersion", "go1.22.0"}, {"compiler", "gc"},
-                              {"platform", "linux/amd64"}});
-    }
-    if (p == "/api") {
-      return Reply(res, 200, {{"kind", "APIVersions"}, {"versions", {"v1"}},
-                              {"serverAddressByClientCIDRs",
-                               {{{"clientCIDR", "0.0.0.0/0"},
-                                 {"serverAddress", "127.0.0.1:" + std::to_string(state_->port)}}}}});
-    }
-    if (p == "/api/v1") {
-      return Reply(res, 200, {{"kind", "APIResourceList"}, {"groupVersion", "v1"},
-                              {"resources",
-                               {{{"name", "namespaces"}, {"singularName", "namespace"},
-                                 {"namespaced", false}, {"kind", "Namespace"},
-                                 {"verbs", {"get", "list"}}, {"shortNames", {"ns"}}}}}});
-    }
-    const json version = {{"groupVersion", kApiVersion}, {"version", "v1"}};
-    const json group = {{"name", kGroup}, {"versions", {version}}, {"preferredVersion", version}};
-    if (p == "/apis") {
-      return Reply(res, 200, {{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", {group}}});
-    }
-    if (p == "/apis/coordination.k8s.io") {
-      json g = group;
-      g["kind"] = "APIGroup";
-      g["apiVersion"] = "v1";
-      return Reply(res, 200, g);
-    }
-    Reply(res, 200, {{"kind", "APIResourceList"}, {"apiVersion", "v1"}, {"groupVersion", kApiVersion},
-                     {"resources",
-                      {{{"name", "leases"}, {"singularName", "lease"}, {"namespaced", true},
-                        {"kind", "Lease"},
-                        {"verbs", {"create", "delete", "deletecollection", "get", "list", "patch",
-                                   "update", "watch"}}}}}});
+    res.set_content_provider(1024, "application/json", [](size_t, size_t, httplib::DataSink& sink) {
+      sink.write("{\"kind\":", 8);
+      return false;  // httplib closes the connection
+    });
   }
 
   // --- Objects -----------------------------------------------------------------
-
-  static bool WantsTable(const httplib::Request& req) {
-    return req.get_header_value("Accept").find("as=Table") != std::string::npos;
-  }
-
-  // kubectl's default output: server-side columns Name, Holder, Age.
-  json Table(const std::vector<json>& items) const {
-    json rows = json::array();
-    for (const json& o : items) {
-      const json meta = o.value("metadata", json::object());
-      const json spec = o.value("spec", json::object());
-      const json holder = spec.contains("holderIdentity") ? spec["holderIdentity"] : json("");
-      rows.push_back({{"cells", {meta.value("name", ""), holder, meta.value("creationTimestamp", json(""))}},
-                      {"object", {{"kind", "PartialObjectMetadata"},
-                                  {"apiVersion", "meta.k8s.io/v1"},
-                                  {"metadata", meta}}}});
-    }
-    return {{"kind", "Table"}, {"apiVersion", "meta.k8s.io/v1"},
-            {"metadata", {{"resourceVersion", std::to_string(state_->rv)}}},
-            {"columnDefinitions",
-             {{{"name", "Name"}, {"type", "string"}, {"format", "name"},
-               {"description", "Name of the lease"}, {"priority", 0}},
-              {{"name", "Holder"}, {"type", "string"}, {"format", ""},
-               {"description", "spec.holderIdentity"}, {"priority", 0}},
-              {{"name", "Age"}, {"type", "date"}, {"format", ""},
-               {"description", "creationTimestamp"}, {"priority", 0}}}},
-            {"rows", rows}};
-  }
-
-  static json NotFound(const std::string& name) {
-    return StatusObject(404, "NotFound", "leases.coordination.k8s.io \"" + name + "\" not found",
-                        LeaseDetails(name));
-  }
 
   void Get(const httplib::Request& req, httplib::Response& res, const Route& r) {
     std::lock_guard lock(state_->mu);
     auto it = state_->objects.find({r.ns, r.name});
     if (it == state_->objects.end()) return Reply(res, 404, NotFound(r.name));
-    Reply(res, 200, WantsTable(req) ? Table({it->second}) : it->second);
+    Reply(
+        res, 200,
+        WantsTable(req.get_header_value("Accept")) ? Table({it->second}, state_->rv) : it->second);
   }
 
   // metadata.name=X / metadata.namespace=Y selectors; empty means all.
@@ -975,8 +621,11 @@ class FakeApiServer::Listener {
     for (const auto& [key, obj] : state_->objects) {
       if (Matches(sel, r, key.first, key.second)) items.push_back(obj);
     }
-    if (WantsTable(req)) return Reply(res, 200, Table(items));
-    json list = {{"kind", "LeaseList"}, {"apiVersion", kApiVersion},
+    if (WantsTable(req.get_header_value("Accept"))) {
+      return Reply(res, 200, Table(items, state_->rv));
+    }
+    json list = {{"kind", "LeaseList"},
+                 {"apiVersion", kApiVersion},
                  {"metadata", {{"resourceVersion", std::to_string(state_->rv)}}},
                  {"items", json::array()}};
     for (json& o : items) {
@@ -990,44 +639,15 @@ class FakeApiServer::Listener {
 
   // Decodes and validates a create/update body. Returns false after replying
   // with the error.
-  bool Admit(const httplib::Request& req, httplib::Response& res, const Route& r, json& obj) {
-    std::vector<std::string> warnings;
-    if (Problem p = Decode(req.body, obj, warnings); p.code) {
-      Reply(res, p.code, StatusObject(p.code, ReasonFor(p.code), p.message));
+  static bool Admit(const httplib::Request& req, httplib::Response& res, const Route& r,
+                    json& obj) {
+    Admission a = detail::Admit(req.body, r.verb, r.ns, r.name);
+    for (const std::string& w : a.warnings) res.set_header("Warning", w);
+    if (a.code != 0) {
+      Reply(res, a.code, a.status);
       return false;
     }
-    for (const std::string& w : warnings) {
-      std::string quoted;  // an RFC 7234 warn-text: a quoted string
-      for (char c : w) {
-        if (c == '"' || c == '\\') quoted += '\\';
-        quoted += c;
-      }
-      res.set_header("Warning", "299 - \"" + quoted + "\"");
-    }
-    json& m = obj["metadata"];
-    if (m.contains("namespace") && m["namespace"] != r.ns) {
-      Reply(res, 400, StatusObject(400, "BadRequest",
-                                   "the namespace of the provided object does not match the "
-                                   "namespace sent on the request"));
-      return false;
-    }
-    if (r.verb == Verb::kUpdate) {
-      if (!m.contains("name")) m["name"] = r.name;
-      if (m["name"] != r.name) {
-        Reply(res, 400, StatusObject(400, "BadRequest",
-                                     "the name of the object (" + m["name"].get<std::string>() +
-                                         ") does not match the name on the URL (" + r.name + ")"));
-        return false;
-      }
-    }
-    if (Problem p = Validate(obj); p.code) {
-      const std::string name = m.value("name", "");
-      json details = LeaseDetails(name);
-      details["kind"] = "Lease";
-      details["causes"] = p.causes;
-      Reply(res, 422, StatusObject(422, "Invalid", p.message, details));
-      return false;
-    }
+    obj = std::move(a.object);
     return true;
   }
 
@@ -1038,15 +658,17 @@ class FakeApiServer::Listener {
     State& st = *state_;
     std::lock_guard lock(st.mu);
     if (st.objects.count({r.ns, name})) {
-      return Reply(res, 409, StatusObject(409, "AlreadyExists",
-                                          "leases.coordination.k8s.io \"" + name + "\" already exists",
-                                          LeaseDetails(name)));
+      return Reply(res, 409,
+                   StatusObject(409, "AlreadyExists",
+                                "leases.coordination.k8s.io \"" + name + "\" already exists",
+                                LeaseDetails(name)));
     }
     if (obj["metadata"].contains("resourceVersion") &&
         !obj["metadata"]["resourceVersion"].get<std::string>().empty()) {
       // The storage layer refuses it; the API server reports that as a 500.
-      return Reply(res, 500, StatusObject(500, "InternalError",
-                                          "resourceVersion should not be set on objects to be created"));
+      return Reply(res, 500,
+                   StatusObject(500, "InternalError",
+                                "resourceVersion should not be set on objects to be created"));
     }
     obj["metadata"].erase("uid");  // the server assigns it
     obj["metadata"].erase("creationTimestamp");
@@ -1054,13 +676,6 @@ class FakeApiServer::Listener {
     st.objects[{r.ns, name}] = stored;
     st.Emit("ADDED", r.ns, name, stored);
     Reply(res, 201, stored);
-  }
-
-  static json Conflict(const std::string& name, const std::string& why) {
-    return StatusObject(409, "Conflict",
-                        "Operation cannot be fulfilled on leases.coordination.k8s.io \"" + name +
-                            "\": " + why,
-                        LeaseDetails(name));
   }
 
   void Update(const httplib::Request& req, httplib::Response& res, const Route& r) {
@@ -1075,15 +690,18 @@ class FakeApiServer::Listener {
     json& m = obj["metadata"];
     const std::string uid = m.value("uid", "");
     if (!uid.empty() && uid != cur["metadata"].value("uid", "")) {
-      return Reply(res, 409, Conflict(r.name, "Precondition failed: UID in precondition: " + uid +
-                                                  ", UID in object meta: " +
-                                                  cur["metadata"].value("uid", "")));
+      return Reply(
+          res, 409,
+          Conflict(r.name, "Precondition failed: UID in precondition: " + uid +
+                               ", UID in object meta: " + cur["metadata"].value("uid", "")));
     }
     const std::string want = m.value("resourceVersion", "");
     const std::string have = cur["metadata"].value("resourceVersion", "");
     if (!want.empty() && want != have) {
-      return Reply(res, 409, Conflict(r.name, "the object has been modified; please apply your "
-                                              "changes to the latest version and try again"));
+      return Reply(res, 409,
+                   Conflict(r.name,
+                            "the object has been modified; please apply your "
+                            "changes to the latest version and try again"));
     }
     // An update that changes nothing is not written: same resourceVersion, no event.
     json candidate = obj;
@@ -1091,7 +709,8 @@ class FakeApiServer::Listener {
     candidate["apiVersion"] = kApiVersion;
     candidate["metadata"]["namespace"] = r.ns;
     candidate["metadata"]["uid"] = cur["metadata"].value("uid", json(nullptr));
-    candidate["metadata"]["creationTimestamp"] = cur["metadata"].value("creationTimestamp", json(nullptr));
+    candidate["metadata"]["creationTimestamp"] =
+        cur["metadata"].value("creationTimestamp", json(nullptr));
     candidate["metadata"]["resourceVersion"] = have;
     if (candidate == cur) return Reply(res, 200, cur);
     json stored = st.Stamp(std::move(obj), r.ns, r.name, &cur);
@@ -1101,14 +720,9 @@ class FakeApiServer::Listener {
   }
 
   void Delete(const httplib::Request& req, httplib::Response& res, const Route& r) {
-    json options = json::object();
-    if (!req.body.empty()) {
-      try {
-        options = json::parse(req.body);
-      } catch (const json::exception& e) {
-        return Reply(res, 400, StatusObject(400, "BadRequest", std::string("DeleteOptions: ") + e.what()));
-      }
-      if (!options.is_object()) return Reply(res, 400, StatusObject(400, "BadRequest", "DeleteOptions must be an object"));
+    json options;
+    if (std::optional<std::string> error = DecodeDeleteOptions(req.body, options)) {
+      return Reply(res, 400, StatusObject(400, "BadRequest", *error));
     }
     State& st = *state_;
     std::lock_guard lock(st.mu);
@@ -1118,17 +732,18 @@ class FakeApiServer::Listener {
     if (options.contains("preconditions") && options["preconditions"].is_object()) {
       const json& pre = options["preconditions"];
       if (pre.contains("uid") && pre["uid"].is_string() && pre["uid"] != meta["uid"]) {
-        return Reply(res, 409, Conflict(r.name, "Precondition failed: UID in precondition: " +
-                                                    pre["uid"].get<std::string>() +
-                                                    ", UID in object meta: " +
-                                                    meta.value("uid", "")));
+        return Reply(res, 409,
+                     Conflict(r.name, "Precondition failed: UID in precondition: " +
+                                          pre["uid"].get<std::string>() +
+                                          ", UID in object meta: " + meta.value("uid", "")));
       }
       if (pre.contains("resourceVersion") && pre["resourceVersion"].is_string() &&
           pre["resourceVersion"] != meta["resourceVersion"]) {
-        return Reply(res, 409, Conflict(r.name, "Precondition failed: ResourceVersion in precondition: " +
-                                                    pre["resourceVersion"].get<std::string>() +
-                                                    ", ResourceVersion in object meta: " +
-                                                    meta.value("resourceVersion", "")));
+        return Reply(res, 409,
+                     Conflict(r.name, "Precondition failed: ResourceVersion in precondition: " +
+                                          pre["resourceVersion"].get<std::string>() +
+                                          ", ResourceVersion in object meta: " +
+                                          meta.value("resourceVersion", "")));
       }
     }
     json last = it->second;
@@ -1136,9 +751,12 @@ class FakeApiServer::Listener {
     st.objects.erase(it);
     last["metadata"]["resourceVersion"] = std::to_string(++st.rv);
     st.Emit("DELETED", r.ns, r.name, last);
-    Reply(res, 200, {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()},
-                     {"status", "Success"},
-                     {"details", {{"name", r.name}, {"group", kGroup}, {"kind", "leases"}, {"uid", uid}}}});
+    Reply(res, 200,
+          {{"kind", "Status"},
+           {"apiVersion", "v1"},
+           {"metadata", json::object()},
+           {"status", "Success"},
+           {"details", {{"name", r.name}, {"group", kGroup}, {"kind", "leases"}, {"uid", uid}}}});
   }
 
   // --- Watch -------------------------------------------------------------------
@@ -1163,10 +781,11 @@ class FakeApiServer::Listener {
       errno = 0;
       from = std::strtoull(rv_text.c_str(), &end, 10);
       if (end == rv_text.c_str() || *end != '\0' || errno == ERANGE) {
-        Reply(res, 400, StatusObject(400, "BadRequest",
-                                     "resourceVersion: Invalid value: \"" + rv_text +
-                                         "\": strconv.ParseUint: parsing \"" + rv_text +
-                                         "\": invalid syntax"));
+        Reply(
+            res, 400,
+            StatusObject(400, "BadRequest",
+                         "resourceVersion: Invalid value: \"" + rv_text +
+                             "\": strconv.ParseUint: parsing \"" + rv_text + "\": invalid syntax"));
         return Record(std::move(rec), res.status);
       }
     }
@@ -1226,8 +845,8 @@ class FakeApiServer::Listener {
       std::lock_guard lock(st.mu);
       stream->watch_epoch = st.watch_epoch;
     }
-    stream->end = timeout == Duration::max() ? std::chrono::steady_clock::time_point::max()
-                                             : now + timeout;
+    stream->end =
+        timeout == Duration::max() ? std::chrono::steady_clock::time_point::max() : now + timeout;
     const Duration every = st.options.bookmark_interval;
     stream->next_bookmark = bookmarks && every > Duration::zero()
                                 ? now + every
@@ -1258,9 +877,10 @@ class FakeApiServer::Listener {
               // Fell behind a compaction while streaming: the real server ends
               // such a watch with 410 too.
               stream->pending = EventLine(
-                  "ERROR", StatusObject(410, "Expired", "too old resource version: " +
-                                                            std::to_string(stream->cursor) + " (" +
-                                                            std::to_string(st.compacted) + ")"));
+                  "ERROR",
+                  StatusObject(410, "Expired",
+                               "too old resource version: " + std::to_string(stream->cursor) +
+                                   " (" + std::to_string(st.compacted) + ")"));
               stream->end = now;
               continue;
             }
@@ -1274,7 +894,8 @@ class FakeApiServer::Listener {
             if (now >= stream->next_bookmark) {
               stream->next_bookmark = now + every;
               stream->pending = EventLine(
-                  "BOOKMARK", {{"kind", "Lease"}, {"apiVersion", kApiVersion},
+                  "BOOKMARK", {{"kind", "Lease"},
+                               {"apiVersion", kApiVersion},
                                {"metadata", {{"resourceVersion", std::to_string(st.rv)}}}});
               continue;
             }
@@ -1304,7 +925,8 @@ Result<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(FakeApiServerOptions
   std::string dir = st.options.pki_dir;
   if (dir.empty()) {
     st.own_dir = std::make_unique<TempDir>("fake-apiserver");
-    if (!st.own_dir->ok()) return InternalError("fake API server: cannot create a temporary directory");
+    if (!st.own_dir->ok())
+      return InternalError("fake API server: cannot create a temporary directory");
     dir = st.own_dir->path();
   }
   auto pki = TestPki::Create(dir, "leasehold-client", "leasehold-testers");
@@ -1317,7 +939,9 @@ Result<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(FakeApiServerOptions
 
 FakeApiServer::~FakeApiServer() { Suspend(); }
 
-std::string FakeApiServer::url() const { return "https://127.0.0.1:" + std::to_string(state_->port); }
+std::string FakeApiServer::url() const {
+  return "https://127.0.0.1:" + std::to_string(state_->port);
+}
 int FakeApiServer::port() const { return state_->port; }
 const TestPki& FakeApiServer::pki() const { return state_->pki; }
 
@@ -1327,18 +951,26 @@ std::string FakeApiServer::Kubeconfig(const std::string& token, const std::strin
          "clusters:\n"
          "- name: fake\n"
          "  cluster:\n"
-         "    server: " + url() + "\n"
-         "    certificate-authority: " + state_->pki.ca_file + "\n"
+         "    server: " +
+         url() +
+         "\n"
+         "    certificate-authority: " +
+         state_->pki.ca_file +
+         "\n"
          "users:\n"
          "- name: tester\n"
          "  user:\n"
-         "    token: " + token + "\n"
+         "    token: " +
+         token +
+         "\n"
          "contexts:\n"
          "- name: fake\n"
          "  context:\n"
          "    cluster: fake\n"
          "    user: tester\n"
-         "    namespace: " + ns + "\n"
+         "    namespace: " +
+         ns +
+         "\n"
          "current-context: fake\n";
 }
 
@@ -1406,7 +1038,8 @@ Result<std::string> FakeApiServer::PutLease(const std::string& ns, const std::st
     json& m = obj["metadata"];
     const json& old = it->second["metadata"];
     if (!m.contains("uid")) m["uid"] = old.value("uid", json(RandomUid()));
-    if (!m.contains("creationTimestamp")) m["creationTimestamp"] = old.value("creationTimestamp", json(nullptr));
+    if (!m.contains("creationTimestamp"))
+      m["creationTimestamp"] = old.value("creationTimestamp", json(nullptr));
   } else if (existed && !obj.contains("metadata")) {
     obj["metadata"] = {{"uid", it->second["metadata"].value("uid", json(RandomUid()))}};
   }
