@@ -64,6 +64,11 @@
 
 namespace leasehold::kubernetes::testing {
 
+namespace detail {
+struct ServerState;
+class HttpFront;
+}  // namespace detail
+
 // What a request asked for, in Kubernetes' authorization vocabulary.
 enum class Verb {
   kGet,
@@ -107,8 +112,8 @@ struct RequestRecord {
   std::string path;
   std::string query;  // raw, without '?'
   Verb verb = Verb::kOther;
-  int status = 0;     // as answered; 0 when the connection was cut
-  std::string user;   // empty when not authenticated
+  int status = 0;    // as answered; 0 when the connection was cut
+  std::string user;  // empty when not authenticated
 };
 
 // When a dropped request loses its connection.
@@ -201,11 +206,9 @@ class FakeApiServer {
   size_t connections_accepted() const;
 
  private:
-  struct State;
-  class Listener;
   FakeApiServer() = default;
-  std::shared_ptr<State> state_;
-  std::unique_ptr<Listener> listener_;
+  std::shared_ptr<detail::ServerState> state_;
+  std::unique_ptr<detail::HttpFront> listener_;
 };
 
 }  // namespace leasehold::kubernetes::testing
