@@ -61,7 +61,8 @@ std::string FormatDuration(Duration d) {
     unsigned long long size;
     const char* name;
   };
-  static constexpr Unit kUnits[] = {{1'000'000'000ULL, "s"}, {1'000'000ULL, "ms"}, {1'000ULL, "us"}, {1ULL, "ns"}};
+  static constexpr Unit kUnits[] = {
+      {1'000'000'000ULL, "s"}, {1'000'000ULL, "ms"}, {1'000ULL, "us"}, {1ULL, "ns"}};
   for (const Unit& unit : kUnits) {
     if (ns < unit.size && unit.size != 1) continue;
     // Up to three decimals, trailing zeros dropped: 1.5s, 250ms, 12600s.

@@ -111,10 +111,9 @@ struct Scheduler::Watchdog {
     // The timer owns the watchdog: a store that never answers drops its
     // callback (and the callback's reference) but must not silence this.
     // It holds the runtime weakly: the runtime owns the timer.
-    w->timer = runtime->RunAt(w->guards[w->next].when,
-                              [w, weak = std::weak_ptr<Runtime>(runtime)] {
-                                if (auto rt = weak.lock()) Fire(w, rt);
-                              });
+    w->timer = runtime->RunAt(w->guards[w->next].when, [w, weak = std::weak_ptr<Runtime>(runtime)] {
+      if (auto rt = weak.lock()) Fire(w, rt);
+    });
   }
   static void Fire(const std::shared_ptr<Watchdog>& w, const std::shared_ptr<Runtime>& runtime) {
     std::vector<std::weak_ptr<Sleeper>> due;
@@ -157,24 +156,24 @@ void Scheduler::Flush(Batch batch) {
     Watchdog::Arm(watchdog, runtime_);
   }
   const size_t n = requests.size();
-  store->Renew(std::move(requests), [dones = std::move(dones), n, what = store->Describe(),
-                                     watchdog, runtime = runtime_](
-                                        std::vector<Result<RenewOutcome>> results) {
-    TimerId timer;
-    {
-      std::lock_guard lock(watchdog->mu);
-      watchdog->answered = true;
-      timer = std::exchange(watchdog->timer, 0);
-    }
-    if (timer) runtime->CancelTimer(timer);
-    if (results.size() != n) {
-      Status bad = InternalError(what + ": answered " + std::to_string(results.size()) +
-                                 " results to a batch of " + std::to_string(n) + " renewals");
-      for (const auto& done : dones) done(bad);
-      return;
-    }
-    for (size_t i = 0; i < n; ++i) dones[i](std::move(results[i]));
-  });
+  store->Renew(
+      std::move(requests), [dones = std::move(dones), n, what = store->Describe(), watchdog,
+                            runtime = runtime_](std::vector<Result<RenewOutcome>> results) {
+        TimerId timer;
+        {
+          std::lock_guard lock(watchdog->mu);
+          watchdog->answered = true;
+          timer = std::exchange(watchdog->timer, 0);
+        }
+        if (timer) runtime->CancelTimer(timer);
+        if (results.size() != n) {
+          Status bad = InternalError(what + ": answered " + std::to_string(results.size()) +
+                                     " results to a batch of " + std::to_string(n) + " renewals");
+          for (const auto& done : dones) done(bad);
+          return;
+        }
+        for (size_t i = 0; i < n; ++i) dones[i](std::move(results[i]));
+      });
 }
 
 }  // namespace leasehold::detail

@@ -13,9 +13,8 @@
 // whose renewals fall due together are woken in one pass; each enqueues its
 // request here and the flush -- posted after the whole pass -- hands each
 // store object's batch to its Store::Renew() at once (requests that came
-// through different decorators go to their own decorator). A store that can renew many leases in one request
-// (etcd's session keepalive, one SQL transaction) turns N renewals into one
-// round trip.
+// through different decorators go to their own decorator). A store that can renew many leases in
+// one request (etcd's session keepalive, one SQL transaction) turns N renewals into one round trip.
 //
 // Deadlines while a renewal is out: each batch has one watchdog timer at the
 // earliest safe deadline among its leases, cancelled when the store answers.

@@ -60,9 +60,7 @@ class FakeClock final : public Clock {
   WallTime WallNow() const noexcept override;
 
   // REQUIRES: d >= 0.
-  void Advance(Duration d) noexcept {
-    now_ns_.fetch_add(d.count(), std::memory_order_acq_rel);
-  }
+  void Advance(Duration d) noexcept { now_ns_.fetch_add(d.count(), std::memory_order_acq_rel); }
   // Moves to t if t is later than Now(); never moves backwards.
   void AdvanceTo(TimePoint t) noexcept;
 

@@ -86,8 +86,8 @@ struct Acquired {
 
 // Someone else holds it.
 struct Contended {
-  std::string holder{};   // who, for display; may be empty if the store cannot tell
-  std::string version;  // opaque observation to watch from (may be empty)
+  std::string holder{};  // who, for display; may be empty if the store cannot tell
+  std::string version;   // opaque observation to watch from (may be empty)
   // When the store could grant it at the earliest if nothing changes (e.g. the
   // rest of a client-judged observation window); unset if it cannot tell.
   std::optional<Duration> retry_after{};
@@ -105,7 +105,7 @@ struct RenewRequest {
 
 // The tenure goes on.
 struct Renewed {
-  Duration ttl{};                   // as in Acquired
+  Duration ttl{};                     // as in Acquired
   std::optional<TimePoint> anchor{};  // as in Acquired
 };
 
@@ -128,7 +128,7 @@ struct ReleaseRequest {
 struct LeaseRecord {
   std::string name{};
   std::string holder{};  // empty when free
-  FencingToken token;  // of the current (or last) tenure
+  FencingToken token;    // of the current (or last) tenure
   // Time left before the store would consider it free, as far as this client
   // can tell; unset when free or unknown.
   std::optional<Duration> remaining{};
@@ -138,8 +138,8 @@ struct LeaseRecord {
 };
 
 struct StoreCapabilities {
-  bool fencing = true;      // issues FencingTokens with ordered sequences
-  bool watch = false;       // implements Watch()
+  bool fencing = true;  // issues FencingTokens with ordered sequences
+  bool watch = false;   // implements Watch()
 };
 
 using AcquireCallback = std::function<void(Result<AcquireOutcome>)>;
@@ -191,8 +191,7 @@ class Store {
   // changed after the observation `version` (released, deleted, expired, taken
   // over). Returns 0 if the store cannot watch; the engine then polls. A store
   // may call `on_change` spuriously; it must not miss a change after `version`.
-  virtual WatchId Watch(const std::string& name, const std::string& version,
-                        Task on_change);
+  virtual WatchId Watch(const std::string& name, const std::string& version, Task on_change);
   // After this returns, `on_change` of that watch will not start.
   virtual void CancelWatch(WatchId id) noexcept;
 

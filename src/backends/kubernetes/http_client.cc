@@ -26,20 +26,11 @@ struct Sink {
   std::string body;
   bool too_big = false;
   std::optional<Duration> retry_after;
-  const std::function<bool(std::string_view)>* on_data = nullptr;
-  bool stopped = false;
 };
 
 size_t WriteBody(char* data, size_t size, size_t n, void* user) {
   auto* sink = static_cast<Sink*>(user);
   const size_t len = size * n;
-  if (sink->on_data != nullptr) {
-    if (!(*sink->on_data)(std::string_view(data, len))) {
-      sink->stopped = true;
-      return CURL_WRITEFUNC_ERROR;
-    }
-    return len;
-  }
   if (sink->body.size() + len > kMaxBody) {
     sink->too_big = true;
     return CURL_WRITEFUNC_ERROR;
@@ -246,64 +237,28 @@ Result<HttpResponse> HttpClient::Send(std::string_view method, const std::string
   }
 }
 
-Result<long> HttpClient::Stream(const std::string& path,
-                                const std::function<bool(std::string_view)>& on_data,
-                                const std::function<bool()>& cancelled) {
+Result<void*> HttpClient::NewStream(const std::string& path, void** headers) {
   Result<std::string> token = tokens_.Current();
   if (!token.ok()) {
     return UnauthenticatedError(describe_ +
                                 ": cannot read the bearer token: " + token.status().message());
   }
   CURL* h = curl_easy_init();
-  CURLM* multi = curl_multi_init();
-  if (h == nullptr || multi == nullptr) {
-    if (h) curl_easy_cleanup(h);
-    if (multi) curl_multi_cleanup(multi);
-    return InternalError(describe_ + ": curl init failed");
-  }
-  curl_slist* headers = nullptr;
-  Configure(h, credentials_.server + path, *token, &headers);
-  Sink sink;
-  sink.on_data = &on_data;
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+  if (h == nullptr) return InternalError(describe_ + ": curl_easy_init failed");
+  Configure(h, credentials_.server + path, *token, headers);
   curl_easy_setopt(
       h, CURLOPT_CONNECTTIMEOUT_MS,
       static_cast<long>(
           std::chrono::duration_cast<std::chrono::milliseconds>(request_timeout_).count()));
-  curl_multi_add_handle(multi, h);
-  CURLcode result = CURLE_OK;
-  bool done = false;
-  bool was_cancelled = false;
-  while (!done) {
-    if (cancelled()) {
-      was_cancelled = true;
-      break;
-    }
-    int running = 0;
-    if (curl_multi_perform(multi, &running) != CURLM_OK) break;
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
-      if (msg->msg == CURLMSG_DONE) {
-        result = msg->data.result;
-        done = true;
-      }
-    }
-    if (done || running == 0) break;
-    curl_multi_poll(multi, nullptr, 0, 50, nullptr);
-  }
+  return static_cast<void*>(h);
+}
+
+Result<long> HttpClient::EndStream(void* handle, int rc, const char* errbuf, bool stopped) {
   long status = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  curl_multi_remove_handle(multi, h);
-  curl_easy_cleanup(h);
-  curl_multi_cleanup(multi);
-  curl_slist_free_all(headers);
+  curl_easy_getinfo(static_cast<CURL*>(handle), CURLINFO_RESPONSE_CODE, &status);
   if (status == 401) tokens_.Invalidate();
-  if (was_cancelled || sink.stopped) return status;
-  if (result != CURLE_OK) return TransportError(describe_, result, errbuf);
-  return status;
+  if (stopped || rc == CURLE_OK) return status;
+  return TransportError(describe_, static_cast<CURLcode>(rc), errbuf);
 }
 
 }  // namespace leasehold::kubernetes::detail

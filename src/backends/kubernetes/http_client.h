@@ -45,12 +45,14 @@ class HttpClient {
   Result<HttpResponse> Send(std::string_view method, const std::string& path,
                             const std::string* body, TimePoint deadline);
 
-  // A streaming GET: `on_data` gets each chunk of the body as it arrives and
-  // returns false to stop; `cancelled` is polled and stops the stream.
-  // Returns the HTTP status when the stream ended (by the server, on_data or
-  // cancellation), or the transport error.
-  Result<long> Stream(const std::string& path, const std::function<bool(std::string_view)>& on_data,
-                      const std::function<bool()>& cancelled);
+  // For StreamMux: a new easy handle (CURL*) set up for a streaming GET of
+  // `path` -- TLS, bearer token, connect timeout -- and, in *headers, its
+  // header list (curl_slist*), which must outlive it.
+  Result<void*> NewStream(const std::string& path, void** headers);
+  // The end of such a stream, from curl's code `rc` and error text: the HTTP
+  // status if the stream was answered (or `stopped` by its reader), else the
+  // transport error. A 401 makes the next request re-read the token.
+  Result<long> EndStream(void* handle, int rc, const char* errbuf, bool stopped);
 
  private:
   void* Take();

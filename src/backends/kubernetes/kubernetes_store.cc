@@ -14,6 +14,7 @@
 #include "lease_codec.h"
 #include "leasehold/backends/kubernetes.h"
 #include "leasehold/detail/io.h"
+#include "stream_mux.h"
 
 namespace leasehold::kubernetes {
 namespace {
@@ -22,6 +23,7 @@ using json = nlohmann::json;
 using detail::ApiStatus;
 using detail::HttpClient;
 using detail::HttpResponse;
+using detail::StreamMux;
 using detail::LeaseObject;
 
 constexpr int64_t kMaxTransitions = std::numeric_limits<int32_t>::max();
@@ -112,30 +114,68 @@ std::shared_ptr<ObservationBook> ProcessBook() {
   return book;
 }
 
+// One Watch(): its stream on the mux, and the waiter's callback, which runs
+// on the runtime (never on the mux thread: it may end the store).
 struct WatchState {
   std::mutex mu;
   std::condition_variable cv;
   bool cancelled = false;
   bool fired = false;
-  bool running = false;
-  std::atomic<bool> finished{false};
-  std::thread::id thread;
+  std::thread::id running;  // the thread running on_change, if any
+  uint64_t stream = 0;
+  std::atomic<bool> finished{false};  // the stream ended; Fire is on its way
   Task on_change;
 
   void Fire() {
+    Task task;
     {
       std::lock_guard lock(mu);
       if (cancelled || fired) return;
       fired = true;
-      running = true;
+      running = std::this_thread::get_id();
+      task = std::move(on_change);
     }
     try {
-      on_change();
+      task();
     } catch (...) {
     }
+    task = nullptr;
     std::lock_guard lock(mu);
-    running = false;
+    running = std::thread::id();
     cv.notify_all();
+  }
+
+  // After Cancel returns, on_change has not started and will not, or has
+  // returned -- unless Cancel is called from on_change itself.
+  void Cancel() {
+    Task dropped;
+    std::unique_lock lock(mu);
+    cancelled = true;
+    const auto self = std::this_thread::get_id();
+    cv.wait(lock, [&] { return running == std::thread::id() || running == self; });
+    dropped = std::move(on_change);
+  }
+};
+
+// The watch stream's reader: newline-delimited watch events.
+struct WatchReader {
+  std::string buffer;
+  bool woken = false;  // an event, an ERROR object or garbage arrived
+
+  bool OnData(std::string_view chunk) {
+    buffer.append(chunk);
+    if (buffer.size() > (size_t{4} << 20)) return !(woken = true);
+    size_t nl;
+    while ((nl = buffer.find('\n')) != std::string::npos) {
+      std::string line = buffer.substr(0, nl);
+      buffer.erase(0, nl + 1);
+      if (line.empty() || line == "\r") continue;
+      Result<detail::WatchEvent> ev = detail::ParseWatchLine(line);
+      if (ev.ok() && ev->type == "BOOKMARK") continue;
+      woken = true;  // a change, an ERROR (410 Gone) or garbage: wake the waiter
+      return false;
+    }
+    return true;
   }
 };
 
@@ -181,12 +221,10 @@ struct KubernetesStore::State {
   std::unordered_map<std::string, Tenure> tenures;
   std::unordered_map<std::string, uint64_t> highest;  // name + "/" + uid -> sequence issued
 
-  struct WatchEntry {
-    std::shared_ptr<WatchState> state;
-    std::thread thread;
-  };
+  // Every watch stream of this store on one thread (stream_mux.h).
+  StreamMux mux{http};
   std::mutex watch_mu;
-  std::map<WatchId, WatchEntry> watches;
+  std::map<WatchId, std::shared_ptr<WatchState>> watches;
   WatchId last_watch = 0;
   bool closing = false;
   // Set once the server answers a watch with 403 (a Role without the `watch`
@@ -564,25 +602,15 @@ KubernetesStore::KubernetesStore(std::shared_ptr<Runtime> runtime, std::shared_p
     : Store(std::move(runtime)), state_(std::move(state)) {}
 
 KubernetesStore::~KubernetesStore() {
-  std::map<WatchId, State::WatchEntry> watches;
+  std::map<WatchId, std::shared_ptr<WatchState>> watches;
   {
     std::lock_guard lock(state_->watch_mu);
     state_->closing = true;
     watches.swap(state_->watches);
   }
-  for (auto& [id, w] : watches) {
-    {
-      std::lock_guard lock(w.state->mu);
-      w.state->cancelled = true;
-      w.state->cv.notify_all();
-    }
-    if (w.thread.joinable()) {
-      if (w.thread.get_id() == std::this_thread::get_id()) {
-        w.thread.detach();  // destroyed from its own callback: it ends right after
-      } else {
-        w.thread.join();
-      }
-    }
+  for (auto& [id, ws] : watches) {
+    state_->mux.Close(ws->stream);
+    ws->Cancel();
   }
 }
 
@@ -696,61 +724,39 @@ WatchId KubernetesStore::Watch(const std::string& name, const std::string& versi
   const std::string path = state_->collection +
                            "?watch=1&fieldSelector=" + UrlEncode("metadata.name=" + name) +
                            "&resourceVersion=" + UrlEncode(version) + "&allowWatchBookmarks=true";
-  std::vector<std::thread> finished;
-  WatchId id = 0;
-  {
-    std::lock_guard lock(state_->watch_mu);
-    if (state_->closing) return 0;
-    for (auto it = state_->watches.begin(); it != state_->watches.end();) {
-      if (it->second.state->finished) {
-        finished.push_back(std::move(it->second.thread));
-        it = state_->watches.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    id = ++state_->last_watch;
-    std::thread t([http = state_->http, forbidden = state_->watch_forbidden, ws, path] {
-      std::string buffer;
-      bool woken = false;
-      auto on_data = [&](std::string_view chunk) {
-        buffer.append(chunk);
-        if (buffer.size() > (size_t{4} << 20)) return !(woken = true);
-        size_t nl;
-        while ((nl = buffer.find('\n')) != std::string::npos) {
-          std::string line = buffer.substr(0, nl);
-          buffer.erase(0, nl + 1);
-          if (line.empty() || line == "\r") continue;
-          Result<detail::WatchEvent> ev = detail::ParseWatchLine(line);
-          if (ev.ok() && ev->type == "BOOKMARK") continue;
-          woken = true;  // a change, an ERROR (410 Gone) or garbage: wake the waiter
-          return false;
+  std::lock_guard lock(state_->watch_mu);
+  if (state_->closing) return 0;
+  std::erase_if(state_->watches, [](const auto& entry) { return entry.second->finished.load(); });
+  // The handlers run on the mux thread and hold the watch weakly: its owner is
+  // the map (until CancelWatch), then the Fire on its way.
+  auto reader = std::make_shared<WatchReader>();
+  const TimePoint opened = state_->clock.Now();
+  Result<uint64_t> stream = state_->mux.Open(
+      path, [reader](std::string_view chunk) { return reader->OnData(chunk); },
+      [reader, weak = std::weak_ptr<WatchState>(ws), runtime = state_->runtime,
+       forbidden = state_->watch_forbidden, opened](const Result<long>& status) {
+        if (status.ok() && *status == 403) forbidden->store(true);
+        std::shared_ptr<WatchState> w = weak.lock();
+        if (!w) return;
+        w->finished = true;
+        // Wake the waiter (it reads the record and watches again) at once on
+        // an event or a 410 Gone. When the watch was refused, failed or
+        // simply ended, wake it no sooner than a second after the watch was
+        // opened: a change may have been missed, but waking at once would
+        // read and watch again in a tight loop against a failing server (or a
+        // proxy that closes streams). After a 403 the next Watch() declines,
+        // and the waiter polls.
+        auto fire = [w = std::move(w)] { w->Fire(); };
+        if (reader->woken || (status.ok() && *status == 410)) {
+          runtime->Post(std::move(fire));
+        } else {
+          runtime->RunAt(opened + std::chrono::seconds(1), std::move(fire));
         }
-        return true;
-      };
-      auto cancelled = [&] {
-        std::lock_guard lock(ws->mu);
-        return ws->cancelled;
-      };
-      const auto opened = std::chrono::steady_clock::now();
-      const Result<long> status = http->Stream(path, on_data, cancelled);
-      if (status.ok() && *status == 403) forbidden->store(true);
-      // Wake the waiter (it reads the record and watches again) at once on an
-      // event or a 410 Gone. When the watch was refused, failed or simply
-      // ended, wake it no sooner than a second after the watch was opened: a
-      // change may have been missed, but waking at once would read and watch
-      // again in a tight loop against a failing server (or a proxy that closes
-      // streams). After a 403 the next Watch() declines, and the waiter polls.
-      if (!woken && !(status.ok() && *status == 410)) {
-        std::unique_lock lock(ws->mu);
-        ws->cv.wait_until(lock, opened + std::chrono::seconds(1), [&] { return ws->cancelled; });
-      }
-      ws->Fire();
-      ws->finished = true;
-    });
-    state_->watches.emplace(id, State::WatchEntry{ws, std::move(t)});
-  }
-  for (auto& t : finished) t.join();
+      });
+  if (!stream.ok()) return 0;  // the waiter polls
+  ws->stream = *stream;
+  const WatchId id = ++state_->last_watch;
+  state_->watches.emplace(id, std::move(ws));
   return id;
 }
 
@@ -760,17 +766,11 @@ void KubernetesStore::CancelWatch(WatchId id) noexcept {
     std::lock_guard lock(state_->watch_mu);
     auto it = state_->watches.find(id);
     if (it == state_->watches.end()) return;
-    ws = it->second.state;
-    if (it->second.thread.get_id() == std::this_thread::get_id()) {
-      std::lock_guard wl(ws->mu);
-      ws->cancelled = true;
-      return;
-    }
+    ws = std::move(it->second);
+    state_->watches.erase(it);
   }
-  std::unique_lock lock(ws->mu);
-  ws->cancelled = true;
-  ws->cv.notify_all();  // a watch thread waiting out its back-off
-  ws->cv.wait(lock, [&] { return !ws->running; });
+  state_->mux.Close(ws->stream);
+  ws->Cancel();
 }
 
 const std::string& KubernetesStore::namespace_name() const noexcept { return state_->ns; }

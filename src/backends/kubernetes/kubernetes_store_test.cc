@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -586,6 +588,53 @@ TEST_F(KubernetesStoreTest, AWaitingContenderHoldsWithinMillisecondsOfARelease) 
   ASSERT_TRUE(got->has_value());
   EXPECT_LT(took, 200ms);
   EXPECT_EQ((*got)->sequence, 2u);
+}
+
+size_t ThreadsOfThisProcess() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    ++n;
+  }
+  return n;
+}
+
+// Waiting leases watch the record; every watch of a store shares one thread
+// (stream_mux.h), so a thousand waiters cost one thread, not a thousand.
+TEST_F(KubernetesStoreTest, AThousandWaitingLeasesShareOneWatchThread) {
+  const int kWaiters = leasehold::testing::kSanitized ? 200 : 1000;
+  // Each open watch occupies a server thread (the fake server is in this
+  // process: its pool is counted in the baseline, started before it).
+  StartServer({.threads = static_cast<size_t>(kWaiters) + 16});
+  auto store = Open();
+  auto holder = MakeLease(store, "crowd", "holder", 30s);
+  ASSERT_TRUE(*holder->Acquire());
+  const size_t baseline = ThreadsOfThisProcess();
+  std::vector<std::unique_ptr<Lease>> waiters;
+  std::vector<Future<AcquireResult>> pending;
+  for (int i = 0; i < kWaiters; ++i) {
+    waiters.push_back(MakeLease(store, "crowd", "w" + std::to_string(i), 30s));
+    pending.push_back(waiters.back()->StartAcquire({.wait = true, .timeout = 120s}));
+  }
+  const TimePoint start = Now();
+  while (server_->active_watches() < kWaiters && Now() - start < 60s) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(server_->active_watches(), kWaiters);
+  const size_t added = ThreadsOfThisProcess() - baseline;
+  // The watch thread, plus the runtime's blocking lane (RuntimeOptions:
+  // 4 by default) if the reads started it after the baseline.
+  std::printf("%d waiting leases added %zu threads\n", kWaiters, added);
+  EXPECT_LE(added, 5u) << kWaiters << " waiting leases added " << added << " threads";
+  // The release wakes them all; exactly one takes the lease.
+  ASSERT_TRUE(holder->Release().ok());
+  const auto holders = [&] {
+    return std::count_if(waiters.begin(), waiters.end(),
+                         [](const auto& w) { return w->CheckAlive(); });
+  };
+  const TimePoint released = Now();
+  while (holders() == 0 && Now() - released < 60s) std::this_thread::sleep_for(10ms);
+  const auto won = holders();
+  EXPECT_EQ(won, 1);
 }
 
 TEST_F(KubernetesStoreTest, InspectAndBreakSeeAndFreeTheLeaseKeepingTheSequence) {
