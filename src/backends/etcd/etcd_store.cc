@@ -20,6 +20,7 @@
 #include "etcd_watch.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/clock.h"
+#include "leasehold/future.h"
 
 namespace leasehold {
 namespace {
@@ -574,27 +575,21 @@ Status EtcdStore::FencedTxn(const FencingToken& token, const std::string& name,
   for (const auto& w : writes) {
     if (w.key.empty()) return InvalidArgumentError(st->describe + ": fenced write: empty key");
   }
-  std::mutex m;
-  std::condition_variable cv;
-  std::optional<Status> result;
+  Promise<Status> applied(nullptr);
   st->Txn("fenced write under " + State::Lease(name),
           etcd::FencedTxn(key, static_cast<int64_t>(token.sequence), std::move(writes)), deadline,
-          [&, name](Result<pb::TxnResponse> r) {
+          [st, name, sequence = token.sequence, applied](Result<pb::TxnResponse> r) mutable {
             Status s;
             if (!r.ok()) {
               s = r.status();
             } else if (!r->succeeded()) {
               s = FailedPreconditionError(st->describe + ": " + State::Lease(name) +
                                           ": lease no longer held (create revision is not " +
-                                          std::to_string(token.sequence) + ")");
+                                          std::to_string(sequence) + ")");
             }
-            std::lock_guard lock(m);
-            result = s;
-            cv.notify_all();
+            applied.Set(std::move(s));
           });
-  std::unique_lock lock(m);
-  cv.wait(lock, [&] { return result.has_value(); });
-  return *result;
+  return applied.future().Wait();
 }
 
 }  // namespace leasehold

@@ -1,10 +1,10 @@
 #include "etcd_transport.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <optional>
 
 #include "leasehold/detail/io.h"
+#include "leasehold/future.h"
 
 namespace leasehold::etcd {
 
@@ -23,16 +23,10 @@ void PinCallbackQueue() {
     ctx.set_deadline(gpr_time_from_nanos(1, GPR_TIMESPAN));
     pb::RangeRequest req;
     pb::RangeResponse resp;
-    std::mutex m;
-    std::condition_variable cv;
-    bool done = false;
-    stub->async()->Range(&ctx, &req, &resp, [&](grpc::Status) {
-      std::lock_guard lock(m);
-      done = true;
-      cv.notify_all();
-    });
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return done; });
+    Promise<bool> answered(nullptr);
+    stub->async()->Range(&ctx, &req, &resp,
+                         [answered](grpc::Status) mutable { answered.Set(true); });
+    answered.future().Wait();
   });
 }
 
@@ -116,17 +110,10 @@ Status Transport::Dial() {
                             (options.tls ? " (TLS: check the CA and certificates)" : ""));
   }
   if (options.username.empty()) return Status::Ok();
-  std::mutex m;
-  std::condition_variable cv;
-  std::optional<Status> result;
-  Authenticate(current.load(), clock.Now() + options.dial_timeout, [&](Status s) {
-    std::lock_guard lock(m);
-    result = s;
-    cv.notify_all();
-  });
-  std::unique_lock lock(m);
-  cv.wait(lock, [&] { return result.has_value(); });
-  return *result;
+  Promise<Status> authenticated(nullptr);
+  Authenticate(current.load(), clock.Now() + options.dial_timeout,
+               [authenticated](Status s) mutable { authenticated.Set(std::move(s)); });
+  return authenticated.future().Wait();
 }
 
 void Transport::Authenticate(size_t ep, TimePoint deadline, StatusCallback done) {
