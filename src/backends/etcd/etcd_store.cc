@@ -193,6 +193,78 @@ std::vector<int64_t> EtcdStore::SessionIds() const {
 
 namespace {
 
+// Attempts after the first that an acquire may make: after its session
+// expired under it, or while the raft term changes under it.
+constexpr int kMaxAcquireRetries = 3;
+
+void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request,
+                    AcquireCallback done, int attempt);
+
+// The answer to the acquire transaction sent with `session`.
+void OnAcquireAnswer(const std::shared_ptr<EtcdStore::State>& st, AcquireRequest request,
+                     AcquireCallback done, int attempt, const SessionInfo& session,
+                     const std::string& key, const std::string& what, Result<pb::TxnResponse> r) {
+  if (!r.ok()) {
+    if (r.status().code() == StatusCode::kNotFound && attempt < kMaxAcquireRetries) {
+      // "requested lease not found": our session expired; grant a new one and
+      // try once more.
+      {
+        std::lock_guard lock(st->mu);
+        auto s = st->SessionForId(session.id);
+        if (s) s->alive = false;
+      }
+      AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
+      return;
+    }
+    done(r.status());
+    return;
+  }
+  st->NoteHeader(r->header());
+  if (r->header().raft_term() != session.term) {
+    // The session's last proof of life came from another raft term: possibly
+    // from a deposed leader. Prove it again, then retry (a put that landed is
+    // found again as our own tenure).
+    {
+      std::lock_guard lock(st->mu);
+      auto s = st->SessionForId(session.id);
+      if (s) s->anchor = TimePoint{};
+    }
+    if (attempt < kMaxAcquireRetries) {
+      AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
+    } else {
+      done(AbortedError(st->describe + ": " + what + ": the cluster's raft term keeps changing"));
+    }
+    return;
+  }
+  if (r->succeeded()) {
+    if (r->header().revision() <= 0) {
+      done(st->Malformed(what));
+      return;
+    }
+    done(AcquireOutcome(
+        Acquired{st->Token(key, r->header().revision()), session.ttl, session.anchor}));
+    return;
+  }
+  if (r->responses_size() != 1 || !r->responses(0).has_response_range()) {
+    done(st->Malformed(what));
+    return;
+  }
+  const auto& range = r->responses(0).response_range();
+  if (range.kvs_size() == 0) {
+    done(AbortedError(st->describe + ": " + what + ": the key vanished mid-transaction"));
+    return;
+  }
+  const auto& kv = range.kvs(0);
+  // Already ours: this holder's key on this session (such as the put of an
+  // earlier attempt that landed).
+  if (kv.value() == request.holder && kv.lease() == session.id && kv.create_revision() > 0) {
+    done(AcquireOutcome(
+        Acquired{st->Token(key, kv.create_revision()), session.ttl, session.anchor}));
+    return;
+  }
+  done(AcquireOutcome(Contended{kv.value(), std::to_string(r->header().revision()), std::nullopt}));
+}
+
 void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request,
                     AcquireCallback done, int attempt) {
   const int64_t ttl_s = TtlSeconds(request.ttl);
@@ -205,75 +277,15 @@ void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request
           done(info.status());
           return;
         }
-        const std::string key = st->Key(request.name);
+        std::string key = st->Key(request.name);
         pb::TxnRequest txn = etcd::AcquireTxn(key, request.holder, info->id);
-        const std::string what = "acquire " + EtcdStore::State::Lease(request.name);
+        std::string what = "acquire " + EtcdStore::State::Lease(request.name);
         const TimePoint deadline = request.deadline;
-        const auto session = *info;
         st->Txn(what, std::move(txn), deadline,
-                [st, request = std::move(request), done = std::move(done), attempt, session, key,
-                 what](Result<pb::TxnResponse> r) mutable {
-                  if (!r.ok()) {
-                    if (r.status().code() == StatusCode::kNotFound && attempt < 3) {
-                      // "requested lease not found": our session expired; grant a
-                      // new one and try once more.
-                      {
-                        std::lock_guard lock(st->mu);
-                        auto s = st->SessionForId(session.id);
-                        if (s) s->alive = false;
-                      }
-                      AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
-                      return;
-                    }
-                    done(r.status());
-                    return;
-                  }
-                  st->NoteHeader(r->header());
-                  if (r->header().raft_term() != session.term) {
-                    // The session's last proof of life came from another raft term:
-                    // possibly from a deposed leader. Prove it again, then retry
-                    // (a put that landed is found again as our own tenure).
-                    {
-                      std::lock_guard lock(st->mu);
-                      auto s = st->SessionForId(session.id);
-                      if (s) s->anchor = TimePoint{};
-                    }
-                    if (attempt < 3) {
-                      AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
-                    } else {
-                      done(AbortedError(st->describe + ": " + what +
-                                        ": the cluster's raft term keeps changing"));
-                    }
-                    return;
-                  }
-                  if (r->succeeded()) {
-                    if (r->header().revision() <= 0) {
-                      done(st->Malformed(what));
-                      return;
-                    }
-                    done(AcquireOutcome(Acquired{st->Token(key, r->header().revision()),
-                                                 session.ttl, session.anchor}));
-                    return;
-                  }
-                  if (r->responses_size() != 1 || !r->responses(0).has_response_range()) {
-                    done(st->Malformed(what));
-                    return;
-                  }
-                  const auto& range = r->responses(0).response_range();
-                  if (range.kvs_size() == 0) {
-                    done(AbortedError(st->describe + ": " + what +
-                                      ": the key vanished mid-transaction"));
-                    return;
-                  }
-                  const auto& kv = range.kvs(0);
-                  if (kv.value() == request.holder && kv.lease() == session.id &&
-                      kv.create_revision() > 0) {
-                    done(AcquireOutcome(Acquired{st->Token(key, kv.create_revision()), session.ttl,
-                                                 session.anchor}));
-                    return;
-                  }
-                  done(AcquireOutcome(
-                      Contended{kv.value(), std::to_string(r->header().revision()), std::nullopt}));
+                [st, request = std::move(request), done = std::move(done), attempt, session = *info,
+                 key = std::move(key), what](Result<pb::TxnResponse> r) mutable {
+                  OnAcquireAnswer(st, std::move(request), std::move(done), attempt, session, key,
+                                  what, std::move(r));
                 });
       });
 }
@@ -286,175 +298,211 @@ void EtcdStore::Acquire(AcquireRequest request, AcquireCallback done) {
 
 // --- Renew -----------------------------------------------------------------
 
-void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
-  auto st = state_;
-  // Phase 1: one keepalive per session (or a fresh enough answer). Phase 2,
-  // after every answer: read the keys, <= kMaxOpsPerTxn per transaction. The
-  // reads are linearizable, so their raft term is the cluster's: a keepalive
-  // answered in an older term may come from a deposed leader and counts for
-  // nothing.
-  struct Join {
-    std::mutex mu;
-    std::vector<RenewRequest> batch;
-    std::map<int64_t, Result<KeepAliveAnswer>> answers;           // by ttl_s
-    std::map<int64_t, int64_t> session_id;                        // by ttl_s
-    std::vector<std::optional<Result<RenewOutcome>>> key_result;  // set: final
-    std::vector<int64_t> key_lease;
-    std::vector<uint64_t> key_term;
-    size_t pending = 0;
-    RenewCallback done;
-  };
-  auto join = std::make_shared<Join>();
-  const size_t n = batch.size();
-  join->key_result.resize(n);
-  join->key_lease.assign(n, 0);
-  join->key_term.assign(n, 0);
-  join->done = OnLoop(runtime(), std::move(done));
-  TimePoint deadline = TimePoint::max();
-  for (const auto& r : batch) deadline = std::min(deadline, r.deadline);
-  join->batch = std::move(batch);
+namespace {
 
+// One Renew call, in phases. Phase 1: one keepalive per session (or a fresh
+// enough answer). Phase 2, after every answer: read the keys, at most
+// kMaxOpsPerTxn per transaction. Then each lease's outcome follows from both.
+// The reads are linearizable, so their raft term is the cluster's: a keepalive
+// answered in an older term may come from a deposed leader and counts for
+// nothing.
+class RenewBatch : public std::enable_shared_from_this<RenewBatch> {
+ public:
+  RenewBatch(std::shared_ptr<EtcdStore::State> st, std::vector<RenewRequest> batch,
+             RenewCallback done)
+      : st_(std::move(st)), done_(std::move(done)) {
+    const size_t n = batch.size();
+    key_result_.resize(n);
+    key_lease_.assign(n, 0);
+    key_term_.assign(n, 0);
+    for (const auto& r : batch) deadline_ = std::min(deadline_, r.deadline);
+    batch_ = std::move(batch);
+  }
+
+  void Start() { SendKeepAlives(SessionsToProve()); }
+
+ private:
+  // Phase 1. Records the answers that need no keepalive; returns the sessions
+  // that do, by ttl_s.
+  std::map<int64_t, std::shared_ptr<Session>> SessionsToProve();
+  void SendKeepAlives(const std::map<int64_t, std::shared_ptr<Session>>& sessions);
+  void KeepAliveDone();
+
+  // Phase 2.
+  void ReadKeys();
+  void OnKeysRead(size_t begin, size_t end, const Result<pb::TxnResponse>& r);
+
+  // The outcomes.
+  void Finish();
+  Result<RenewOutcome> OutcomeFor(size_t i);  // REQUIRES: mu_ held
+
+  const std::shared_ptr<EtcdStore::State> st_;
+  const RenewCallback done_;
+  TimePoint deadline_ = TimePoint::max();  // the earliest of the batch
+
+  std::mutex mu_;
+  std::vector<RenewRequest> batch_;
+  std::map<int64_t, Result<KeepAliveAnswer>> answers_;           // by ttl_s
+  std::map<int64_t, int64_t> session_id_;                        // by ttl_s
+  std::vector<std::optional<Result<RenewOutcome>>> key_result_;  // set: final
+  std::vector<int64_t> key_lease_;
+  std::vector<uint64_t> key_term_;
+  size_t pending_ = 0;  // keepalives, then reads, not yet answered
+};
+
+std::map<int64_t, std::shared_ptr<Session>> RenewBatch::SessionsToProve() {
   std::map<int64_t, std::shared_ptr<Session>> sessions;
-  {
-    std::lock_guard lock(st->mu);
-    const TimePoint now = st->clock.Now();
-    for (const auto& r : join->batch) {
-      const int64_t ttl_s = TtlSeconds(r.ttl);
-      auto it = st->sessions.find(ttl_s);
-      if (it == st->sessions.end() || !it->second->alive) continue;
-      const auto& s = it->second;
-      join->session_id[ttl_s] = s->id;
-      // A keepalive of this session answered within the last TTL/10 proves it
-      // alive as well as a new one would, from an earlier (safer) anchor; and
-      // leases renewed from one anchor fall due together again, so the batches
-      // of a store converge instead of each sending a keepalive of its own.
-      if (now - s->anchor < s->ttl / 10) {
-        join->answers.emplace(
-            ttl_s, KeepAliveAnswer{std::chrono::duration_cast<std::chrono::seconds>(s->ttl).count(),
-                                   s->anchor, s->anchor_term});
-        continue;
-      }
-      sessions[ttl_s] = s;
+  std::lock_guard lock(st_->mu);
+  const TimePoint now = st_->clock.Now();
+  for (const auto& r : batch_) {
+    const int64_t ttl_s = TtlSeconds(r.ttl);
+    auto it = st_->sessions.find(ttl_s);
+    if (it == st_->sessions.end() || !it->second->alive) continue;
+    const auto& s = it->second;
+    session_id_[ttl_s] = s->id;
+    // A keepalive of this session answered within the last TTL/10 proves it
+    // alive as well as a new one would, from an earlier (safer) anchor; and
+    // leases renewed from one anchor fall due together again, so the batches
+    // of a store converge instead of each sending a keepalive of its own.
+    if (now - s->anchor < s->ttl / 10) {
+      answers_.emplace(
+          ttl_s, KeepAliveAnswer{std::chrono::duration_cast<std::chrono::seconds>(s->ttl).count(),
+                                 s->anchor, s->anchor_term});
+      continue;
     }
+    sessions[ttl_s] = s;
   }
+  return sessions;
+}
 
-  auto finish = [join, st] {
-    std::vector<Result<RenewOutcome>> results;
-    results.reserve(join->batch.size());
-    {
-      std::lock_guard lock(join->mu);
-      for (size_t i = 0; i < join->batch.size(); ++i) {
-        const auto& req = join->batch[i];
-        const int64_t ttl_s = TtlSeconds(req.ttl);
-        const std::string what = st->describe + ": " + State::Lease(req.name);
-        auto a = join->answers.find(ttl_s);
-        if (a == join->answers.end()) {
-          results.emplace_back(
-              RenewOutcome(Lost{LossReason::kExpired, what + ": its session is gone"}));
-        } else if (!a->second.ok()) {
-          results.emplace_back(a->second.status());
-        } else if (a->second->ttl_s <= 0) {
-          results.emplace_back(RenewOutcome(Lost{
-              LossReason::kExpired, what + ": etcd says its session lease " +
-                                        std::to_string(join->session_id[ttl_s]) + " has expired"}));
-        } else if (join->key_result[i]) {
-          results.push_back(*join->key_result[i]);
-        } else if (join->key_lease[i] != join->session_id[ttl_s]) {
-          results.emplace_back(RenewOutcome(
-              Lost{LossReason::kTakenOver, what + ": the key is attached to another etcd lease"}));
-        } else if (join->key_term[i] != a->second->term) {
-          // The retry must send a keepalive of its own, not reuse this anchor.
-          st->ForgetAnchor(join->session_id[ttl_s], a->second->anchor);
-          results.emplace_back(
-              UnavailableError(what + ": the keepalive was answered in raft term " +
-                               std::to_string(a->second->term) + " but the cluster is in term " +
-                               std::to_string(join->key_term[i]) + " (a deposed leader?)"));
-        } else {
-          results.emplace_back(
-              RenewOutcome(Renewed{std::chrono::seconds(a->second->ttl_s), a->second->anchor}));
-        }
-      }
-    }
-    join->done(std::move(results));
-  };
-
-  auto read_keys = [join, st, deadline, finish] {
-    const size_t n = join->batch.size();
-    std::vector<std::pair<size_t, size_t>> chunks;  // [begin, end)
-    for (size_t b = 0; b < n; b += etcd::kMaxOpsPerTxn)
-      chunks.emplace_back(b, std::min(n, b + etcd::kMaxOpsPerTxn));
-    {
-      std::lock_guard lock(join->mu);
-      join->pending = chunks.size();
-    }
-    for (auto [b, e] : chunks) {
-      std::vector<std::string> keys;
-      for (size_t i = b; i < e; ++i) keys.push_back(st->Key(join->batch[i].name));
-      st->Txn("verify " + std::to_string(e - b) + " held key(s)", etcd::ReadTxn(keys), deadline,
-              [join, finish, st, b = b, e = e](Result<pb::TxnResponse> r) {
-                bool last;
-                {
-                  std::lock_guard lock(join->mu);
-                  const bool shape_ok =
-                      r.ok() && r->succeeded() && r->responses_size() == static_cast<int>(e - b);
-                  for (size_t i = b; i < e; ++i) {
-                    const auto& req = join->batch[i];
-                    const std::string what = st->describe + ": " + State::Lease(req.name);
-                    if (!r.ok()) {
-                      join->key_result[i] = r.status();
-                      continue;
-                    }
-                    if (!shape_ok || !r->responses(static_cast<int>(i - b)).has_response_range()) {
-                      join->key_result[i] = st->Malformed("verify " + State::Lease(req.name));
-                      continue;
-                    }
-                    const auto& range = r->responses(static_cast<int>(i - b)).response_range();
-                    if (range.kvs_size() == 0) {
-                      join->key_result[i] =
-                          RenewOutcome(Lost{LossReason::kDeleted, what + ": the key is gone"});
-                      continue;
-                    }
-                    const auto& kv = range.kvs(0);
-                    if (static_cast<uint64_t>(kv.create_revision()) != req.token.sequence) {
-                      join->key_result[i] =
-                          RenewOutcome(Lost{LossReason::kTakenOver,
-                                            what + ": the key was recreated (create revision " +
-                                                std::to_string(kv.create_revision()) + ", ours " +
-                                                std::to_string(req.token.sequence) + ")"});
-                      continue;
-                    }
-                    join->key_lease[i] = kv.lease();
-                    join->key_term[i] = r->header().raft_term();
-                  }
-                  last = --join->pending == 0;
-                }
-                if (last) finish();
-              });
-    }
-  };
-
+void RenewBatch::SendKeepAlives(const std::map<int64_t, std::shared_ptr<Session>>& sessions) {
   {
-    std::lock_guard lock(join->mu);
-    join->pending = sessions.size() + 1;
+    std::lock_guard lock(mu_);
+    pending_ = sessions.size() + 1;  // + 1: this loop itself
   }
-  auto keepalive_done = [join, read_keys] {
-    bool last;
-    {
-      std::lock_guard lock(join->mu);
-      last = --join->pending == 0;
-    }
-    if (last) read_keys();
-  };
+  auto self = shared_from_this();
   for (auto& [ttl_s, s] : sessions) {
-    st->KeepAlive(s, deadline, [join, keepalive_done, ttl_s = ttl_s](Result<KeepAliveAnswer> a) {
+    st_->KeepAlive(s, deadline_, [self, ttl_s = ttl_s](Result<KeepAliveAnswer> a) {
       {
-        std::lock_guard lock(join->mu);
-        join->answers.emplace(ttl_s, std::move(a));
+        std::lock_guard lock(self->mu_);
+        self->answers_.emplace(ttl_s, std::move(a));
       }
-      keepalive_done();
+      self->KeepAliveDone();
     });
   }
-  keepalive_done();
+  KeepAliveDone();
+}
+
+void RenewBatch::KeepAliveDone() {
+  bool last;
+  {
+    std::lock_guard lock(mu_);
+    last = --pending_ == 0;
+  }
+  if (last) ReadKeys();
+}
+
+void RenewBatch::ReadKeys() {
+  const size_t n = batch_.size();
+  std::vector<std::pair<size_t, size_t>> chunks;  // [begin, end)
+  for (size_t b = 0; b < n; b += etcd::kMaxOpsPerTxn) {
+    chunks.emplace_back(b, std::min(n, b + etcd::kMaxOpsPerTxn));
+  }
+  {
+    std::lock_guard lock(mu_);
+    pending_ = chunks.size();
+  }
+  auto self = shared_from_this();
+  for (auto [b, e] : chunks) {
+    std::vector<std::string> keys;
+    for (size_t i = b; i < e; ++i) keys.push_back(st_->Key(batch_[i].name));
+    st_->Txn("verify " + std::to_string(e - b) + " held key(s)", etcd::ReadTxn(keys), deadline_,
+             [self, b = b, e = e](Result<pb::TxnResponse> r) { self->OnKeysRead(b, e, r); });
+  }
+}
+
+void RenewBatch::OnKeysRead(size_t begin, size_t end, const Result<pb::TxnResponse>& r) {
+  bool last;
+  {
+    std::lock_guard lock(mu_);
+    const bool shape_ok =
+        r.ok() && r->succeeded() && r->responses_size() == static_cast<int>(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      const auto& req = batch_[i];
+      const std::string what = st_->describe + ": " + EtcdStore::State::Lease(req.name);
+      if (!r.ok()) {
+        key_result_[i] = r.status();
+        continue;
+      }
+      if (!shape_ok || !r->responses(static_cast<int>(i - begin)).has_response_range()) {
+        key_result_[i] = st_->Malformed("verify " + EtcdStore::State::Lease(req.name));
+        continue;
+      }
+      const auto& range = r->responses(static_cast<int>(i - begin)).response_range();
+      if (range.kvs_size() == 0) {
+        key_result_[i] = RenewOutcome(Lost{LossReason::kDeleted, what + ": the key is gone"});
+        continue;
+      }
+      const auto& kv = range.kvs(0);
+      if (static_cast<uint64_t>(kv.create_revision()) != req.token.sequence) {
+        key_result_[i] = RenewOutcome(
+            Lost{LossReason::kTakenOver, what + ": the key was recreated (create revision " +
+                                             std::to_string(kv.create_revision()) + ", ours " +
+                                             std::to_string(req.token.sequence) + ")"});
+        continue;
+      }
+      key_lease_[i] = kv.lease();
+      key_term_[i] = r->header().raft_term();
+    }
+    last = --pending_ == 0;
+  }
+  if (last) Finish();
+}
+
+Result<RenewOutcome> RenewBatch::OutcomeFor(size_t i) {
+  const auto& req = batch_[i];
+  const int64_t ttl_s = TtlSeconds(req.ttl);
+  const std::string what = st_->describe + ": " + EtcdStore::State::Lease(req.name);
+  auto a = answers_.find(ttl_s);
+  if (a == answers_.end()) {
+    return RenewOutcome(Lost{LossReason::kExpired, what + ": its session is gone"});
+  }
+  if (!a->second.ok()) return a->second.status();
+  if (a->second->ttl_s <= 0) {
+    return RenewOutcome(Lost{LossReason::kExpired, what + ": etcd says its session lease " +
+                                                       std::to_string(session_id_[ttl_s]) +
+                                                       " has expired"});
+  }
+  if (key_result_[i]) return *key_result_[i];
+  if (key_lease_[i] != session_id_[ttl_s]) {
+    return RenewOutcome(
+        Lost{LossReason::kTakenOver, what + ": the key is attached to another etcd lease"});
+  }
+  if (key_term_[i] != a->second->term) {
+    // The retry must send a keepalive of its own, not reuse this anchor.
+    st_->ForgetAnchor(session_id_[ttl_s], a->second->anchor);
+    return UnavailableError(what + ": the keepalive was answered in raft term " +
+                            std::to_string(a->second->term) + " but the cluster is in term " +
+                            std::to_string(key_term_[i]) + " (a deposed leader?)");
+  }
+  return RenewOutcome(Renewed{std::chrono::seconds(a->second->ttl_s), a->second->anchor});
+}
+
+void RenewBatch::Finish() {
+  std::vector<Result<RenewOutcome>> results;
+  results.reserve(batch_.size());
+  {
+    std::lock_guard lock(mu_);
+    for (size_t i = 0; i < batch_.size(); ++i) results.push_back(OutcomeFor(i));
+  }
+  done_(std::move(results));
+}
+
+}  // namespace
+
+void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
+  std::make_shared<RenewBatch>(state_, std::move(batch), OnLoop(runtime(), std::move(done)))
+      ->Start();
 }
 
 // --- Release, Inspect, Break -----------------------------------------------
