@@ -12,7 +12,6 @@
 #include <thread>
 #include <utility>
 
-#include "etcd_errors.h"
 #include "etcd_session.h"
 #include "etcd_state.h"
 #include "etcd_transport.h"
@@ -28,7 +27,6 @@ namespace {
 namespace pb = etcd::pb;
 using etcd::Endpoint;
 using etcd::KeepAliveAnswer;
-using etcd::Quote;
 using etcd::Session;
 using etcd::SessionInfo;
 using etcd::TtlSeconds;
@@ -115,38 +113,7 @@ void EtcdStore::State::Shutdown() {
 
 Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
                                                    std::shared_ptr<Runtime> runtime) {
-  if (options.endpoints.empty()) {
-    return InvalidArgumentError("etcd: endpoints: at least one host:port is required");
-  }
-  for (const auto& e : options.endpoints) {
-    const auto colon = e.rfind(':');
-    bool ok = colon != std::string::npos && colon > 0 && colon + 1 < e.size() &&
-              e.size() - colon - 1 <= 5;
-    if (ok) {
-      for (size_t i = colon + 1; i < e.size(); ++i)
-        ok = ok && std::isdigit(static_cast<unsigned char>(e[i]));
-      ok = ok && std::stoi(e.substr(colon + 1)) > 0 && std::stoi(e.substr(colon + 1)) < 65536;
-    }
-    for (char c : e) ok = ok && c > 0x20 && c < 0x7f && c != '/' && c != ',';
-    if (!ok) {
-      return InvalidArgumentError("etcd: endpoints: " + Quote(e) +
-                                  " is not host:port with a port in 1..65535");
-    }
-  }
-  if (options.cert_file.empty() != options.key_file.empty()) {
-    return InvalidArgumentError(
-        "etcd: cert_file and key_file: a client certificate needs both (got only " +
-        std::string(options.cert_file.empty() ? "key_file" : "cert_file") + ")");
-  }
-  if (!options.tls && (!options.ca_file.empty() || !options.cert_file.empty())) {
-    return InvalidArgumentError("etcd: ca_file/cert_file given but tls is off");
-  }
-  if (options.username.empty() != options.password.empty()) {
-    return InvalidArgumentError("etcd: username and password: give both or neither");
-  }
-  if (options.dial_timeout < Duration::zero()) {
-    return InvalidArgumentError("etcd: dial_timeout must be >= 0");
-  }
+  if (Status s = etcd::ValidateOptions(options); !s.ok()) return s;
   auto creds = etcd::Credentials(options);
   if (!creds.ok()) return creds.status();
   if (!runtime) runtime = Runtime::Default();

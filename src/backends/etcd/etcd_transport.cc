@@ -1,6 +1,7 @@
 #include "etcd_transport.h"
 
 #include <algorithm>
+#include <cctype>
 #include <optional>
 
 #include "leasehold/detail/io.h"
@@ -28,6 +29,42 @@ void PinCallbackQueue() {
                          [answered](grpc::Status) mutable { answered.Set(true); });
     answered.future().Wait();
   });
+}
+
+Status ValidateOptions(const EtcdOptions& options) {
+  if (options.endpoints.empty()) {
+    return InvalidArgumentError("etcd: endpoints: at least one host:port is required");
+  }
+  for (const auto& e : options.endpoints) {
+    const auto colon = e.rfind(':');
+    bool ok = colon != std::string::npos && colon > 0 && colon + 1 < e.size() &&
+              e.size() - colon - 1 <= 5;
+    if (ok) {
+      for (size_t i = colon + 1; i < e.size(); ++i)
+        ok = ok && std::isdigit(static_cast<unsigned char>(e[i]));
+      ok = ok && std::stoi(e.substr(colon + 1)) > 0 && std::stoi(e.substr(colon + 1)) < 65536;
+    }
+    for (char c : e) ok = ok && c > 0x20 && c < 0x7f && c != '/' && c != ',';
+    if (!ok) {
+      return InvalidArgumentError("etcd: endpoints: " + Quote(e) +
+                                  " is not host:port with a port in 1..65535");
+    }
+  }
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return InvalidArgumentError(
+        "etcd: cert_file and key_file: a client certificate needs both (got only " +
+        std::string(options.cert_file.empty() ? "key_file" : "cert_file") + ")");
+  }
+  if (!options.tls && (!options.ca_file.empty() || !options.cert_file.empty())) {
+    return InvalidArgumentError("etcd: ca_file/cert_file given but tls is off");
+  }
+  if (options.username.empty() != options.password.empty()) {
+    return InvalidArgumentError("etcd: username and password: give both or neither");
+  }
+  if (options.dial_timeout < Duration::zero()) {
+    return InvalidArgumentError("etcd: dial_timeout must be >= 0");
+  }
+  return Status::Ok();
 }
 
 Result<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const EtcdOptions& options) {

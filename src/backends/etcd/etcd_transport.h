@@ -56,6 +56,10 @@ using AsyncMethod = void (Async::*)(grpc::ClientContext*, const Req*, Resp*,
 // before creating a store's channels.
 void PinCallbackQueue();
 
+// Checks the endpoints, the TLS and credential options and the dial timeout;
+// kInvalidArgument naming the option. No IO.
+Status ValidateOptions(const EtcdOptions& options);
+
 // The channel credentials `options` ask for (reads the TLS files).
 Result<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const EtcdOptions& options);
 
