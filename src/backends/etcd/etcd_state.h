@@ -4,10 +4,12 @@
 // sessions in etcd_session.cc, watches in etcd_watch.cc, shutdown and naming
 // in etcd_store.cc.
 //
-// Thread-safety: every method is safe from any thread. `mu` guards the
-// sessions, the keepalive waiters, both stream pointers, the watchers and the
-// shutdown flag; it may be held while taking the transport's token mutex,
-// never the other way round. Callbacks are never called under `mu`.
+// Thread-safety: every method is safe from any thread; those marked REQUIRES
+// need `mu` held. `mu` guards the sessions, the keepalive waiters, both stream
+// pointers, the watchers and the shutdown flag; it may be held while taking
+// the transport's token mutex, never the other way round. Callbacks are called
+// outside `mu`, with one exception kept from before the split: GetSession
+// answers after a refreshing keepalive under it.
 //
 // Lifetime: owned by a shared_ptr (the store's, and one per call in flight);
 // the streams hold weak references.
