@@ -1,0 +1,93 @@
+// leasehold etcd backend, internal: EtcdStore::State, everything a store owns
+// -- its transport (the base class), its sessions with their keepalive stream,
+// and its watches with their watch stream. Its methods are defined by job:
+// sessions in etcd_session.cc, watches in etcd_watch.cc, shutdown and naming
+// in etcd_store.cc.
+//
+// Thread-safety: every method is safe from any thread; those marked REQUIRES
+// need `mu` held. `mu` guards the sessions, the keepalive waiters, both stream
+// pointers, the watchers and the shutdown flag; it may be held while taking
+// the transport's token mutex, never the other way round. Callbacks are called
+// outside `mu`, with one exception kept from before the split: GetSession
+// answers after a refreshing keepalive under it.
+//
+// Lifetime: owned by a shared_ptr (the store's, and one per call in flight);
+// the streams hold weak references.
+#ifndef LEASEHOLD_BACKENDS_ETCD_ETCD_STATE_H_
+#define LEASEHOLD_BACKENDS_ETCD_ETCD_STATE_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "etcd_session.h"
+#include "etcd_transport.h"
+#include "etcd_watch.h"
+#include "leasehold/backends/etcd.h"
+#include "leasehold/fencing.h"
+#include "leasehold/runtime.h"
+
+namespace leasehold {
+
+struct EtcdStore::State : etcd::Transport {
+  State(std::shared_ptr<Runtime> rt, EtcdOptions o) : Transport(std::move(rt), std::move(o)) {}
+
+  std::shared_ptr<State> SharedFromThis() {
+    return std::static_pointer_cast<State>(shared_from_this());
+  }
+
+  // Naming.
+  std::string Key(std::string_view name) const { return options.key_prefix + std::string(name); }
+  static std::string Lease(const std::string& name) { return "lease " + etcd::Quote(name); }
+  FencingToken Token(const std::string& key, int64_t create_revision) const;
+
+  // Sessions (etcd_session.cc).
+  // A live session for `ttl_s` (granted if need be, refreshed if its anchor
+  // is old).
+  void GetSession(int64_t ttl_s, TimePoint deadline,
+                  std::function<void(Result<etcd::SessionInfo>)> done);
+  void Grant(const std::shared_ptr<etcd::Session>& s, TimePoint deadline);
+  // Sends one keepalive of `s` on the keepalive stream (started if need be).
+  void KeepAlive(const std::shared_ptr<etcd::Session>& s, TimePoint deadline,
+                 etcd::KeepAliveCallback done);
+  void OnKeepAliveResponse(const etcd::pb::LeaseKeepAliveResponse& resp);
+  void OnKeepAliveStreamDone(etcd::KeepAliveStream* stream, const grpc::Status& status);
+  void ExpireKeepAlive(uint64_t serial);
+  // REQUIRES: mu held.
+  std::shared_ptr<etcd::Session> SessionForId(int64_t id);
+  // A renewal found the cluster in a newer raft term than the keepalive that
+  // set `anchor`: make the next renewal send a fresh keepalive.
+  void ForgetAnchor(int64_t session_id, TimePoint anchor);
+
+  // Watches (etcd_watch.cc).
+  // REQUIRES: mu held.
+  void StartWatch(WatchId id, const etcd::Watcher& w);
+  void OnWatchResponse(const etcd::pb::WatchResponse& resp);
+  void OnWatchStreamDone(etcd::WatchStream* stream);
+
+  // Revokes the sessions and ends the streams (etcd_store.cc).
+  void Shutdown();
+
+  mutable std::mutex mu;
+  std::map<int64_t, std::shared_ptr<etcd::Session>> sessions;  // by ttl_s
+  uint64_t next_serial = 0;
+  std::unordered_map<uint64_t, std::pair<etcd::KeepAliveCallback, TimerId>> ka_waiters;
+  etcd::KeepAliveStream* ka_stream = nullptr;
+  etcd::WatchStream* watch_stream = nullptr;
+  size_t streams_running = 0;
+  std::condition_variable streams_cv;
+  bool shutting_down = false;
+  std::unordered_map<WatchId, etcd::Watcher> watchers;
+  WatchId last_watch = 0;
+};
+
+}  // namespace leasehold
+
+#endif  // LEASEHOLD_BACKENDS_ETCD_ETCD_STATE_H_
