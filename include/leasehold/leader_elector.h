@@ -114,9 +114,8 @@ class LeaderElector {
   // how long ago the last successful renewal was otherwise.
   Status CheckHealth() const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit LeaderElector(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_{};
 };

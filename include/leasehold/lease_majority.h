@@ -133,9 +133,8 @@ class LeaseMajority final : public DowningStrategy {
   const LeaseMajorityOptions& options() const noexcept;
   LeaseMajorityStats stats() const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit LeaseMajority(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_{};
 };

@@ -1,4 +1,4 @@
-// LeaseMajority: CONFORMANCE.md items 42-50, each as a named test, plus the
+// LeaseMajority: docs/conformance.md items 42-50, each as a named test, plus the
 // stability window, the minority delay and option validation. Every test runs
 // on the simulated runtime with the memory store's fault injection.
 #include "leasehold/lease_majority.h"

@@ -1,5 +1,5 @@
 // The cross-backend conformance suite. Each TEST_P proves one behaviour of
-// CONFORMANCE.md (the item numbers are in the comments) through the public Lease
+// docs/conformance.md (the item numbers are in the comments) through the public Lease
 // API only, against whatever store the instantiating backend's Harness provides.
 //
 // Timing assertions use the harness clock and Harness::Sleep(): under a

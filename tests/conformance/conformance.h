@@ -1,5 +1,5 @@
 // The conformance suite: the behaviours every leasehold backend must prove
-// (CONFORMANCE.md items 1-32 and 51-53 as they apply to a backend).
+// (docs/conformance.md items 1-32 and 51-53 as they apply to a backend).
 //
 // A backend instantiates the suite with a factory for its Harness:
 //

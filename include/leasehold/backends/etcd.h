@@ -82,6 +82,10 @@ struct EtcdWrite {
   std::string value{};  // for kPut
 };
 
+namespace etcd {
+struct State;  // src/backends/etcd/etcd_state.h
+}  // namespace etcd
+
 class EtcdStore final : public Store {
  public:
   // Validates the options and reads the TLS files. Errors: kInvalidArgument
@@ -120,11 +124,9 @@ class EtcdStore final : public Store {
   // The etcd lease ids of the live sessions (for tests and operators).
   std::vector<int64_t> SessionIds() const;
 
-  struct State;
-
  private:
-  EtcdStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state);
-  std::shared_ptr<State> state_;
+  EtcdStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<etcd::State> state);
+  std::shared_ptr<etcd::State> state_;
 };
 
 }  // namespace leasehold

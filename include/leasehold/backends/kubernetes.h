@@ -100,7 +100,7 @@ class KubernetesStore final : public Store {
                                                        std::shared_ptr<Runtime> runtime = nullptr);
   ~KubernetesStore() override;
 
-  // "kubernetes://SERVER/namespaces/NS".
+  // "kubernetes://NS (SERVER)", e.g. "kubernetes://default (https://10.0.0.1:6443)".
   std::string Describe() const override;
   StoreCapabilities capabilities() const override;
   // DNS-1123 subdomain of at most 253 characters (kInvalidArgument otherwise).

@@ -48,20 +48,20 @@ using etcd::Session;
 using etcd::SessionInfo;
 namespace pb = etcd::pb;
 
-std::shared_ptr<Session> EtcdStore::State::SessionForId(int64_t id) {
+std::shared_ptr<Session> etcd::State::SessionForId(int64_t id) {
   for (auto& [ttl, s] : sessions) {
     if (s->alive && s->id == id) return s;
   }
   return nullptr;
 }
 
-void EtcdStore::State::ForgetAnchor(int64_t session_id, TimePoint anchor) {
+void etcd::State::ForgetAnchor(int64_t session_id, TimePoint anchor) {
   std::lock_guard lock(mu);
   auto s = SessionForId(session_id);
   if (s && s->anchor == anchor) s->anchor = TimePoint{};
 }
 
-void EtcdStore::State::GetSession(int64_t ttl_s, TimePoint deadline,
+void etcd::State::GetSession(int64_t ttl_s, TimePoint deadline,
                                   std::function<void(Result<SessionInfo>)> done) {
   std::unique_lock lock(mu);
   if (shutting_down) {
@@ -119,7 +119,7 @@ void EtcdStore::State::GetSession(int64_t ttl_s, TimePoint deadline,
   Grant(s, deadline);
 }
 
-void EtcdStore::State::Grant(const std::shared_ptr<Session>& s, TimePoint deadline) {
+void etcd::State::Grant(const std::shared_ptr<Session>& s, TimePoint deadline) {
   pb::LeaseGrantRequest req;
   req.set_ttl(s->ttl_s);
   const TimePoint sent = clock.Now();
@@ -161,7 +161,7 @@ void EtcdStore::State::Grant(const std::shared_ptr<Session>& s, TimePoint deadli
        });
 }
 
-void EtcdStore::State::KeepAlive(const std::shared_ptr<Session>& s, TimePoint deadline,
+void etcd::State::KeepAlive(const std::shared_ptr<Session>& s, TimePoint deadline,
                                  KeepAliveCallback done) {
   if (NeedsToken()) {
     auto self = SharedFromThis();
@@ -205,7 +205,7 @@ void EtcdStore::State::KeepAlive(const std::shared_ptr<Session>& s, TimePoint de
   stream->Send(s->id);
 }
 
-void EtcdStore::State::ExpireKeepAlive(uint64_t serial) {
+void etcd::State::ExpireKeepAlive(uint64_t serial) {
   KeepAliveCallback cb;
   {
     std::lock_guard lock(mu);
@@ -232,7 +232,7 @@ void EtcdStore::State::ExpireKeepAlive(uint64_t serial) {
   cb(DeadlineExceededError(describe + ": keepalive: no answer before the deadline"));
 }
 
-void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& resp) {
+void etcd::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& resp) {
   std::vector<std::pair<KeepAliveCallback, Result<KeepAliveAnswer>>> calls;
   std::vector<TimerId> timers;
   {
@@ -284,7 +284,7 @@ void EtcdStore::State::OnKeepAliveResponse(const pb::LeaseKeepAliveResponse& res
   for (auto& [cb, r] : calls) cb(std::move(r));
 }
 
-void EtcdStore::State::OnKeepAliveStreamDone(KeepAliveStream* stream, const grpc::Status& status) {
+void etcd::State::OnKeepAliveStreamDone(KeepAliveStream* stream, const grpc::Status& status) {
   std::vector<KeepAliveCallback> calls;
   std::vector<TimerId> timers;
   Status st =

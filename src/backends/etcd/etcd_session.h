@@ -1,11 +1,11 @@
 // leasehold etcd backend, internal: sessions -- the etcd leases the store's
 // keys are attached to, one per TTL in whole seconds -- and the one
 // LeaseKeepAlive stream that keeps them alive. The session operations
-// themselves are methods of EtcdStore::State (etcd_state.h), defined in
+// themselves are methods of etcd::State (etcd_state.h), defined in
 // etcd_session.cc, since sessions share the state's mutex and stream
 // bookkeeping with watches.
 //
-// Thread-safety: Session fields are guarded by EtcdStore::State::mu. A
+// Thread-safety: Session fields are guarded by etcd::State::mu. A
 // KeepAliveStream is driven by gRPC's threads; Send() and Cancel() are safe
 // from any thread. It deletes itself in OnDone.
 #ifndef LEASEHOLD_BACKENDS_ETCD_ETCD_SESSION_H_
@@ -70,7 +70,7 @@ using KeepAliveCallback = std::function<void(Result<KeepAliveAnswer>)>;
 class KeepAliveStream final
     : public QueuedBidiStream<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse> {
  public:
-  KeepAliveStream(std::weak_ptr<EtcdStore::State> state, size_t endpoint)
+  KeepAliveStream(std::weak_ptr<etcd::State> state, size_t endpoint)
       : state_(std::move(state)), endpoint_(endpoint) {}
 
   size_t endpoint() const { return endpoint_; }
@@ -82,7 +82,7 @@ class KeepAliveStream final
  private:
   void OnResponse(const pb::LeaseKeepAliveResponse& response) override;
 
-  std::weak_ptr<EtcdStore::State> state_;
+  std::weak_ptr<etcd::State> state_;
   const size_t endpoint_;
 };
 

@@ -1,4 +1,4 @@
-// leasehold etcd backend, internal: EtcdStore::State, everything a store owns
+// leasehold etcd backend, internal: etcd::State, everything a store owns
 // -- its transport (the base class), its sessions with their keepalive stream,
 // and its watches with their watch stream. Its methods are defined by job:
 // sessions in etcd_session.cc, watches in etcd_watch.cc, shutdown and naming
@@ -36,7 +36,7 @@
 
 namespace leasehold {
 
-struct EtcdStore::State : etcd::Transport {
+struct etcd::State : etcd::Transport {
   State(std::shared_ptr<Runtime> rt, EtcdOptions o) : Transport(std::move(rt), std::move(o)) {}
 
   std::shared_ptr<State> SharedFromThis() {

@@ -30,6 +30,7 @@ using etcd::KeepAliveAnswer;
 using etcd::Session;
 using etcd::SessionInfo;
 using etcd::TtlSeconds;
+using etcd::State;
 
 // Answers reach the engine on the runtime's loop, never on a gRPC thread: the
 // engine may drop its last reference to the store there, and a store must not
@@ -63,14 +64,14 @@ Task OnLoopTask(Task task) {
 
 }  // namespace
 
-FencingToken EtcdStore::State::Token(const std::string& key, int64_t create_revision) const {
+FencingToken etcd::State::Token(const std::string& key, int64_t create_revision) const {
   char id[20];
   std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(cluster_id.load()));
   return {"etcd/" + std::string(id) + "/" + std::to_string(create_revision) + "/" + key,
           static_cast<uint64_t>(create_revision)};
 }
 
-void EtcdStore::State::Shutdown() {
+void etcd::State::Shutdown() {
   std::vector<int64_t> ids;
   {
     std::lock_guard lock(mu);
@@ -164,11 +165,11 @@ namespace {
 // expired under it, or while the raft term changes under it.
 constexpr int kMaxAcquireRetries = 3;
 
-void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request,
+void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request,
                     AcquireCallback done, int attempt);
 
 // The answer to the acquire transaction sent with `session`.
-void OnAcquireAnswer(const std::shared_ptr<EtcdStore::State>& st, AcquireRequest request,
+void OnAcquireAnswer(const std::shared_ptr<etcd::State>& st, AcquireRequest request,
                      AcquireCallback done, int attempt, const SessionInfo& session,
                      const std::string& key, const std::string& what, Result<pb::TxnResponse> r) {
   if (!r.ok()) {
@@ -232,7 +233,7 @@ void OnAcquireAnswer(const std::shared_ptr<EtcdStore::State>& st, AcquireRequest
   done(AcquireOutcome(Contended{kv.value(), std::to_string(r->header().revision()), std::nullopt}));
 }
 
-void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request,
+void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request,
                     AcquireCallback done, int attempt) {
   const int64_t ttl_s = TtlSeconds(request.ttl);
   const TimePoint deadline = request.deadline;
@@ -246,7 +247,7 @@ void AcquireAttempt(std::shared_ptr<EtcdStore::State> st, AcquireRequest request
         }
         std::string key = st->Key(request.name);
         pb::TxnRequest txn = etcd::AcquireTxn(key, request.holder, info->id);
-        std::string what = "acquire " + EtcdStore::State::Lease(request.name);
+        std::string what = "acquire " + etcd::State::Lease(request.name);
         const TimePoint deadline = request.deadline;
         st->Txn(what, std::move(txn), deadline,
                 [st, request = std::move(request), done = std::move(done), attempt, session = *info,
@@ -275,7 +276,7 @@ namespace {
 // nothing.
 class RenewBatch : public std::enable_shared_from_this<RenewBatch> {
  public:
-  RenewBatch(std::shared_ptr<EtcdStore::State> st, std::vector<RenewRequest> batch,
+  RenewBatch(std::shared_ptr<etcd::State> st, std::vector<RenewRequest> batch,
              RenewCallback done)
       : st_(std::move(st)), done_(std::move(done)) {
     const size_t n = batch.size();
@@ -303,7 +304,7 @@ class RenewBatch : public std::enable_shared_from_this<RenewBatch> {
   void Finish();
   Result<RenewOutcome> OutcomeFor(size_t i);  // REQUIRES: mu_ held
 
-  const std::shared_ptr<EtcdStore::State> st_;
+  const std::shared_ptr<etcd::State> st_;
   const RenewCallback done_;
   TimePoint deadline_ = TimePoint::max();  // the earliest of the batch
 
@@ -396,13 +397,13 @@ void RenewBatch::OnKeysRead(size_t begin, size_t end, const Result<pb::TxnRespon
         r.ok() && r->succeeded() && r->responses_size() == static_cast<int>(end - begin);
     for (size_t i = begin; i < end; ++i) {
       const auto& req = batch_[i];
-      const std::string what = st_->describe + ": " + EtcdStore::State::Lease(req.name);
+      const std::string what = st_->describe + ": " + etcd::State::Lease(req.name);
       if (!r.ok()) {
         key_result_[i] = r.status();
         continue;
       }
       if (!shape_ok || !r->responses(static_cast<int>(i - begin)).has_response_range()) {
-        key_result_[i] = st_->Malformed("verify " + EtcdStore::State::Lease(req.name));
+        key_result_[i] = st_->Malformed("verify " + etcd::State::Lease(req.name));
         continue;
       }
       const auto& range = r->responses(static_cast<int>(i - begin)).response_range();
@@ -429,7 +430,7 @@ void RenewBatch::OnKeysRead(size_t begin, size_t end, const Result<pb::TxnRespon
 Result<RenewOutcome> RenewBatch::OutcomeFor(size_t i) {
   const auto& req = batch_[i];
   const int64_t ttl_s = TtlSeconds(req.ttl);
-  const std::string what = st_->describe + ": " + EtcdStore::State::Lease(req.name);
+  const std::string what = st_->describe + ": " + etcd::State::Lease(req.name);
   auto a = answers_.find(ttl_s);
   if (a == answers_.end()) {
     return RenewOutcome(Lost{LossReason::kExpired, what + ": its session is gone"});

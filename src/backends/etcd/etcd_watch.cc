@@ -26,7 +26,7 @@ void WatchStream::OnResponse(const pb::WatchResponse& response) {
 
 namespace pb = etcd::pb;
 
-void EtcdStore::State::StartWatch(WatchId id, const etcd::Watcher& w) {
+void etcd::State::StartWatch(WatchId id, const etcd::Watcher& w) {
   if (watch_stream == nullptr) {
     const size_t ep = current.load() % endpoints.size();
     watch_stream = new etcd::WatchStream(SharedFromThis());
@@ -42,7 +42,7 @@ void EtcdStore::State::StartWatch(WatchId id, const etcd::Watcher& w) {
   watch_stream->Send(std::move(req));
 }
 
-void EtcdStore::State::OnWatchResponse(const pb::WatchResponse& resp) {
+void etcd::State::OnWatchResponse(const pb::WatchResponse& resp) {
   // The creation's acknowledgement and progress notifications say nothing
   // about the key.
   const bool fire = !resp.events().empty() || resp.canceled() || resp.compact_revision() != 0;
@@ -64,7 +64,7 @@ void EtcdStore::State::OnWatchResponse(const pb::WatchResponse& resp) {
   if (task) runtime->Post(std::move(task));
 }
 
-void EtcdStore::State::OnWatchStreamDone(etcd::WatchStream* stream) {
+void etcd::State::OnWatchStreamDone(etcd::WatchStream* stream) {
   std::vector<Task> tasks;
   {
     std::lock_guard lock(mu);

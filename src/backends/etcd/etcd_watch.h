@@ -1,8 +1,8 @@
 // leasehold etcd backend, internal: watches on keys, multiplexed by watch id
 // over the store's one Watch stream. The watch operations are methods of
-// EtcdStore::State (etcd_state.h), defined in etcd_watch.cc.
+// etcd::State (etcd_state.h), defined in etcd_watch.cc.
 //
-// Thread-safety: Watchers are guarded by EtcdStore::State::mu. A WatchStream
+// Thread-safety: Watchers are guarded by etcd::State::mu. A WatchStream
 // is driven by gRPC's threads; Send() and Cancel() are safe from any thread.
 // It deletes itself in OnDone.
 #ifndef LEASEHOLD_BACKENDS_ETCD_ETCD_WATCH_H_
@@ -28,7 +28,7 @@ struct Watcher {
 // The one Watch stream of a store, multiplexing its watches by watch id.
 class WatchStream final : public QueuedBidiStream<pb::WatchRequest, pb::WatchResponse> {
  public:
-  explicit WatchStream(std::weak_ptr<EtcdStore::State> state) : state_(std::move(state)) {}
+  explicit WatchStream(std::weak_ptr<etcd::State> state) : state_(std::move(state)) {}
 
   void Start(pb::Watch::Stub* stub);
   void OnDone(const grpc::Status& status) override;
@@ -36,7 +36,7 @@ class WatchStream final : public QueuedBidiStream<pb::WatchRequest, pb::WatchRes
  private:
   void OnResponse(const pb::WatchResponse& response) override;
 
-  std::weak_ptr<EtcdStore::State> state_;
+  std::weak_ptr<etcd::State> state_;
 };
 
 }  // namespace leasehold::etcd

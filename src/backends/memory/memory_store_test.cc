@@ -1,6 +1,6 @@
 // Unit tests of the memory store itself (the Store operations, fault injection,
 // watches, stats) and of the contract items whose proof needs the memory store's
-// instruments (CONFORMANCE.md items 10, 20, 23, 27, 28). The contract common to
+// instruments (docs/conformance.md items 10, 20, 23, 27, 28). The contract common to
 // every backend is proven by the conformance suite (memory_conformance_test.cc).
 //
 // Everything runs on a SimulatedRuntime: exact times, no sleeping.
