@@ -123,26 +123,32 @@ struct WatchState {
   bool fired = false;
   std::thread::id running;  // the thread running on_change, if any
   uint64_t stream = 0;
-  std::atomic<bool> finished{false};  // the stream ended; Fire is on its way
+  // Fire has run (and on_change returned): the store may forget the watch,
+  // since no later CancelWatch has anything left to stop.
+  std::atomic<bool> finished{false};
   Task on_change;
 
   void Fire() {
     Task task;
     {
       std::lock_guard lock(mu);
-      if (cancelled || fired) return;
-      fired = true;
-      running = std::this_thread::get_id();
-      task = std::move(on_change);
+      if (!cancelled && !fired) {
+        fired = true;
+        running = std::this_thread::get_id();
+        task = std::move(on_change);
+      }
     }
-    try {
-      task();
-    } catch (...) {
+    if (task) {
+      try {
+        task();
+      } catch (...) {
+      }
+      task = nullptr;
+      std::lock_guard lock(mu);
+      running = std::thread::id();
+      cv.notify_all();
     }
-    task = nullptr;
-    std::lock_guard lock(mu);
-    running = std::thread::id();
-    cv.notify_all();
+    finished = true;
   }
 
   // After Cancel returns, on_change has not started and will not, or has
@@ -738,7 +744,6 @@ WatchId KubernetesStore::Watch(const std::string& name, const std::string& versi
         if (status.ok() && *status == 403) forbidden->store(true);
         std::shared_ptr<WatchState> w = weak.lock();
         if (!w) return;
-        w->finished = true;
         // Wake the waiter (it reads the record and watches again) at once on
         // an event or a 410 Gone. When the watch was refused, failed or
         // simply ended, wake it no sooner than a second after the watch was
