@@ -72,9 +72,7 @@ class TimerHeap {
   struct Entry {
     TimePoint when;
     TimerId id;
-    bool operator>(const Entry& o) const {
-      return when != o.when ? when > o.when : id > o.id;
-    }
+    bool operator>(const Entry& o) const { return when != o.when ? when > o.when : id > o.id; }
   };
   std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_;
   std::unordered_map<TimerId, Task> tasks_;
@@ -193,8 +191,10 @@ class Reaper {
 class ThreadedRuntime final : public Runtime {
  public:
   explicit ThreadedRuntime(RuntimeOptions options)
-      : options_(options), loop_(std::make_shared<LoopState>()),
-        callbacks_(std::make_shared<Lane>()), blocking_(std::make_shared<Lane>()) {
+      : options_(options),
+        loop_(std::make_shared<LoopState>()),
+        callbacks_(std::make_shared<Lane>()),
+        blocking_(std::make_shared<Lane>()) {
     threads_.emplace_back([state = loop_] { RunLoop(state); });
     threads_.emplace_back([lane = callbacks_] { Lane::Serve(lane, "callback"); });
   }
@@ -324,9 +324,44 @@ class ThreadedRuntime final : public Runtime {
 
 }  // namespace
 
+namespace {
+
+// The owner of a threaded runtime. The references handed out share one
+// control block whose deleter runs when the last of them goes: it destroys
+// the runtime there -- or, while ShutDown waits, hands it to ShutDown, which
+// destroys it (joining its threads) on its own thread. A notification, not a
+// reference count polled.
+struct RuntimeOwner {
+  std::mutex mu;
+  std::condition_variable released_cv;
+  bool released = false;  // the last handed-out reference is gone
+  bool awaited = false;   // ShutDown is waiting for that
+  std::unique_ptr<ThreadedRuntime> runtime;
+};
+
+struct ReleaseRuntime {
+  std::shared_ptr<RuntimeOwner> owner;
+  void operator()(Runtime*) const {
+    std::unique_ptr<ThreadedRuntime> doomed;
+    {
+      std::lock_guard lock(owner->mu);
+      owner->released = true;
+      if (!owner->awaited) doomed = std::move(owner->runtime);
+    }
+    owner->released_cv.notify_all();
+    // Destroyed here when nobody waits: on a thread of its own, the reaper
+    // joins that thread.
+  }
+};
+
+}  // namespace
+
 std::shared_ptr<Runtime> Runtime::Create(RuntimeOptions options) {
   if (options.blocking_threads == 0) options.blocking_threads = 1;
-  return std::make_shared<ThreadedRuntime>(options);
+  auto owner = std::make_shared<RuntimeOwner>();
+  owner->runtime = std::make_unique<ThreadedRuntime>(options);
+  Runtime* raw = owner->runtime.get();
+  return std::shared_ptr<Runtime>(raw, ReleaseRuntime{std::move(owner)});
 }
 
 std::shared_ptr<Runtime> Runtime::Default() {
@@ -336,16 +371,28 @@ std::shared_ptr<Runtime> Runtime::Default() {
 
 bool ShutDown(std::shared_ptr<Runtime> runtime, Duration patience) {
   if (!runtime) return true;
-  // No notification exists for "a shared_ptr lost a reference"; the tasks in
-  // question finish within microseconds, so poll finely, then coarsely.
-  const auto give_up = std::chrono::steady_clock::now() + patience;
-  auto pause = std::chrono::microseconds(50);
-  while (runtime.use_count() > 1) {
-    if (std::chrono::steady_clock::now() >= give_up) return false;
-    std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(10));
+  const ReleaseRuntime* release = std::get_deleter<ReleaseRuntime>(runtime);
+  if (release == nullptr) {  // not a threaded runtime: nothing to join
+    runtime.reset();
+    return true;
   }
-  runtime.reset();  // the last reference: ~ThreadedRuntime joins here
+  const std::shared_ptr<RuntimeOwner> owner = release->owner;
+  {
+    std::lock_guard lock(owner->mu);
+    owner->awaited = true;
+  }
+  runtime.reset();
+  std::unique_ptr<ThreadedRuntime> doomed;
+  {
+    std::unique_lock lock(owner->mu);
+    // The tasks still holding references finish within microseconds.
+    const bool released =
+        owner->released_cv.wait_for(lock, patience, [&] { return owner->released; });
+    owner->awaited = false;
+    if (!released) return false;  // still referenced: the last reference destroys it
+    doomed = std::move(owner->runtime);
+  }
+  doomed.reset();  // ~ThreadedRuntime joins its threads here
   return true;
 }
 
