@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "leasehold/detail/handover.h"
+
 namespace leasehold {
 namespace {
 
@@ -324,44 +326,10 @@ class ThreadedRuntime final : public Runtime {
 
 }  // namespace
 
-namespace {
-
-// The owner of a threaded runtime. The references handed out share one
-// control block whose deleter runs when the last of them goes: it destroys
-// the runtime there -- or, while ShutDown waits, hands it to ShutDown, which
-// destroys it (joining its threads) on its own thread. A notification, not a
-// reference count polled.
-struct RuntimeOwner {
-  std::mutex mu;
-  std::condition_variable released_cv;
-  bool released = false;  // the last handed-out reference is gone
-  bool awaited = false;   // ShutDown is waiting for that
-  std::unique_ptr<ThreadedRuntime> runtime;
-};
-
-struct ReleaseRuntime {
-  std::shared_ptr<RuntimeOwner> owner;
-  void operator()(Runtime*) const {
-    std::unique_ptr<ThreadedRuntime> doomed;
-    {
-      std::lock_guard lock(owner->mu);
-      owner->released = true;
-      if (!owner->awaited) doomed = std::move(owner->runtime);
-    }
-    owner->released_cv.notify_all();
-    // Destroyed here when nobody waits: on a thread of its own, the reaper
-    // joins that thread.
-  }
-};
-
-}  // namespace
-
 std::shared_ptr<Runtime> Runtime::Create(RuntimeOptions options) {
   if (options.blocking_threads == 0) options.blocking_threads = 1;
-  auto owner = std::make_shared<RuntimeOwner>();
-  owner->runtime = std::make_unique<ThreadedRuntime>(options);
-  Runtime* raw = owner->runtime.get();
-  return std::shared_ptr<Runtime>(raw, ReleaseRuntime{std::move(owner)});
+  // Shared so that ShutDown can take the last reference over (handover.h).
+  return detail::Handover<ThreadedRuntime>::Share(std::make_unique<ThreadedRuntime>(options));
 }
 
 std::shared_ptr<Runtime> Runtime::Default() {
@@ -371,29 +339,13 @@ std::shared_ptr<Runtime> Runtime::Default() {
 
 bool ShutDown(std::shared_ptr<Runtime> runtime, Duration patience) {
   if (!runtime) return true;
-  const ReleaseRuntime* release = std::get_deleter<ReleaseRuntime>(runtime);
-  if (release == nullptr) {  // not a threaded runtime: nothing to join
-    runtime.reset();
+  if (!detail::Handover<ThreadedRuntime>::Shared(runtime)) {
+    runtime.reset();  // not a threaded runtime of ours: no threads to join
     return true;
   }
-  const std::shared_ptr<RuntimeOwner> owner = release->owner;
-  {
-    std::lock_guard lock(owner->mu);
-    owner->awaited = true;
-  }
-  runtime.reset();
-  std::unique_ptr<ThreadedRuntime> doomed;
-  {
-    std::unique_lock lock(owner->mu);
-    // The tasks still holding references finish within microseconds.
-    const bool released =
-        owner->released_cv.wait_for(lock, patience, [&] { return owner->released; });
-    owner->awaited = false;
-    if (!released) return false;  // still referenced: the last reference destroys it
-    doomed = std::move(owner->runtime);
-  }
-  doomed.reset();  // ~ThreadedRuntime joins its threads here
-  return true;
+  // The tasks still holding references finish within microseconds; then
+  // ~ThreadedRuntime joins its threads on this thread.
+  return detail::Handover<ThreadedRuntime>::AwaitLast(std::move(runtime), patience);
 }
 
 // --- SimulatedRuntime --------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "etcd_txn.h"
 #include "etcd_watch.h"
 #include "leasehold/backends/etcd.h"
+#include "leasehold/detail/handover.h"
 #include "leasehold/clock.h"
 #include "leasehold/future.h"
 
@@ -119,7 +120,9 @@ Result<std::shared_ptr<EtcdStore>> EtcdStore::Open(EtcdOptions options,
   if (!creds.ok()) return creds.status();
   if (!runtime) runtime = Runtime::Default();
   etcd::PinCallbackQueue();
-  auto state = std::make_shared<State>(runtime, std::move(options));
+  // Shared so that the destructor can take the last reference over.
+  std::shared_ptr<State> state =
+      detail::Handover<State>::Share(std::make_unique<State>(runtime, std::move(options)));
   state->CreateEndpoints(*creds);
   if (state->options.dial_timeout > Duration::zero()) {
     if (Status s = state->Dial(); !s.ok()) return s;
@@ -137,9 +140,7 @@ EtcdStore::~EtcdStore() {
   // gRPC must not destroy a channel from inside one of its own callbacks: wait
   // (bounded by the requests' deadlines) until the callbacks have dropped
   // their references, so the state dies here.
-  for (int i = 0; i < 10000 && state_.use_count() > 1; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  detail::Handover<State>::AwaitLast(std::move(state_), std::chrono::seconds(10));
 }
 
 std::string EtcdStore::Describe() const { return state_->describe; }
