@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include "kit/watch_registry.h"
 #include "leasehold/detail/io.h"
 #include "leasehold/clock.h"
 
@@ -10,7 +11,6 @@
 #include <mutex>
 #include <thread>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 namespace leasehold {
@@ -144,15 +144,10 @@ struct SqliteStore::State {
   sqlite3* db = nullptr;
   std::unique_ptr<Stmt> select, upsert, next_sequence, renew, release, break_lease;
 
-  // Watches, polled while any exist.
-  struct Watcher {
-    std::string name;
-    std::string version;
-    Task on_change;
-  };
-  std::mutex watch_mu;
-  std::unordered_map<WatchId, Watcher> watchers;
-  WatchId last_watch = 0;
+  // Watches, polled while any wait. poll_mu makes "register, start polling
+  // if nobody does" atomic with "fire, stop polling if none is left".
+  kit::WatchRegistry watchers;
+  std::mutex poll_mu;
   bool polling = false;
 
   Status Error(const std::string& what, int rc) const {
@@ -388,37 +383,28 @@ struct SqliteStore::State {
   // The versions of watched names that changed (or whose record is no longer
   // live) since the watcher's observation; fires and removes those watchers.
   void Poll() {
-    std::vector<std::pair<WatchId, Watcher>> snapshot;
-    {
-      std::lock_guard lock(watch_mu);
-      for (const auto& [id, w] : watchers) snapshot.push_back({id, w});
-    }
+    const std::vector<kit::WatchRegistry::Watcher> snapshot = watchers.Snapshot();
     std::vector<WatchId> fire;
     {
       std::lock_guard lock(mu);
       const int64_t now = Ns(clock.Now());
-      for (const auto& [id, w] : snapshot) {
+      for (const auto& w : snapshot) {
         auto row = Read(w.name, now);
         // A read error counts as a change: the waiter retries and hears it.
         if (!row.ok() || !row->live || std::to_string(row->version) != w.version) {
-          fire.push_back(id);
+          fire.push_back(w.id);
         }
       }
     }
-    std::vector<Task> tasks;
+    kit::WatchRegistry::Firing firing;
     bool more;
     {
-      std::lock_guard lock(watch_mu);
-      for (WatchId id : fire) {
-        auto it = watchers.find(id);
-        if (it == watchers.end()) continue;
-        tasks.push_back(std::move(it->second.on_change));
-        watchers.erase(it);
-      }
+      std::lock_guard lock(poll_mu);
+      firing = watchers.Take(fire);
       more = !watchers.empty();
       polling = more;
     }
-    for (auto& t : tasks) t();
+    firing.Run();
     if (more) SchedulePoll();
   }
 
@@ -613,22 +599,14 @@ WatchId SqliteStore::Watch(const std::string& name, const std::string& version, 
   WatchId id;
   bool start;
   {
-    std::lock_guard lock(s.watch_mu);
-    id = ++s.last_watch;
-    s.watchers.emplace(id, State::Watcher{name, version, std::move(on_change)});
+    std::lock_guard lock(s.poll_mu);
+    id = s.watchers.Add(name, version, std::move(on_change));
     start = !std::exchange(s.polling, true);
   }
   if (start) s.SchedulePoll();
   return id;
 }
 
-void SqliteStore::CancelWatch(WatchId id) noexcept {
-  Task dropped;
-  std::lock_guard lock(state_->watch_mu);
-  auto it = state_->watchers.find(id);
-  if (it == state_->watchers.end()) return;
-  dropped = std::move(it->second.on_change);
-  state_->watchers.erase(it);
-}
+void SqliteStore::CancelWatch(WatchId id) noexcept { state_->watchers.Cancel(id); }
 
 }  // namespace leasehold
