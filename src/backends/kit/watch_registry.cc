@@ -31,6 +31,8 @@ struct WatchRegistry::Firing::Core {
   std::unordered_map<WatchId, Entry> entries;
 };
 
+WatchRegistry::Firing::Firing(std::shared_ptr<Core> core) : core_(std::move(core)) {}
+
 WatchRegistry::Firing::Firing(Firing&& other) noexcept
     : core_(std::move(other.core_)), ids_(std::exchange(other.ids_, {})) {}
 
@@ -73,21 +75,11 @@ WatchId WatchRegistry::Add(std::string name, std::string version, Task on_change
 }
 
 WatchRegistry::Firing WatchRegistry::TakeName(const std::string& name) {
-  Firing firing;
-  firing.core_ = core_;
-  std::lock_guard lock(core_->mu);
-  for (auto& [id, entry] : core_->entries) {
-    if (!entry.taken && entry.name == name) {
-      entry.taken = true;
-      firing.ids_.push_back(id);
-    }
-  }
-  return firing;
+  return TakeWaiting([&name](const std::string& watched) { return watched == name; });
 }
 
 WatchRegistry::Firing WatchRegistry::Take(const std::vector<WatchId>& ids) {
-  Firing firing;
-  firing.core_ = core_;
+  Firing firing(core_);
   std::lock_guard lock(core_->mu);
   for (WatchId id : ids) {
     auto it = core_->entries.find(id);
@@ -99,11 +91,15 @@ WatchRegistry::Firing WatchRegistry::Take(const std::vector<WatchId>& ids) {
 }
 
 WatchRegistry::Firing WatchRegistry::TakeAll() {
-  Firing firing;
-  firing.core_ = core_;
+  return TakeWaiting([](const std::string&) { return true; });
+}
+
+WatchRegistry::Firing WatchRegistry::TakeWaiting(
+    const std::function<bool(const std::string& name)>& wanted) {
+  Firing firing(core_);
   std::lock_guard lock(core_->mu);
   for (auto& [id, entry] : core_->entries) {
-    if (!entry.taken) {
+    if (!entry.taken && wanted(entry.name)) {
       entry.taken = true;
       firing.ids_.push_back(id);
     }

@@ -34,6 +34,7 @@
 #define LEASEHOLD_SRC_BACKENDS_KIT_WATCH_REGISTRY_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,7 @@ class WatchRegistry {
    private:
     friend class WatchRegistry;
     struct Core;
+    explicit Firing(std::shared_ptr<Core> core);
     void Drop() noexcept;
 
     std::shared_ptr<Core> core_;
@@ -107,6 +109,9 @@ class WatchRegistry {
   std::vector<Watcher> Snapshot() const;
 
  private:
+  // Takes the waiting watchers whose name is `wanted`.
+  Firing TakeWaiting(const std::function<bool(const std::string& name)>& wanted);
+
   const std::shared_ptr<Firing::Core> core_;
 };
 
