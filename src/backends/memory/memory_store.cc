@@ -5,6 +5,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kit/lease_label.h"
+#include "kit/renew_batch.h"
 #include "kit/watch_registry.h"
 #include "leasehold/backends/memory.h"
 #include "leasehold/detail/io.h"
@@ -171,7 +173,6 @@ struct MemoryStore::State {
   std::string Describe() const { return "memory:"; }
   // "memory: lease \"jobs\"": prefixes the store's own messages.
   static std::string Where(const std::string& subject) { return "memory: " + subject; }
-  static std::string Lease(const std::string& name) { return "lease \"" + name + "\""; }
 };
 
 MemoryStore::MemoryStore(std::shared_ptr<Runtime> runtime)
@@ -247,7 +248,7 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
         }
       } else if (s.faults.conflict_next_acquires > 0) {
         --s.faults.conflict_next_acquires;
-        result = AbortedError(State::Where(State::Lease(request.name)) +
+        result = AbortedError(State::Where(kit::LeaseLabel(request.name)) +
                               ": injected fault: lost compare-and-swap");
       } else {
         const uint64_t sequence = ++entry.sequence;
@@ -262,15 +263,14 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
     notify.Run();
     if (answer) done(std::move(result));
   };
-  s.Execute(decision, State::Lease(request.name), request.deadline, std::move(op),
+  s.Execute(decision, kit::LeaseLabel(request.name), request.deadline, std::move(op),
             [done](Status status) { done(std::move(status)); });
 }
 
 void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
   State& s = *state_;
   State::Decision decision;
-  TimePoint deadline = TimePoint::max();
-  for (const auto& r : batch) deadline = std::min(deadline, r.deadline);
+  const TimePoint deadline = kit::EarliestDeadline(batch);
   {
     std::lock_guard lock(s.mu);
     ++s.stats.renew_calls;
@@ -312,11 +312,10 @@ void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
     }
     if (answer) done(std::move(results));
   };
-  const std::string subject =
-      n == 1 ? State::Lease(requests->front().name) : "renewal of " + std::to_string(n) + " leases";
-  s.Execute(decision, subject, deadline, std::move(op), [done, n](Status status) {
-    done(std::vector<Result<RenewOutcome>>(n, Result<RenewOutcome>(status)));
-  });
+  const std::string subject = n == 1 ? kit::LeaseLabel(requests->front().name)
+                                     : "renewal of " + std::to_string(n) + " leases";
+  s.Execute(decision, subject, deadline, std::move(op),
+            [done, n](Status status) { done(kit::AllFailed(n, status)); });
 }
 
 void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
@@ -343,12 +342,13 @@ void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
     notify.Run();
     if (answer) done(Status::Ok());
   };
-  s.Execute(decision, State::Lease(request.name), request.deadline, std::move(op), std::move(done));
+  s.Execute(decision, kit::LeaseLabel(request.name), request.deadline, std::move(op),
+            std::move(done));
 }
 
 void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
   State& s = *state_;
-  Result<LeaseRecord> result = NotFoundError(State::Where(State::Lease(name)) + ": no record");
+  Result<LeaseRecord> result = NotFoundError(State::Where(kit::LeaseLabel(name)) + ": no record");
   {
     std::lock_guard lock(s.mu);
     ++s.stats.inspect_calls;

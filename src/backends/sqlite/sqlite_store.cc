@@ -2,16 +2,18 @@
 
 #include <sqlite3.h>
 
-#include "kit/watch_registry.h"
-#include "leasehold/detail/io.h"
-#include "leasehold/clock.h"
-
 #include <algorithm>
 #include <fstream>
 #include <mutex>
-#include <thread>
 #include <optional>
+#include <thread>
 #include <vector>
+
+#include "kit/lease_label.h"
+#include "kit/renew_batch.h"
+#include "kit/watch_registry.h"
+#include "leasehold/clock.h"
+#include "leasehold/detail/io.h"
 
 namespace leasehold {
 namespace {
@@ -155,7 +157,6 @@ struct SqliteStore::State {
                                    (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)) + " (SQLite " +
                                    std::to_string(rc) + ")");
   }
-  static std::string Lease(const std::string& name) { return "lease \"" + name + "\""; }
 
   FencingToken Token(const std::string& name, uint64_t sequence) const {
     return {"sqlite/" + db_id + "/" + std::to_string(sequence) + "/" + name, sequence};
@@ -193,7 +194,7 @@ struct SqliteStore::State {
     }
     if (rc != SQLITE_ROW) {
       s.Reset();
-      return Error("read " + Lease(name), rc);
+      return Error("read " + kit::LeaseLabel(name), rc);
     }
     row.exists = true;
     // Columns: holder, sequence, boot_id, renewed_ns, ttl_ns, acquired_ms,
@@ -261,7 +262,7 @@ struct SqliteStore::State {
   void Rollback() { sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr); }
 
   Result<AcquireOutcome> DoAcquire(const AcquireRequest& q) {
-    const std::string what = "acquire " + Lease(q.name);
+    const std::string what = "acquire " + kit::LeaseLabel(q.name);
     if (q.ttl > kMaxTtl) {
       return InvalidArgumentError(describe + ": " + what + ": TTL " + FormatDuration(q.ttl) +
                                   " exceeds this store's maximum of " + FormatDuration(kMaxTtl));
@@ -313,13 +314,11 @@ struct SqliteStore::State {
   }
 
   std::vector<Result<RenewOutcome>> DoRenew(const std::vector<RenewRequest>& batch) {
-    const std::string what = batch.size() == 1 ? "renew " + Lease(batch.front().name)
-                                               : "renew " + std::to_string(batch.size()) + " leases";
-    TimePoint deadline = TimePoint::max();
-    for (const auto& q : batch) deadline = std::min(deadline, q.deadline);
-    auto all = [&](const Status& s) {
-      return std::vector<Result<RenewOutcome>>(batch.size(), Result<RenewOutcome>(s));
-    };
+    const std::string what = batch.size() == 1
+                                 ? "renew " + kit::LeaseLabel(batch.front().name)
+                                 : "renew " + std::to_string(batch.size()) + " leases";
+    const TimePoint deadline = kit::EarliestDeadline(batch);
+    auto all = [&](const Status& s) { return kit::AllFailed(batch.size(), s); };
     std::lock_guard lock(mu);
     if (Status s = FitDeadline(deadline, what); !s.ok()) return all(s);
     if (Status s = Durable(false); !s.ok()) return all(s);
@@ -365,7 +364,7 @@ struct SqliteStore::State {
   }
 
   Status DoRelease(const ReleaseRequest& q) {
-    const std::string what = "release " + Lease(q.name);
+    const std::string what = "release " + kit::LeaseLabel(q.name);
     std::lock_guard lock(mu);
     if (Status s = FitDeadline(q.deadline, what); !s.ok()) return s;
     if (q.token.sequence == 0 || Token(q.name, q.token.sequence) != q.token) {
@@ -552,7 +551,7 @@ void SqliteStore::Release(ReleaseRequest request, StatusCallback done) {
 
 void SqliteStore::Break(std::string name, TimePoint deadline, StatusCallback done) {
   RunBlocking([state = state_, name = std::move(name), deadline, done = std::move(done)] {
-    const std::string what = "break " + State::Lease(name);
+    const std::string what = "break " + kit::LeaseLabel(name);
     Status status;
     {
       std::lock_guard lock(state->mu);
@@ -571,7 +570,8 @@ void SqliteStore::Break(std::string name, TimePoint deadline, StatusCallback don
 
 void SqliteStore::Inspect(std::string name, TimePoint, InspectCallback done) {
   RunBlocking([state = state_, name = std::move(name), done = std::move(done)] {
-    Result<LeaseRecord> result = NotFoundError(state->describe + ": " + State::Lease(name) + ": no record");
+    Result<LeaseRecord> result =
+        NotFoundError(state->describe + ": " + kit::LeaseLabel(name) + ": no record");
     {
       std::lock_guard lock(state->mu);
       const int64_t now = Ns(state->clock.Now());
