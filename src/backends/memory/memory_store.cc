@@ -131,6 +131,13 @@ struct MemoryStore::State {
     }
     return {Plan::kApply, f.latency, f.answer_late};
   }
+  // Counts a call in `calls` and decides what the faults of its kind make of
+  // it. `calls` and `kind` are members of stats and faults.
+  Decision Decide(uint64_t& calls, OpFaults& kind) {
+    std::lock_guard lock(mu);
+    ++calls;
+    return DecideLocked(kind);
+  }
 
   // Carries out `decision`: `op(answer)` applies the operation (answering only
   // if `answer`), `fail(status)` answers an error without effect. With latency,
@@ -219,12 +226,7 @@ StoreCapabilities MemoryStore::capabilities() const { return {.fencing = true, .
 
 void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
   State& s = *state_;
-  State::Decision decision;
-  {
-    std::lock_guard lock(s.mu);
-    ++s.stats.acquire_calls;
-    decision = State::DecideLocked(s.faults.acquire);
-  }
+  const State::Decision decision = s.Decide(s.stats.acquire_calls, s.faults.acquire);
   auto state = state_;
   auto op = [state, request, done](bool answer) {
     State& s = *state;
@@ -320,12 +322,7 @@ void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
 
 void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
   State& s = *state_;
-  State::Decision decision;
-  {
-    std::lock_guard lock(s.mu);
-    ++s.stats.release_calls;
-    decision = State::DecideLocked(s.faults.release);
-  }
+  const State::Decision decision = s.Decide(s.stats.release_calls, s.faults.release);
   auto state = state_;
   auto op = [state, request, done](bool answer) {
     State& s = *state;
