@@ -4,8 +4,8 @@
 // process would have. Faults that etcd cannot produce on demand without also
 // resetting its own lease clocks (a connection refused for a few hundred
 // milliseconds, black-holed requests, failed renewals) are injected in front
-// of the store; real kills and pauses of etcd are the fault tests'
-// (etcd_fault_test.cc).
+// of the store (DecoratedHarness, all three hooks); real kills and pauses of
+// etcd are the fault tests' (etcd_fault_test.cc).
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -13,10 +13,9 @@
 #include <vector>
 
 #include "conformance/conformance.h"
-#include "conformance/fault_store.h"
+#include "conformance/decorated_harness.h"
 #include "etcd_cluster.h"
 #include "leasehold/backends/etcd.h"
-#include "leasehold/forwarding_store.h"
 #include "testing/sanitizers.h"
 
 namespace leasehold::conformance {
@@ -26,42 +25,9 @@ using namespace std::chrono_literals;
 
 using leasehold::testing::kSanitized;
 
-// Fails every request fast with kUnavailable while `unavailable` is set, as a
-// refused connection would.
-class UnavailableStore final : public ForwardingStore {
+class EtcdHarness final : public DecoratedHarness {
  public:
-  UnavailableStore(std::shared_ptr<Store> inner, std::shared_ptr<std::atomic<bool>> unavailable)
-      : ForwardingStore(std::move(inner)), unavailable_(std::move(unavailable)) {}
-
-  void Acquire(AcquireRequest request, AcquireCallback done) override {
-    if (*unavailable_) return done(Refused());
-    ForwardingStore::Acquire(std::move(request), std::move(done));
-  }
-  void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
-    if (*unavailable_) {
-      return done(std::vector<Result<RenewOutcome>>(batch.size(), Result<RenewOutcome>(Refused())));
-    }
-    ForwardingStore::Renew(std::move(batch), std::move(done));
-  }
-  void Release(ReleaseRequest request, StatusCallback done) override {
-    if (*unavailable_) return done(Refused());
-    ForwardingStore::Release(std::move(request), std::move(done));
-  }
-  void Inspect(std::string name, TimePoint deadline, InspectCallback done) override {
-    if (*unavailable_) return done(Refused());
-    ForwardingStore::Inspect(std::move(name), deadline, std::move(done));
-  }
-
- private:
-  Status Refused() const {
-    return UnavailableError(Describe() + ": connection refused (injected)");
-  }
-  std::shared_ptr<std::atomic<bool>> unavailable_;
-};
-
-class EtcdHarness final : public Harness {
- public:
-  explicit EtcdHarness(int members) : Harness(false), slow_(kSanitized || members > 1) {
+  explicit EtcdHarness(int members) : DecoratedHarness(false), slow_(kSanitized || members > 1) {
     auto cluster = etcd_test::EtcdCluster::Start({.members = members});
     EXPECT_TRUE(cluster.ok()) << cluster.status().ToString();
     if (cluster.ok()) cluster_ = std::move(cluster).value();
@@ -81,8 +47,7 @@ class EtcdHarness final : public Harness {
     // stores already open (as leases of one process would).
     if (kSanitized && clients_.size() >= 32) {
       auto shared = clients_[next_++ % clients_.size()];
-      return std::make_shared<FaultStore>(std::make_shared<UnavailableStore>(shared, unavailable_),
-                                          faults_);
+      return Decorate(shared);
     }
     // Clients of a cluster start on different members.
     auto endpoints = cluster_->endpoints();
@@ -98,8 +63,7 @@ class EtcdHarness final : public Harness {
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     if (!store.ok()) return nullptr;
     clients_.push_back(*store);
-    return std::make_shared<FaultStore>(std::make_shared<UnavailableStore>(*store, unavailable_),
-                                        faults_);
+    return Decorate(*store);
   }
 
   // etcd's TTLs are whole seconds (minimum 1 s with the fixture's fast
@@ -122,18 +86,6 @@ class EtcdHarness final : public Harness {
     return kSanitized ? Duration(1000ms) : Duration(400ms);
   }
 
-  bool SetUnavailable(bool on) override {
-    *unavailable_ = on;
-    return true;
-  }
-  bool SetHang(bool on) override {
-    faults_->hang = on;
-    return true;
-  }
-  bool FailNextRenewals(int n) override {
-    faults_->fail_next_renewals = n;
-    return true;
-  }
   bool ForeignTakeOver(const std::string& name, const std::string& holder) override {
     if (!cluster_) return false;
     etcd_test::RawEtcd raw(cluster_->endpoint(0));
@@ -152,8 +104,6 @@ class EtcdHarness final : public Harness {
   std::string prefix_;
   size_t next_ = 0;
   std::vector<std::shared_ptr<EtcdStore>> clients_;
-  std::shared_ptr<FaultStore::Faults> faults_ = std::make_shared<FaultStore::Faults>();
-  std::shared_ptr<std::atomic<bool>> unavailable_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 INSTANTIATE_TEST_SUITE_P(

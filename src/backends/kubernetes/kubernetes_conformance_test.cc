@@ -2,7 +2,8 @@
 // in-tree fake API server (real TLS on loopback, real time). Each NewClient()
 // is a store object of its own (its own connections and incarnation), as
 // another process would have, behind a FaultStore for black-holed requests and
-// failed renewals; "unavailable" suspends the server (connections refused).
+// failed renewals (DecoratedHarness); "unavailable" suspends the server
+// (connections refused).
 //
 // Expiry is client-judged: a contender takes a silent holder's record over one
 // lease duration after the record was first seen unchanged. The stores of one
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "conformance/conformance.h"
-#include "conformance/fault_store.h"
+#include "conformance/decorated_harness.h"
 #include "fake_api_server.h"
 #include "leasehold/backends/kubernetes.h"
 #include "leasehold/future.h"
@@ -33,9 +34,9 @@ using kubernetes::testing::FakeApiServer;
 // (TTL/3): 2 s TTLs (4 s sanitized) leave room for it.
 using leasehold::testing::kSanitized;
 
-class KubernetesHarness final : public Harness {
+class KubernetesHarness final : public DecoratedHarness {
  public:
-  KubernetesHarness() : Harness(false) {
+  KubernetesHarness() : DecoratedHarness(false) {
     // Every client keeps its connection open, and the server gives each
     // connection a thread: room for ManyLeasesAreHeldAtOnce's 200 clients.
     auto server = FakeApiServer::Start({.threads = 320});
@@ -57,7 +58,7 @@ class KubernetesHarness final : public Harness {
     auto store = Open();
     if (store == nullptr) return nullptr;
     clients_.push_back(store);
-    return std::make_shared<FaultStore>(store, faults_);
+    return Decorate(store);
   }
 
   std::shared_ptr<kubernetes::KubernetesStore> Open(Duration request_timeout = 2s) {
@@ -82,6 +83,7 @@ class KubernetesHarness final : public Harness {
     return kSanitized ? Duration(500ms) : Duration(250ms);
   }
 
+  // The real thing: the server stops accepting connections.
   bool SetUnavailable(bool on) override {
     if (!server_) return false;
     if (on) {
@@ -89,14 +91,6 @@ class KubernetesHarness final : public Harness {
       return true;
     }
     return server_->Resume().ok();
-  }
-  bool SetHang(bool on) override {
-    faults_->hang = on;
-    return true;
-  }
-  bool FailNextRenewals(int n) override {
-    faults_->fail_next_renewals = n;
-    return true;
   }
   bool ForeignTakeOver(const std::string& name, const std::string& holder) override {
     auto text = server_->GetLease("default", name);
@@ -116,7 +110,6 @@ class KubernetesHarness final : public Harness {
  private:
   std::unique_ptr<FakeApiServer> server_;
   std::vector<std::shared_ptr<kubernetes::KubernetesStore>> clients_;
-  std::shared_ptr<FaultStore::Faults> faults_ = std::make_shared<FaultStore::Faults>();
 };
 
 INSTANTIATE_TEST_SUITE_P(Kubernetes, ConformanceTest,

@@ -5,6 +5,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kit/lease_label.h"
+#include "kit/renew_batch.h"
+#include "kit/watch_registry.h"
 #include "leasehold/backends/memory.h"
 #include "leasehold/detail/io.h"
 
@@ -22,11 +25,6 @@ struct MemoryStore::State {
     WallTime acquired_at;
     WallTime renewed_at;
   };
-  struct Watcher {
-    std::string name;
-    Task on_change;
-  };
-
   const std::shared_ptr<Runtime> runtime;
   const Clock& clock;
   const std::string id;
@@ -46,37 +44,22 @@ struct MemoryStore::State {
     auto it = names.find(name);
     return it == names.end() || !it->second.record ? nullptr : &*it->second.record;
   }
-  std::unordered_map<WatchId, Watcher> watchers;
+  kit::WatchRegistry watchers;
   // Only for watched names: the timer and the moment it fires.
   struct ExpiryTimer {
     TimerId id = 0;
     TimePoint at{};
   };
   std::unordered_map<std::string, ExpiryTimer> expiry_timers;
-  WatchId last_watch = 0;
   MemoryFaults faults;
   MemoryStoreStats stats;
 
   bool Live(const Record& r, TimePoint now) const { return now < r.expires; }
 
-  // Marks a change of `name` and collects its watchers (run after unlocking).
-  void ChangedLocked(const std::string& name, std::vector<Task>& notify) {
+  // Marks a change of `name` and takes its watchers (run after unlocking).
+  kit::WatchRegistry::Firing ChangedLocked(const std::string& name) {
     ++names[name].version;
-    for (auto it = watchers.begin(); it != watchers.end();) {
-      if (it->second.name == name) {
-        notify.push_back(std::move(it->second.on_change));
-        it = watchers.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-
-  bool WatchedLocked(const std::string& name) const {
-    for (const auto& [id, w] : watchers) {
-      if (w.name == name) return true;
-    }
-    return false;
+    return watchers.TakeName(name);
   }
 
   // Watchers must hear about expiry when it happens, so a watched live record
@@ -94,19 +77,20 @@ struct MemoryStore::State {
     const TimerId id = runtime->RunAt(rec->expires, [weak, name] {
       auto self = weak.lock();
       if (!self) return;
-      std::vector<Task> notify;
+      kit::WatchRegistry::Firing notify;
       {
         std::lock_guard lock(self->mu);
         self->expiry_timers.erase(name);
         Record* rec = self->Find(name);
         if (!rec) return;
         if (self->Live(*rec, self->clock.Now())) {
-          if (self->WatchedLocked(name)) self->ArmExpiryLocked(name, weak);  // renewed meanwhile
+          if (self->watchers.Watching(name))
+            self->ArmExpiryLocked(name, weak);  // renewed meanwhile
           return;
         }
-        self->ChangedLocked(name, notify);
+        notify = self->ChangedLocked(name);
       }
-      for (auto& task : notify) task();
+      notify.Run();
     });
     expiry_timers[name] = ExpiryTimer{id, rec->expires};
   }
@@ -146,6 +130,13 @@ struct MemoryStore::State {
       return {Plan::kFail, f.latency, f.answer_late};
     }
     return {Plan::kApply, f.latency, f.answer_late};
+  }
+  // Counts a call in `calls` and decides what the faults of its kind make of
+  // it. `calls` and `kind` are members of stats and faults.
+  Decision Decide(uint64_t& calls, OpFaults& kind) {
+    std::lock_guard lock(mu);
+    ++calls;
+    return DecideLocked(kind);
   }
 
   // Carries out `decision`: `op(answer)` applies the operation (answering only
@@ -189,7 +180,6 @@ struct MemoryStore::State {
   std::string Describe() const { return "memory:"; }
   // "memory: lease \"jobs\"": prefixes the store's own messages.
   static std::string Where(const std::string& subject) { return "memory: " + subject; }
-  static std::string Lease(const std::string& name) { return "lease \"" + name + "\""; }
 };
 
 MemoryStore::MemoryStore(std::shared_ptr<Runtime> runtime)
@@ -236,16 +226,11 @@ StoreCapabilities MemoryStore::capabilities() const { return {.fencing = true, .
 
 void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
   State& s = *state_;
-  State::Decision decision;
-  {
-    std::lock_guard lock(s.mu);
-    ++s.stats.acquire_calls;
-    decision = State::DecideLocked(s.faults.acquire);
-  }
+  const State::Decision decision = s.Decide(s.stats.acquire_calls, s.faults.acquire);
   auto state = state_;
   auto op = [state, request, done](bool answer) {
     State& s = *state;
-    std::vector<Task> notify;
+    kit::WatchRegistry::Firing notify;
     Result<AcquireOutcome> result = InternalError("unset");
     {
       std::lock_guard lock(s.mu);
@@ -265,30 +250,29 @@ void MemoryStore::Acquire(AcquireRequest request, AcquireCallback done) {
         }
       } else if (s.faults.conflict_next_acquires > 0) {
         --s.faults.conflict_next_acquires;
-        result = AbortedError(State::Where(State::Lease(request.name)) +
+        result = AbortedError(State::Where(kit::LeaseLabel(request.name)) +
                               ": injected fault: lost compare-and-swap");
       } else {
         const uint64_t sequence = ++entry.sequence;
         const WallTime wall = s.clock.WallNow();
         entry.record =
             State::Record{request.holder, sequence, request.ttl, now + request.ttl, wall, wall};
-        s.ChangedLocked(request.name, notify);
+        notify = s.ChangedLocked(request.name);
         result =
             AcquireOutcome(Acquired{s.Token(request.name, sequence), request.ttl, std::nullopt});
       }
     }
-    for (auto& task : notify) task();
+    notify.Run();
     if (answer) done(std::move(result));
   };
-  s.Execute(decision, State::Lease(request.name), request.deadline, std::move(op),
+  s.Execute(decision, kit::LeaseLabel(request.name), request.deadline, std::move(op),
             [done](Status status) { done(std::move(status)); });
 }
 
 void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
   State& s = *state_;
   State::Decision decision;
-  TimePoint deadline = TimePoint::max();
-  for (const auto& r : batch) deadline = std::min(deadline, r.deadline);
+  const TimePoint deadline = kit::EarliestDeadline(batch);
   {
     std::lock_guard lock(s.mu);
     ++s.stats.renew_calls;
@@ -330,43 +314,38 @@ void MemoryStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
     }
     if (answer) done(std::move(results));
   };
-  const std::string subject =
-      n == 1 ? State::Lease(requests->front().name) : "renewal of " + std::to_string(n) + " leases";
-  s.Execute(decision, subject, deadline, std::move(op), [done, n](Status status) {
-    done(std::vector<Result<RenewOutcome>>(n, Result<RenewOutcome>(status)));
-  });
+  const std::string subject = n == 1 ? kit::LeaseLabel(requests->front().name)
+                                     : "renewal of " + std::to_string(n) + " leases";
+  s.Execute(decision, subject, deadline, std::move(op),
+            [done, n](Status status) { done(kit::AllFailed(n, status)); });
 }
 
 void MemoryStore::Release(ReleaseRequest request, StatusCallback done) {
   State& s = *state_;
-  State::Decision decision;
-  {
-    std::lock_guard lock(s.mu);
-    ++s.stats.release_calls;
-    decision = State::DecideLocked(s.faults.release);
-  }
+  const State::Decision decision = s.Decide(s.stats.release_calls, s.faults.release);
   auto state = state_;
   auto op = [state, request, done](bool answer) {
     State& s = *state;
-    std::vector<Task> notify;
+    kit::WatchRegistry::Firing notify;
     {
       std::lock_guard lock(s.mu);
       State::Record* r = s.Find(request.name);
       // Conditional on our tenure: a record naming anyone else is left alone.
       if (r && r->holder == request.holder && s.Matches(request.token, request.name, r->sequence)) {
         s.names[request.name].record.reset();
-        s.ChangedLocked(request.name, notify);
+        notify = s.ChangedLocked(request.name);
       }
     }
-    for (auto& task : notify) task();
+    notify.Run();
     if (answer) done(Status::Ok());
   };
-  s.Execute(decision, State::Lease(request.name), request.deadline, std::move(op), std::move(done));
+  s.Execute(decision, kit::LeaseLabel(request.name), request.deadline, std::move(op),
+            std::move(done));
 }
 
 void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
   State& s = *state_;
-  Result<LeaseRecord> result = NotFoundError(State::Where(State::Lease(name)) + ": no record");
+  Result<LeaseRecord> result = NotFoundError(State::Where(kit::LeaseLabel(name)) + ": no record");
   {
     std::lock_guard lock(s.mu);
     ++s.stats.inspect_calls;
@@ -392,34 +371,28 @@ void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
 WatchId MemoryStore::Watch(const std::string& name, const std::string& version, Task on_change) {
   State& s = *state_;
   WatchId id;
-  bool changed;
+  kit::WatchRegistry::Firing already_changed;
   {
+    // Under mu: a change after the check takes this watcher.
     std::lock_guard lock(s.mu);
-    id = ++s.last_watch;
+    id = s.watchers.Add(name, version, std::move(on_change));
     const State::Record* r = s.Find(name);
     const bool live = r && s.Live(*r, s.clock.Now());
-    changed = !live || std::to_string(s.names[name].version) != version;
-    if (!changed) {
-      s.watchers.emplace(id, State::Watcher{name, std::move(on_change)});
+    if (!live || std::to_string(s.names[name].version) != version) {
+      already_changed = s.watchers.Take({id});
+    } else {
       s.ArmExpiryLocked(name, state_);
     }
   }
-  if (changed) on_change();
+  already_changed.Run();
   return id;
 }
 
-void MemoryStore::CancelWatch(WatchId id) noexcept {
-  Task dropped;
-  std::lock_guard lock(state_->mu);
-  auto it = state_->watchers.find(id);
-  if (it == state_->watchers.end()) return;
-  dropped = std::move(it->second.on_change);
-  state_->watchers.erase(it);
-}
+void MemoryStore::CancelWatch(WatchId id) noexcept { state_->watchers.Cancel(id); }
 
 uint64_t MemoryStore::TakeOver(const std::string& name, const std::string& holder, Duration ttl) {
   State& s = *state_;
-  std::vector<Task> notify;
+  kit::WatchRegistry::Firing notify;
   uint64_t sequence;
   {
     std::lock_guard lock(s.mu);
@@ -427,24 +400,24 @@ uint64_t MemoryStore::TakeOver(const std::string& name, const std::string& holde
     sequence = ++entry.sequence;
     const WallTime wall = s.clock.WallNow();
     entry.record = State::Record{holder, sequence, ttl, s.clock.Now() + ttl, wall, wall};
-    s.ChangedLocked(name, notify);
-    if (s.WatchedLocked(name)) s.ArmExpiryLocked(name, state_);
+    notify = s.ChangedLocked(name);
+    if (s.watchers.Watching(name)) s.ArmExpiryLocked(name, state_);
   }
-  for (auto& task : notify) task();
+  notify.Run();
   return sequence;
 }
 
 bool MemoryStore::Delete(const std::string& name) {
   State& s = *state_;
-  std::vector<Task> notify;
+  kit::WatchRegistry::Firing notify;
   {
     std::lock_guard lock(s.mu);
     State::Record* r = s.Find(name);
     if (!r) return false;
     s.names[name].record.reset();
-    s.ChangedLocked(name, notify);
+    notify = s.ChangedLocked(name);
   }
-  for (auto& task : notify) task();
+  notify.Run();
   return true;
 }
 
@@ -455,16 +428,16 @@ void MemoryStore::Break(std::string name, TimePoint, StatusCallback done) {
 
 bool MemoryStore::ExpireNow(const std::string& name) {
   State& s = *state_;
-  std::vector<Task> notify;
+  kit::WatchRegistry::Firing notify;
   {
     std::lock_guard lock(s.mu);
     State::Record* r = s.Find(name);
     const TimePoint now = s.clock.Now();
     if (!r || !s.Live(*r, now)) return false;
     r->expires = now;
-    s.ChangedLocked(name, notify);
+    notify = s.ChangedLocked(name);
   }
-  for (auto& task : notify) task();
+  notify.Run();
   return true;
 }
 

@@ -1,6 +1,7 @@
 // The conformance suite instantiated for the SQLite store: each NewClient() is
 // a store object with its own connection to the same database file, as another
-// process would have, behind a FaultStore for the network-like faults. On a SimulatedRuntime the store's expiry clock is the
+// process would have, behind a FaultStore for the network-like faults
+// (DecoratedHarness). On a SimulatedRuntime the store's expiry clock is the
 // fake clock; on the real runtime it is CLOCK_BOOTTIME.
 #include <chrono>
 #include <memory>
@@ -9,7 +10,7 @@
 #include <vector>
 
 #include "conformance/conformance.h"
-#include "conformance/fault_store.h"
+#include "conformance/decorated_harness.h"
 #include "leasehold/backends/sqlite.h"
 #include "sqlite_test_util.h"
 
@@ -18,10 +19,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class SqliteHarness final : public Harness {
+class SqliteHarness final : public DecoratedHarness {
  public:
-  explicit SqliteHarness(bool simulated)
-      : Harness(simulated) {}
+  explicit SqliteHarness(bool simulated) : DecoratedHarness(simulated) {}
 
   ~SqliteHarness() override {
     blocker_.reset();
@@ -40,7 +40,7 @@ class SqliteHarness final : public Harness {
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     if (!store.ok()) return nullptr;
     clients_.push_back(*store);
-    return std::make_shared<FaultStore>(*store, faults_);
+    return Decorate(*store);
   }
 
   Duration ttl() const override { return simulated() ? Duration(3s) : Duration(600ms); }
@@ -48,7 +48,8 @@ class SqliteHarness final : public Harness {
   Duration expiry_slack() const override { return simulated() ? Duration(10ms) : Duration(100ms); }
   Duration callback_slack() const override { return simulated() ? Duration(1ms) : Duration(100ms); }
 
-  // Another program holds the write lock: every write fails with BUSY.
+  // Another program holds the write lock: every write fails with BUSY (the
+  // store's own unavailability, rather than the decorator's refusal).
   bool SetUnavailable(bool on) override {
     if (on) {
       blocker_ = std::make_unique<sqlite_test::Raw>(dir_.db());
@@ -58,16 +59,6 @@ class SqliteHarness final : public Harness {
     blocker_.reset();
     return true;
   }
-  // In front of the store: requests vanish, or renewals fail, on the way.
-  bool SetHang(bool on) override {
-    faults_->hang = on;
-    return true;
-  }
-  bool FailNextRenewals(int n) override {
-    faults_->fail_next_renewals = n;
-    return true;
-  }
-
   bool ForeignTakeOver(const std::string& name, const std::string& holder) override {
     sqlite_test::Raw raw(dir_.db());
     const auto now = runtime()->clock().Now().time_since_epoch().count();
@@ -88,7 +79,6 @@ class SqliteHarness final : public Harness {
  private:
   sqlite_test::TempDir dir_;
   std::vector<std::shared_ptr<SqliteStore>> clients_;
-  std::shared_ptr<FaultStore::Faults> faults_ = std::make_shared<FaultStore::Faults>();
   std::unique_ptr<sqlite_test::Raw> blocker_;
 };
 

@@ -2,16 +2,18 @@
 
 #include <sqlite3.h>
 
-#include "leasehold/detail/io.h"
-#include "leasehold/clock.h"
-
 #include <algorithm>
 #include <fstream>
 #include <mutex>
-#include <thread>
 #include <optional>
-#include <unordered_map>
+#include <thread>
 #include <vector>
+
+#include "kit/lease_label.h"
+#include "kit/renew_batch.h"
+#include "kit/watch_registry.h"
+#include "leasehold/clock.h"
+#include "leasehold/detail/io.h"
 
 namespace leasehold {
 namespace {
@@ -144,15 +146,10 @@ struct SqliteStore::State {
   sqlite3* db = nullptr;
   std::unique_ptr<Stmt> select, upsert, next_sequence, renew, release, break_lease;
 
-  // Watches, polled while any exist.
-  struct Watcher {
-    std::string name;
-    std::string version;
-    Task on_change;
-  };
-  std::mutex watch_mu;
-  std::unordered_map<WatchId, Watcher> watchers;
-  WatchId last_watch = 0;
+  // Watches, polled while any wait. poll_mu makes "register, start polling
+  // if nobody does" atomic with "fire, stop polling if none is left".
+  kit::WatchRegistry watchers;
+  std::mutex poll_mu;
   bool polling = false;
 
   Status Error(const std::string& what, int rc) const {
@@ -160,7 +157,6 @@ struct SqliteStore::State {
                                    (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)) + " (SQLite " +
                                    std::to_string(rc) + ")");
   }
-  static std::string Lease(const std::string& name) { return "lease \"" + name + "\""; }
 
   FencingToken Token(const std::string& name, uint64_t sequence) const {
     return {"sqlite/" + db_id + "/" + std::to_string(sequence) + "/" + name, sequence};
@@ -198,7 +194,7 @@ struct SqliteStore::State {
     }
     if (rc != SQLITE_ROW) {
       s.Reset();
-      return Error("read " + Lease(name), rc);
+      return Error("read " + kit::LeaseLabel(name), rc);
     }
     row.exists = true;
     // Columns: holder, sequence, boot_id, renewed_ns, ttl_ns, acquired_ms,
@@ -266,7 +262,7 @@ struct SqliteStore::State {
   void Rollback() { sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr); }
 
   Result<AcquireOutcome> DoAcquire(const AcquireRequest& q) {
-    const std::string what = "acquire " + Lease(q.name);
+    const std::string what = "acquire " + kit::LeaseLabel(q.name);
     if (q.ttl > kMaxTtl) {
       return InvalidArgumentError(describe + ": " + what + ": TTL " + FormatDuration(q.ttl) +
                                   " exceeds this store's maximum of " + FormatDuration(kMaxTtl));
@@ -318,13 +314,11 @@ struct SqliteStore::State {
   }
 
   std::vector<Result<RenewOutcome>> DoRenew(const std::vector<RenewRequest>& batch) {
-    const std::string what = batch.size() == 1 ? "renew " + Lease(batch.front().name)
-                                               : "renew " + std::to_string(batch.size()) + " leases";
-    TimePoint deadline = TimePoint::max();
-    for (const auto& q : batch) deadline = std::min(deadline, q.deadline);
-    auto all = [&](const Status& s) {
-      return std::vector<Result<RenewOutcome>>(batch.size(), Result<RenewOutcome>(s));
-    };
+    const std::string what = batch.size() == 1
+                                 ? "renew " + kit::LeaseLabel(batch.front().name)
+                                 : "renew " + std::to_string(batch.size()) + " leases";
+    const TimePoint deadline = kit::EarliestDeadline(batch);
+    auto all = [&](const Status& s) { return kit::AllFailed(batch.size(), s); };
     std::lock_guard lock(mu);
     if (Status s = FitDeadline(deadline, what); !s.ok()) return all(s);
     if (Status s = Durable(false); !s.ok()) return all(s);
@@ -370,7 +364,7 @@ struct SqliteStore::State {
   }
 
   Status DoRelease(const ReleaseRequest& q) {
-    const std::string what = "release " + Lease(q.name);
+    const std::string what = "release " + kit::LeaseLabel(q.name);
     std::lock_guard lock(mu);
     if (Status s = FitDeadline(q.deadline, what); !s.ok()) return s;
     if (q.token.sequence == 0 || Token(q.name, q.token.sequence) != q.token) {
@@ -388,37 +382,28 @@ struct SqliteStore::State {
   // The versions of watched names that changed (or whose record is no longer
   // live) since the watcher's observation; fires and removes those watchers.
   void Poll() {
-    std::vector<std::pair<WatchId, Watcher>> snapshot;
-    {
-      std::lock_guard lock(watch_mu);
-      for (const auto& [id, w] : watchers) snapshot.push_back({id, w});
-    }
+    const std::vector<kit::WatchRegistry::Watcher> snapshot = watchers.Snapshot();
     std::vector<WatchId> fire;
     {
       std::lock_guard lock(mu);
       const int64_t now = Ns(clock.Now());
-      for (const auto& [id, w] : snapshot) {
+      for (const auto& w : snapshot) {
         auto row = Read(w.name, now);
         // A read error counts as a change: the waiter retries and hears it.
         if (!row.ok() || !row->live || std::to_string(row->version) != w.version) {
-          fire.push_back(id);
+          fire.push_back(w.id);
         }
       }
     }
-    std::vector<Task> tasks;
+    kit::WatchRegistry::Firing firing;
     bool more;
     {
-      std::lock_guard lock(watch_mu);
-      for (WatchId id : fire) {
-        auto it = watchers.find(id);
-        if (it == watchers.end()) continue;
-        tasks.push_back(std::move(it->second.on_change));
-        watchers.erase(it);
-      }
+      std::lock_guard lock(poll_mu);
+      firing = watchers.Take(fire);
       more = !watchers.empty();
       polling = more;
     }
-    for (auto& t : tasks) t();
+    firing.Run();
     if (more) SchedulePoll();
   }
 
@@ -566,7 +551,7 @@ void SqliteStore::Release(ReleaseRequest request, StatusCallback done) {
 
 void SqliteStore::Break(std::string name, TimePoint deadline, StatusCallback done) {
   RunBlocking([state = state_, name = std::move(name), deadline, done = std::move(done)] {
-    const std::string what = "break " + State::Lease(name);
+    const std::string what = "break " + kit::LeaseLabel(name);
     Status status;
     {
       std::lock_guard lock(state->mu);
@@ -585,7 +570,8 @@ void SqliteStore::Break(std::string name, TimePoint deadline, StatusCallback don
 
 void SqliteStore::Inspect(std::string name, TimePoint, InspectCallback done) {
   RunBlocking([state = state_, name = std::move(name), done = std::move(done)] {
-    Result<LeaseRecord> result = NotFoundError(state->describe + ": " + State::Lease(name) + ": no record");
+    Result<LeaseRecord> result =
+        NotFoundError(state->describe + ": " + kit::LeaseLabel(name) + ": no record");
     {
       std::lock_guard lock(state->mu);
       const int64_t now = Ns(state->clock.Now());
@@ -613,22 +599,14 @@ WatchId SqliteStore::Watch(const std::string& name, const std::string& version, 
   WatchId id;
   bool start;
   {
-    std::lock_guard lock(s.watch_mu);
-    id = ++s.last_watch;
-    s.watchers.emplace(id, State::Watcher{name, version, std::move(on_change)});
+    std::lock_guard lock(s.poll_mu);
+    id = s.watchers.Add(name, version, std::move(on_change));
     start = !std::exchange(s.polling, true);
   }
   if (start) s.SchedulePoll();
   return id;
 }
 
-void SqliteStore::CancelWatch(WatchId id) noexcept {
-  Task dropped;
-  std::lock_guard lock(state_->watch_mu);
-  auto it = state_->watchers.find(id);
-  if (it == state_->watchers.end()) return;
-  dropped = std::move(it->second.on_change);
-  state_->watchers.erase(it);
-}
+void SqliteStore::CancelWatch(WatchId id) noexcept { state_->watchers.Cancel(id); }
 
 }  // namespace leasehold
