@@ -6,7 +6,7 @@
 //
 // Thread-safety: every method is safe from any thread; those marked REQUIRES
 // need `mu` held. `mu` guards the sessions, the keepalive waiters, both stream
-// pointers, the watchers and the shutdown flag; it may be held while taking
+// pointers and the shutdown flag; it may be held while taking
 // the transport's token mutex, never the other way round. Callbacks are called
 // outside `mu`, with one exception kept from before the split: GetSession
 // answers after a refreshing keepalive under it.
@@ -30,6 +30,7 @@
 #include "etcd_session.h"
 #include "etcd_transport.h"
 #include "etcd_watch.h"
+#include "kit/watch_registry.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/fencing.h"
 #include "leasehold/runtime.h"
@@ -67,8 +68,9 @@ struct etcd::State : etcd::Transport {
   void ForgetAnchor(int64_t session_id, TimePoint anchor);
 
   // Watches (etcd_watch.cc).
+  // Asks etcd to watch `key` from `start_revision` under our watch id `id`.
   // REQUIRES: mu held.
-  void StartWatch(WatchId id, const etcd::Watcher& w);
+  void StartWatch(WatchId id, const std::string& key, int64_t start_revision);
   void OnWatchResponse(const etcd::pb::WatchResponse& resp);
   void OnWatchStreamDone(etcd::WatchStream* stream);
 
@@ -84,8 +86,9 @@ struct etcd::State : etcd::Transport {
   size_t streams_running = 0;
   std::condition_variable streams_cv;
   bool shutting_down = false;
-  std::unordered_map<WatchId, etcd::Watcher> watchers;
-  WatchId last_watch = 0;
+  // The waiters, by watch id (also etcd's watch id on the stream); its own
+  // mutex, a leaf below `mu`.
+  kit::WatchRegistry watchers;
 };
 
 }  // namespace leasehold

@@ -18,8 +18,8 @@
 #include "etcd_txn.h"
 #include "etcd_watch.h"
 #include "leasehold/backends/etcd.h"
-#include "leasehold/detail/handover.h"
 #include "leasehold/clock.h"
+#include "leasehold/detail/handover.h"
 #include "leasehold/future.h"
 
 namespace leasehold {
@@ -30,8 +30,8 @@ using etcd::Endpoint;
 using etcd::KeepAliveAnswer;
 using etcd::Session;
 using etcd::SessionInfo;
-using etcd::TtlSeconds;
 using etcd::State;
+using etcd::TtlSeconds;
 
 // Answers reach the engine on the runtime's loop, never on a gRPC thread: the
 // engine may drop its last reference to the store there, and a store must not
@@ -50,16 +50,6 @@ std::function<void(T)> OnLoop(const std::shared_ptr<Runtime>& runtime,
       (void)published->load(std::memory_order_acquire);
       done(std::move(value));
     });
-  };
-}
-
-// The same for a watch's on_change.
-Task OnLoopTask(Task task) {
-  auto published = std::make_shared<std::atomic<bool>>(false);
-  published->store(true, std::memory_order_release);
-  return [published, task = std::move(task)] {
-    (void)published->load(std::memory_order_acquire);
-    task();
   };
 }
 
@@ -166,8 +156,8 @@ namespace {
 // expired under it, or while the raft term changes under it.
 constexpr int kMaxAcquireRetries = 3;
 
-void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request,
-                    AcquireCallback done, int attempt);
+void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request, AcquireCallback done,
+                    int attempt);
 
 // The answer to the acquire transaction sent with `session`.
 void OnAcquireAnswer(const std::shared_ptr<etcd::State>& st, AcquireRequest request,
@@ -234,8 +224,8 @@ void OnAcquireAnswer(const std::shared_ptr<etcd::State>& st, AcquireRequest requ
   done(AcquireOutcome(Contended{kv.value(), std::to_string(r->header().revision()), std::nullopt}));
 }
 
-void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request,
-                    AcquireCallback done, int attempt) {
+void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request, AcquireCallback done,
+                    int attempt) {
   const int64_t ttl_s = TtlSeconds(request.ttl);
   const TimePoint deadline = request.deadline;
   st->GetSession(
@@ -277,8 +267,7 @@ namespace {
 // nothing.
 class RenewBatch : public std::enable_shared_from_this<RenewBatch> {
  public:
-  RenewBatch(std::shared_ptr<etcd::State> st, std::vector<RenewRequest> batch,
-             RenewCallback done)
+  RenewBatch(std::shared_ptr<etcd::State> st, std::vector<RenewRequest> batch, RenewCallback done)
       : st_(std::move(st)), done_(std::move(done)) {
     const size_t n = batch.size();
     key_result_.resize(n);
@@ -554,20 +543,17 @@ WatchId EtcdStore::Watch(const std::string& name, const std::string& version, Ta
   if (!valid || revision <= 0) return 0;
   std::unique_lock lock(st->mu);
   if (st->shutting_down) return 0;
-  const WatchId id = ++st->last_watch;
-  etcd::Watcher w{st->Key(name), revision + 1, OnLoopTask(std::move(on_change))};
-  st->StartWatch(id, w);
-  st->watchers.emplace(id, std::move(w));
+  const std::string key = st->Key(name);
+  const WatchId id = st->watchers.Add(key, version, std::move(on_change));
+  st->StartWatch(id, key, revision + 1);
   return id;
 }
 
 void EtcdStore::CancelWatch(WatchId id) noexcept {
-  Task dropped;
+  // From here on on_change will not start (watch_registry.h).
+  state_->watchers.Cancel(id);
+  // etcd drops the watch; it ignores ids it no longer has (one that fired).
   std::lock_guard lock(state_->mu);
-  auto it = state_->watchers.find(id);
-  if (it == state_->watchers.end()) return;
-  dropped = std::move(it->second.on_change);
-  state_->watchers.erase(it);
   if (state_->watch_stream != nullptr) {
     pb::WatchRequest req;
     req.mutable_cancel_request()->set_watch_id(static_cast<int64_t>(id));

@@ -26,7 +26,18 @@ void WatchStream::OnResponse(const pb::WatchResponse& response) {
 
 namespace pb = etcd::pb;
 
-void etcd::State::StartWatch(WatchId id, const etcd::Watcher& w) {
+namespace {
+
+// Runs the taken watchers on the runtime, not on gRPC's thread; each starts
+// only if its watch has not been cancelled by then (watch_registry.h).
+void PostFiring(Runtime& runtime, kit::WatchRegistry::Firing firing) {
+  if (firing.empty()) return;
+  runtime.Post([f = std::make_shared<kit::WatchRegistry::Firing>(std::move(firing))] { f->Run(); });
+}
+
+}  // namespace
+
+void etcd::State::StartWatch(WatchId id, const std::string& key, int64_t start_revision) {
   if (watch_stream == nullptr) {
     const size_t ep = current.load() % endpoints.size();
     watch_stream = new etcd::WatchStream(SharedFromThis());
@@ -36,8 +47,8 @@ void etcd::State::StartWatch(WatchId id, const etcd::Watcher& w) {
   }
   pb::WatchRequest req;
   auto* c = req.mutable_create_request();
-  c->set_key(w.key);
-  c->set_start_revision(w.start_revision);
+  c->set_key(key);
+  c->set_start_revision(start_revision);
   c->set_watch_id(static_cast<int64_t>(id));
   watch_stream->Send(std::move(req));
 }
@@ -47,13 +58,10 @@ void etcd::State::OnWatchResponse(const pb::WatchResponse& resp) {
   // about the key.
   const bool fire = !resp.events().empty() || resp.canceled() || resp.compact_revision() != 0;
   if (!fire) return;
-  Task task;
+  kit::WatchRegistry::Firing firing = watchers.Take({static_cast<WatchId>(resp.watch_id())});
+  if (firing.empty()) return;
   {
     std::lock_guard lock(mu);
-    auto it = watchers.find(static_cast<WatchId>(resp.watch_id()));
-    if (it == watchers.end()) return;
-    task = std::move(it->second.on_change);
-    watchers.erase(it);
     // A watch fires once: etcd need not keep reporting.
     if (!resp.canceled() && watch_stream != nullptr) {
       pb::WatchRequest req;
@@ -61,25 +69,22 @@ void etcd::State::OnWatchResponse(const pb::WatchResponse& resp) {
       watch_stream->Send(std::move(req));
     }
   }
-  if (task) runtime->Post(std::move(task));
+  PostFiring(*runtime, std::move(firing));
 }
 
 void etcd::State::OnWatchStreamDone(etcd::WatchStream* stream) {
-  std::vector<Task> tasks;
+  kit::WatchRegistry::Firing firing;
   {
     std::lock_guard lock(mu);
     if (watch_stream == stream) {
       watch_stream = nullptr;
       // Every watch hears "may have changed": its waiter reads again.
-      for (auto& [id, w] : watchers) tasks.push_back(std::move(w.on_change));
-      watchers.clear();
+      firing = watchers.TakeAll();
     }
     --streams_running;
     streams_cv.notify_all();
   }
-  for (auto& t : tasks) {
-    if (t) runtime->Post(std::move(t));
-  }
+  PostFiring(*runtime, std::move(firing));
 }
 
 }  // namespace leasehold

@@ -2,7 +2,8 @@
 // over the store's one Watch stream. The watch operations are methods of
 // etcd::State (etcd_state.h), defined in etcd_watch.cc.
 //
-// Thread-safety: Watchers are guarded by etcd::State::mu. A WatchStream
+// Thread-safety: the waiters are in etcd::State's kit::WatchRegistry, the
+// stream pointer is guarded by etcd::State::mu. A WatchStream
 // is driven by gRPC's threads; Send() and Cancel() are safe from any thread.
 // It deletes itself in OnDone.
 #ifndef LEASEHOLD_BACKENDS_ETCD_ETCD_WATCH_H_
@@ -18,12 +19,6 @@
 #include "leasehold/runtime.h"
 
 namespace leasehold::etcd {
-
-struct Watcher {
-  std::string key;
-  int64_t start_revision;
-  Task on_change;  // runs once: on a change, a cancel or a compaction
-};
 
 // The one Watch stream of a store, multiplexing its watches by watch id.
 class WatchStream final : public QueuedBidiStream<pb::WatchRequest, pb::WatchResponse> {
