@@ -1,20 +1,17 @@
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
 #include "http_client.h"
+#include "kubernetes_watch.h"
 #include "lease_codec.h"
 #include "leasehold/backends/kubernetes.h"
 #include "leasehold/detail/io.h"
-#include "stream_mux.h"
 
 namespace leasehold::kubernetes {
 namespace {
@@ -23,7 +20,6 @@ using json = nlohmann::json;
 using detail::ApiStatus;
 using detail::HttpClient;
 using detail::HttpResponse;
-using detail::StreamMux;
 using detail::LeaseObject;
 
 constexpr int64_t kMaxTransitions = std::numeric_limits<int32_t>::max();
@@ -114,77 +110,6 @@ std::shared_ptr<ObservationBook> ProcessBook() {
   return book;
 }
 
-// One Watch(): its stream on the mux, and the waiter's callback, which runs
-// on the runtime (never on the mux thread: it may end the store).
-struct WatchState {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool cancelled = false;
-  bool fired = false;
-  std::thread::id running;  // the thread running on_change, if any
-  uint64_t stream = 0;
-  // Fire has run (and on_change returned): the store may forget the watch,
-  // since no later CancelWatch has anything left to stop.
-  std::atomic<bool> finished{false};
-  Task on_change;
-
-  void Fire() {
-    Task task;
-    {
-      std::lock_guard lock(mu);
-      if (!cancelled && !fired) {
-        fired = true;
-        running = std::this_thread::get_id();
-        task = std::move(on_change);
-      }
-    }
-    if (task) {
-      try {
-        task();
-      } catch (...) {
-      }
-      task = nullptr;
-      std::lock_guard lock(mu);
-      running = std::thread::id();
-      cv.notify_all();
-    }
-    finished = true;
-  }
-
-  // After Cancel returns, on_change has not started and will not, or has
-  // returned -- unless Cancel is called from on_change itself.
-  void Cancel() {
-    Task dropped;
-    std::unique_lock lock(mu);
-    cancelled = true;
-    const auto self = std::this_thread::get_id();
-    cv.wait(lock, [&] { return running == std::thread::id() || running == self; });
-    dropped = std::move(on_change);
-  }
-};
-
-// The watch stream's reader: newline-delimited watch events.
-struct WatchReader {
-  std::string buffer;
-  bool woken = false;  // an event, an ERROR object or garbage arrived
-
-  bool OnData(std::string_view chunk) {
-    buffer.append(chunk);
-    if (buffer.size() > (size_t{4} << 20)) return !(woken = true);
-    size_t nl;
-    while ((nl = buffer.find('\n')) != std::string::npos) {
-      std::string line = buffer.substr(0, nl);
-      buffer.erase(0, nl + 1);
-      if (line.empty() || line == "\r") continue;
-      Result<detail::WatchEvent> ev = detail::ParseWatchLine(line);
-      if (ev.ok() && ev->type == "BOOKMARK") continue;
-      woken = true;  // a change, an ERROR (410 Gone) or garbage: wake the waiter
-      return false;
-    }
-    return true;
-  }
-};
-
 }  // namespace
 
 struct KubernetesStore::State {
@@ -227,15 +152,8 @@ struct KubernetesStore::State {
   std::unordered_map<std::string, Tenure> tenures;
   std::unordered_map<std::string, uint64_t> highest;  // name + "/" + uid -> sequence issued
 
-  // Every watch stream of this store on one thread (stream_mux.h).
-  StreamMux mux{http};
-  std::mutex watch_mu;
-  std::map<WatchId, std::shared_ptr<WatchState>> watches;
-  WatchId last_watch = 0;
-  bool closing = false;
-  // Set once the server answers a watch with 403 (a Role without the `watch`
-  // verb): waiters then poll, instead of opening a watch that is refused.
-  std::shared_ptr<std::atomic<bool>> watch_forbidden = std::make_shared<std::atomic<bool>>(false);
+  // The waiters' watch streams, all on one thread (kubernetes_watch.h).
+  detail::Watches watches{http, runtime};
 
   std::string Path(const std::string& name) const { return collection + "/" + name; }
   std::string What(const std::string& name) const { return describe + ": " + Quoted(name); }
@@ -607,18 +525,7 @@ Result<std::shared_ptr<KubernetesStore>> KubernetesStore::Open(KubernetesOptions
 KubernetesStore::KubernetesStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
     : Store(std::move(runtime)), state_(std::move(state)) {}
 
-KubernetesStore::~KubernetesStore() {
-  std::map<WatchId, std::shared_ptr<WatchState>> watches;
-  {
-    std::lock_guard lock(state_->watch_mu);
-    state_->closing = true;
-    watches.swap(state_->watches);
-  }
-  for (auto& [id, ws] : watches) {
-    state_->mux.Close(ws->stream);
-    ws->Cancel();
-  }
-}
+KubernetesStore::~KubernetesStore() { state_->watches.CancelAll(); }
 
 std::string KubernetesStore::Describe() const { return state_->describe; }
 
@@ -722,61 +629,14 @@ void KubernetesStore::Break(std::string name, TimePoint deadline, StatusCallback
 
 WatchId KubernetesStore::Watch(const std::string& name, const std::string& version,
                                Task on_change) {
-  if (!state_->options.watch || !ValidateName(name).ok() || state_->watch_forbidden->load()) {
-    return 0;
-  }
-  auto ws = std::make_shared<WatchState>();
-  ws->on_change = std::move(on_change);
-  const std::string path = state_->collection +
-                           "?watch=1&fieldSelector=" + UrlEncode("metadata.name=" + name) +
-                           "&resourceVersion=" + UrlEncode(version) + "&allowWatchBookmarks=true";
-  std::lock_guard lock(state_->watch_mu);
-  if (state_->closing) return 0;
-  std::erase_if(state_->watches, [](const auto& entry) { return entry.second->finished.load(); });
-  // The handlers run on the mux thread and hold the watch weakly: its owner is
-  // the map (until CancelWatch), then the Fire on its way.
-  auto reader = std::make_shared<WatchReader>();
-  const TimePoint opened = state_->clock.Now();
-  Result<uint64_t> stream = state_->mux.Open(
-      path, [reader](std::string_view chunk) { return reader->OnData(chunk); },
-      [reader, weak = std::weak_ptr<WatchState>(ws), runtime = state_->runtime,
-       forbidden = state_->watch_forbidden, opened](const Result<long>& status) {
-        if (status.ok() && *status == 403) forbidden->store(true);
-        std::shared_ptr<WatchState> w = weak.lock();
-        if (!w) return;
-        // Wake the waiter (it reads the record and watches again) at once on
-        // an event or a 410 Gone. When the watch was refused, failed or
-        // simply ended, wake it no sooner than a second after the watch was
-        // opened: a change may have been missed, but waking at once would
-        // read and watch again in a tight loop against a failing server (or a
-        // proxy that closes streams). After a 403 the next Watch() declines,
-        // and the waiter polls.
-        auto fire = [w = std::move(w)] { w->Fire(); };
-        if (reader->woken || (status.ok() && *status == 410)) {
-          runtime->Post(std::move(fire));
-        } else {
-          runtime->RunAt(opened + std::chrono::seconds(1), std::move(fire));
-        }
-      });
-  if (!stream.ok()) return 0;  // the waiter polls
-  ws->stream = *stream;
-  const WatchId id = ++state_->last_watch;
-  state_->watches.emplace(id, std::move(ws));
-  return id;
+  if (!state_->options.watch || !ValidateName(name).ok()) return 0;
+  return state_->watches.Open(
+      state_->collection + "?watch=1&fieldSelector=" + UrlEncode("metadata.name=" + name) +
+          "&resourceVersion=" + UrlEncode(version) + "&allowWatchBookmarks=true",
+      std::move(on_change));
 }
 
-void KubernetesStore::CancelWatch(WatchId id) noexcept {
-  std::shared_ptr<WatchState> ws;
-  {
-    std::lock_guard lock(state_->watch_mu);
-    auto it = state_->watches.find(id);
-    if (it == state_->watches.end()) return;
-    ws = std::move(it->second);
-    state_->watches.erase(it);
-  }
-  state_->mux.Close(ws->stream);
-  ws->Cancel();
-}
+void KubernetesStore::CancelWatch(WatchId id) noexcept { state_->watches.Cancel(id); }
 
 const std::string& KubernetesStore::namespace_name() const noexcept { return state_->ns; }
 const std::string& KubernetesStore::incarnation() const noexcept { return state_->incarnation; }
