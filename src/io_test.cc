@@ -6,6 +6,8 @@
 
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "testing/temp_dir.h"
 
@@ -71,6 +73,50 @@ TEST_F(ReadSmallFileTest, AFileOverTheLimitIsRefusedAndOneAtTheLimitIsRead) {
   ASSERT_FALSE(over.ok());
   EXPECT_EQ(over.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(over.status().message(), HasSubstr("larger than 64 bytes"));
+}
+
+// The backends and the CLI check endpoints and names with these, so a value
+// the CLI accepts is one the backend accepts, with the same words.
+TEST(CheckEndpointTest, AcceptsHostPortAndBracketedIpv6) {
+  for (const char* good : {"127.0.0.1:2379", "etcd-0.etcd.svc:2379", "my_host:1", "[::1]:65535"}) {
+    EXPECT_TRUE(CheckEndpoint(good).ok()) << good;
+  }
+}
+
+TEST(CheckEndpointTest, SaysWhatIsWrong) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"localhost", "needs a port"},
+      {":2379", "is not a host name"},
+      {"host:", "is not a number"},
+      {"host:0", "out of range"},
+      {"host:99999", "out of range"},
+      {"host:12a", "is not a number"},
+      {"a b:1", "is not a host name"},
+      {"h/x:1", "is not a host name"},
+      {"[::1", "unclosed"},
+      {"[::1]", "needs a port"},
+      {"[zz]:1", "IPv6"},
+  };
+  for (const auto& [bad, why] : cases) {
+    const Status s = CheckEndpoint(bad);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(s.message(), HasSubstr(why)) << bad;
+  }
+}
+
+TEST(DnsNamesTest, LabelsAndSubdomainsFollowDns1123) {
+  EXPECT_TRUE(IsDnsLabel("default"));
+  EXPECT_TRUE(IsDnsLabel(std::string(63, 'a')));
+  for (const std::string& bad :
+       std::vector<std::string>{"", "a.b", "-a", "a-", "A", std::string(64, 'a'), "a_b"}) {
+    EXPECT_FALSE(IsDnsLabel(bad)) << bad;
+  }
+  EXPECT_TRUE(IsDnsSubdomain("my-lease.example-1"));
+  EXPECT_TRUE(IsDnsSubdomain(std::string(253, 'a')));
+  for (const std::string& bad :
+       std::vector<std::string>{"", "a..b", ".a", "a.", "a.-b", std::string(254, 'a'), "a/b"}) {
+    EXPECT_FALSE(IsDnsSubdomain(bad)) << bad;
+  }
 }
 
 }  // namespace

@@ -11,13 +11,13 @@
 #include "cli.h"
 #include "leasehold/backends/memory.h"
 #include "leasehold/backends/sqlite.h"
+#include "leasehold/detail/io.h"
 #ifdef LEASEHOLD_CLI_KUBERNETES
 #include "leasehold/backends/kubernetes.h"
 #endif
 #include "leasehold/lease.h"
 #ifdef LEASEHOLD_HAVE_ETCD
 #include "leasehold/backends/etcd.h"
-#include "leasehold/detail/io.h"
 #endif
 
 namespace leasehold::cli {
@@ -27,42 +27,9 @@ Status Bad(std::string_view url, const std::string& why) {
   return InvalidArgumentError("store URL \"" + std::string(url) + "\": " + why);
 }
 
-bool IsHostChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
-}
-
-// "host:port" or "[v6]:port" with a port in 1..65535.
+// "host:port" or "[v6]:port" with a port in 1..65535 (as the backends check).
 Status CheckEndpoint(std::string_view url, std::string_view ep) {
-  std::string_view host;
-  std::string_view port;
-  if (!ep.empty() && ep.front() == '[') {
-    const size_t close = ep.find(']');
-    if (close == std::string_view::npos) return Bad(url, "unclosed '[' in \"" + std::string(ep) + "\"");
-    host = ep.substr(1, close - 1);
-    if (close + 1 >= ep.size() || ep[close + 1] != ':') {
-      return Bad(url, "\"" + std::string(ep) + "\" needs a port after the address");
-    }
-    port = ep.substr(close + 2);
-    if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos) {
-      return Bad(url, "\"" + std::string(host) + "\" is not an IPv6 address");
-    }
-  } else {
-    const size_t colon = ep.rfind(':');
-    if (colon == std::string_view::npos) {
-      return Bad(url, "endpoint \"" + std::string(ep) + "\" needs a port (HOST:PORT)");
-    }
-    host = ep.substr(0, colon);
-    port = ep.substr(colon + 1);
-    if (host.empty() || !std::all_of(host.begin(), host.end(), IsHostChar)) {
-      return Bad(url, "\"" + std::string(host) + "\" is not a host name or address");
-    }
-  }
-  if (port.empty() || port.size() > 5 ||
-      port.find_first_not_of("0123456789") != std::string_view::npos) {
-    return Bad(url, "port \"" + std::string(port) + "\" is not a number");
-  }
-  const int p = std::atoi(std::string(port).c_str());
-  if (p < 1 || p > 65535) return Bad(url, "port " + std::string(port) + " is out of range 1-65535");
+  if (Status s = detail::CheckEndpoint(ep); !s.ok()) return Bad(url, s.message());
   return Status::Ok();
 }
 
@@ -126,14 +93,6 @@ Status ParseQuery(std::string_view url, std::string_view query, StoreSpec& spec,
     *field = std::move(*value);
   }
   return Status::Ok();
-}
-
-// A Kubernetes namespace: a DNS label.
-bool IsDnsLabel(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (!alnum(s.front()) || !alnum(s.back())) return false;
-  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-'; });
 }
 
 Status MakeDirs(const std::string& dir) {
@@ -253,7 +212,7 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
     if (slash == std::string_view::npos) return Bad(url, "needs a namespace: kubernetes:///NAMESPACE");
     const std::string_view host = rest.substr(0, slash);
     spec.ns = std::string(rest.substr(slash + 1));
-    if (!IsDnsLabel(spec.ns)) {
+    if (!detail::IsDnsLabel(spec.ns)) {
       return Bad(url, "namespace \"" + spec.ns + "\" is not a valid Kubernetes namespace (a DNS label)");
     }
     if (host.empty()) {

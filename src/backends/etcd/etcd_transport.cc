@@ -36,18 +36,8 @@ Status ValidateOptions(const EtcdOptions& options) {
     return InvalidArgumentError("etcd: endpoints: at least one host:port is required");
   }
   for (const auto& e : options.endpoints) {
-    const auto colon = e.rfind(':');
-    bool ok = colon != std::string::npos && colon > 0 && colon + 1 < e.size() &&
-              e.size() - colon - 1 <= 5;
-    if (ok) {
-      for (size_t i = colon + 1; i < e.size(); ++i)
-        ok = ok && std::isdigit(static_cast<unsigned char>(e[i]));
-      ok = ok && std::stoi(e.substr(colon + 1)) > 0 && std::stoi(e.substr(colon + 1)) < 65536;
-    }
-    for (char c : e) ok = ok && c > 0x20 && c < 0x7f && c != '/' && c != ',';
-    if (!ok) {
-      return InvalidArgumentError("etcd: endpoints: " + Quote(e) +
-                                  " is not host:port with a port in 1..65535");
+    if (Status s = leasehold::detail::CheckEndpoint(e); !s.ok()) {
+      return InvalidArgumentError("etcd: endpoints: " + s.message());
     }
   }
   if (options.cert_file.empty() != options.key_file.empty()) {

@@ -512,7 +512,7 @@ Result<std::shared_ptr<KubernetesStore>> KubernetesStore::Open(KubernetesOptions
   std::string ns = options.namespace_name;
   if (ns.empty()) ns = options.credentials.namespace_name;
   if (ns.empty()) ns = "default";
-  if (!detail::IsDnsSubdomain(ns) || ns.size() > 63 || ns.find('.') != std::string::npos) {
+  if (!leasehold::detail::IsDnsLabel(ns)) {
     return InvalidArgumentError("kubernetes store: namespace \"" + ns.substr(0, 100) +
                                 "\" is not a DNS-1123 label");
   }

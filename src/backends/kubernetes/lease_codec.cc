@@ -244,20 +244,4 @@ Result<WatchEvent> ParseWatchLine(std::string_view line) {
   return out;
 }
 
-bool IsDnsSubdomain(std::string_view name) {
-  if (name.empty() || name.size() > 253) return false;
-  size_t label_start = 0;
-  for (size_t i = 0; i <= name.size(); ++i) {
-    if (i == name.size() || name[i] == '.') {
-      if (i == label_start) return false;
-      if (name[label_start] == '-' || name[i - 1] == '-') return false;
-      label_start = i + 1;
-      continue;
-    }
-    const char c = name[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-  }
-  return true;
-}
-
 }  // namespace leasehold::kubernetes::detail

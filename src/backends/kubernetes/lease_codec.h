@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "leasehold/clock.h"
+#include "leasehold/detail/io.h"
 #include "leasehold/status.h"
 
 namespace leasehold::kubernetes::detail {
@@ -58,8 +59,8 @@ struct WatchEvent {
 // kDataLoss when the line is not a watch event.
 Result<WatchEvent> ParseWatchLine(std::string_view line);
 
-// DNS-1123 subdomain, at most 253 characters.
-bool IsDnsSubdomain(std::string_view name);
+// DNS-1123 subdomain, at most 253 characters (shared with the CLI).
+using ::leasehold::detail::IsDnsSubdomain;
 
 }  // namespace leasehold::kubernetes::detail
 
