@@ -51,7 +51,9 @@ struct SqliteOptions {
   Duration poll_interval = std::chrono::milliseconds(5);
 };
 
-class SqliteStore final : public Store {
+// The store's operations are Store's (store.h); the implementation
+// (sqlite_store.cc) derives from this class.
+class SqliteStore : public Store {
  public:
   // Opens (creating if needed) the database and its schema. Errors:
   // kInvalidArgument for bad options or a relative path; kUnavailable when the
@@ -59,25 +61,9 @@ class SqliteStore final : public Store {
   // the file is not a leasehold database (or not SQLite at all).
   static Result<std::shared_ptr<SqliteStore>> Open(SqliteOptions options,
                                                    std::shared_ptr<Runtime> runtime = nullptr);
-  ~SqliteStore() override;
 
-  std::string Describe() const override;
-  StoreCapabilities capabilities() const override;
-  void Acquire(AcquireRequest request, AcquireCallback done) override;
-  void Renew(std::vector<RenewRequest> batch, RenewCallback done) override;
-  void Release(ReleaseRequest request, StatusCallback done) override;
-  void Inspect(std::string name, TimePoint deadline, InspectCallback done) override;
-  void Break(std::string name, TimePoint deadline, StatusCallback done) override;
-  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override;
-  void CancelWatch(WatchId id) noexcept override;
-
- private:
-  struct State;
-  SqliteStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state);
-  // Runs `fn` where blocking is allowed: the blocking lane from a loop thread,
-  // else the calling thread.
-  void RunBlocking(Task fn);
-  std::shared_ptr<State> state_;
+ protected:
+  using Store::Store;
 };
 
 }  // namespace leasehold

@@ -6,11 +6,11 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "kit/lease_label.h"
 #include "kit/renew_batch.h"
+#include "kit/sync_store.h"
 #include "kit/watch_registry.h"
 #include "leasehold/clock.h"
 #include "leasehold/detail/io.h"
@@ -119,12 +119,11 @@ struct Row {
   bool live = false;
 };
 
-}  // namespace
-
-struct SqliteStore::State {
+// The database connection and the store's operations on it.
+struct State final : kit::SyncOps {
   State(std::shared_ptr<Runtime> rt, SqliteOptions o)
       : runtime(std::move(rt)), clock(runtime->clock()), options(std::move(o)),
-        describe("sqlite://" + options.path), boot_id(ReadBootId()) {}
+        description("sqlite://" + options.path), boot_id(ReadBootId()) {}
   ~State() {
     select.reset();
     upsert.reset();
@@ -138,7 +137,7 @@ struct SqliteStore::State {
   const std::shared_ptr<Runtime> runtime;
   const Clock& clock;
   const SqliteOptions options;
-  const std::string describe;
+  const std::string description;
   const std::string boot_id;
   std::string db_id;
 
@@ -153,7 +152,7 @@ struct SqliteStore::State {
   bool polling = false;
 
   Status Error(const std::string& what, int rc) const {
-    return Status(CodeFor(rc), describe + ": " + what + ": " +
+    return Status(CodeFor(rc), description + ": " + what + ": " +
                                    (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)) + " (SQLite " +
                                    std::to_string(rc) + ")");
   }
@@ -169,12 +168,15 @@ struct SqliteStore::State {
     return rc == SQLITE_OK ? Status::Ok() : Error(what, rc);
   }
 
-  // Fits the busy timeout to the request's deadline. kDeadlineExceeded if
-  // nothing is left.
-  Status FitDeadline(TimePoint deadline, const std::string& what) {
-    const Duration left = deadline - clock.Now();
+  const std::string& describe() const noexcept override { return description; }
+
+  // Fits the busy timeout to what is left of the call's deadline (the wait
+  // for `mu` may have used some). kDeadlineExceeded if nothing is left.
+  Status FitDeadline(const kit::SyncCall& call) {
+    const Duration left = call.deadline - clock.Now();
     if (left <= Duration::zero()) {
-      return DeadlineExceededError(describe + ": " + what + ": deadline passed before the request ran");
+      return DeadlineExceededError(description + ": " + call.what +
+                                   ": deadline passed before the request ran");
     }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::min(left, options.busy_timeout));
@@ -249,7 +251,9 @@ struct SqliteStore::State {
       const int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
       if (rc == SQLITE_OK) continue;  // verify
       if ((rc & 0xff) != SQLITE_BUSY || clock.Now() >= give_up) return Error("enable WAL", rc);
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      // The busy handler is not consulted here: pause the way it would, in
+      // SQLite's own VFS, then try again.
+      sqlite3_sleep(2);
     }
   }
 
@@ -261,14 +265,14 @@ struct SqliteStore::State {
   }
   void Rollback() { sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr); }
 
-  Result<AcquireOutcome> DoAcquire(const AcquireRequest& q) {
-    const std::string what = "acquire " + kit::LeaseLabel(q.name);
+  Result<AcquireOutcome> Acquire(const AcquireRequest& q, kit::SyncCall& call) override {
+    const std::string& what = call.what;
     if (q.ttl > kMaxTtl) {
-      return InvalidArgumentError(describe + ": " + what + ": TTL " + FormatDuration(q.ttl) +
+      return InvalidArgumentError(description + ": " + what + ": TTL " + FormatDuration(q.ttl) +
                                   " exceeds this store's maximum of " + FormatDuration(kMaxTtl));
     }
     std::lock_guard lock(mu);
-    if (Status s = FitDeadline(q.deadline, what); !s.ok()) return s;
+    if (Status s = FitDeadline(call); !s.ok()) return s;
     if (Status s = Durable(true); !s.ok()) return s;
     if (Status s = Begin(what); !s.ok()) return s;
     const int64_t now = Ns(clock.Now());
@@ -313,14 +317,12 @@ struct SqliteStore::State {
     return AcquireOutcome(Acquired{Token(q.name, sequence), q.ttl, std::nullopt});
   }
 
-  std::vector<Result<RenewOutcome>> DoRenew(const std::vector<RenewRequest>& batch) {
-    const std::string what = batch.size() == 1
-                                 ? "renew " + kit::LeaseLabel(batch.front().name)
-                                 : "renew " + std::to_string(batch.size()) + " leases";
-    const TimePoint deadline = kit::EarliestDeadline(batch);
+  std::vector<Result<RenewOutcome>> Renew(const std::vector<RenewRequest>& batch,
+                                          kit::SyncCall& call) override {
+    const std::string& what = call.what;
     auto all = [&](const Status& s) { return kit::AllFailed(batch.size(), s); };
     std::lock_guard lock(mu);
-    if (Status s = FitDeadline(deadline, what); !s.ok()) return all(s);
+    if (Status s = FitDeadline(call); !s.ok()) return all(s);
     if (Status s = Durable(false); !s.ok()) return all(s);
     if (Status s = Begin(what); !s.ok()) return all(s);
     const int64_t now = Ns(clock.Now());
@@ -363,10 +365,9 @@ struct SqliteStore::State {
     return results;
   }
 
-  Status DoRelease(const ReleaseRequest& q) {
-    const std::string what = "release " + kit::LeaseLabel(q.name);
+  Status Release(const ReleaseRequest& q, kit::SyncCall& call) override {
     std::lock_guard lock(mu);
-    if (Status s = FitDeadline(q.deadline, what); !s.ok()) return s;
+    if (Status s = FitDeadline(call); !s.ok()) return s;
     if (q.token.sequence == 0 || Token(q.name, q.token.sequence) != q.token) {
       return Status::Ok();  // not a tenure of this database: nothing of ours
     }
@@ -376,7 +377,35 @@ struct SqliteStore::State {
     r.Bind(q.name, q.holder, static_cast<int64_t>(q.token.sequence));
     int rc = r.Step();
     r.Reset();
-    return rc == SQLITE_DONE ? Status::Ok() : Error(what, rc);
+    return rc == SQLITE_DONE ? Status::Ok() : Error(call.what, rc);
+  }
+
+  Status Break(const std::string& name, kit::SyncCall& call) override {
+    std::lock_guard lock(mu);
+    if (Status s = FitDeadline(call); !s.ok()) return s;
+    Stmt& b = *break_lease;
+    b.Bind(name);
+    const int rc = b.Step();
+    b.Reset();
+    return rc == SQLITE_DONE ? Status::Ok() : Error(call.what, rc);
+  }
+
+  Result<LeaseRecord> Inspect(const std::string& name, kit::SyncCall& call) override {
+    std::lock_guard lock(mu);
+    if (Status s = FitDeadline(call); !s.ok()) return s;
+    const int64_t now = Ns(clock.Now());
+    auto row = Read(name, now);
+    if (!row.ok()) return row.status();
+    if (!row->exists) return NotFoundError(description + ": " + kit::LeaseLabel(name) + ": no record");
+    LeaseRecord record;
+    record.name = name;
+    record.holder = row->holder;
+    record.token = Token(name, row->sequence);
+    if (row->live) record.remaining = Duration(row->expires_ns - now);
+    record.acquired_at = WallTime(std::chrono::milliseconds(row->acquired_ms));
+    record.renewed_at = WallTime(std::chrono::milliseconds(row->renewed_ms));
+    record.version = std::to_string(row->version);
+    return record;
   }
 
   // The versions of watched names that changed (or whose record is no longer
@@ -407,11 +436,23 @@ struct SqliteStore::State {
     if (more) SchedulePoll();
   }
 
+  WatchId Watch(const std::string& name, const std::string& version, Task on_change) {
+    WatchId id;
+    bool start;
+    {
+      std::lock_guard lock(poll_mu);
+      id = watchers.Add(name, version, std::move(on_change));
+      start = !std::exchange(polling, true);
+    }
+    if (start) SchedulePoll();
+    return id;
+  }
+
   void SchedulePoll();
   std::weak_ptr<State> self;
 };
 
-void SqliteStore::State::SchedulePoll() {
+void State::SchedulePoll() {
   runtime->RunAt(clock.Now() + options.poll_interval, [weak = self] {
     auto s = weak.lock();
     if (!s) return;
@@ -420,6 +461,25 @@ void SqliteStore::State::SchedulePoll() {
     });
   });
 }
+
+// The store: the operations through the kit's adapter, plus polled watches.
+class Impl final : public kit::SyncStore<SqliteStore> {
+ public:
+  Impl(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
+      : SyncStore(std::move(runtime), state), state_(std::move(state)) {}
+
+  std::string Describe() const override { return state_->description; }
+  StoreCapabilities capabilities() const override { return {.fencing = true, .watch = true}; }
+  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
+    return state_->Watch(name, version, std::move(on_change));
+  }
+  void CancelWatch(WatchId id) noexcept override { state_->watchers.Cancel(id); }
+
+ private:
+  const std::shared_ptr<State> state_;
+};
+
+}  // namespace
 
 Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
                                                         std::shared_ptr<Runtime> runtime) {
@@ -474,7 +534,7 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
       return s;
     }
     id = read_id();
-    if (!id) return DataLossError(state->describe + ": leasehold_meta has no readable id");
+    if (!id) return DataLossError(state->description + ": leasehold_meta has no readable id");
   }
   state->db_id = *id;
   struct Prepared {
@@ -509,104 +569,7 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
       return state->Error("prepare statements (not a leasehold database?)", p.slot->prepare_rc());
     }
   }
-  return std::shared_ptr<SqliteStore>(new SqliteStore(std::move(runtime), std::move(state)));
+  return std::shared_ptr<SqliteStore>(new Impl(std::move(runtime), std::move(state)));
 }
-
-SqliteStore::SqliteStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
-    : Store(std::move(runtime)), state_(std::move(state)) {}
-
-SqliteStore::~SqliteStore() = default;
-
-void SqliteStore::RunBlocking(Task fn) {
-  if (runtime()->OnLoopThread()) {
-    runtime()->PostBlocking(std::move(fn));
-  } else {
-    fn();
-  }
-}
-
-std::string SqliteStore::Describe() const { return state_->describe; }
-
-StoreCapabilities SqliteStore::capabilities() const {
-  return {.fencing = true, .watch = true};
-}
-
-void SqliteStore::Acquire(AcquireRequest request, AcquireCallback done) {
-  RunBlocking([state = state_, request = std::move(request), done = std::move(done)] {
-    done(state->DoAcquire(request));
-  });
-}
-
-void SqliteStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
-  RunBlocking([state = state_, batch = std::move(batch), done = std::move(done)] {
-    done(state->DoRenew(batch));
-  });
-}
-
-void SqliteStore::Release(ReleaseRequest request, StatusCallback done) {
-  RunBlocking([state = state_, request = std::move(request), done = std::move(done)] {
-    done(state->DoRelease(request));
-  });
-}
-
-void SqliteStore::Break(std::string name, TimePoint deadline, StatusCallback done) {
-  RunBlocking([state = state_, name = std::move(name), deadline, done = std::move(done)] {
-    const std::string what = "break " + kit::LeaseLabel(name);
-    Status status;
-    {
-      std::lock_guard lock(state->mu);
-      status = state->FitDeadline(deadline, what);
-      if (status.ok()) {
-        Stmt& b = *state->break_lease;
-        b.Bind(name);
-        const int rc = b.Step();
-        b.Reset();
-        if (rc != SQLITE_DONE) status = state->Error(what, rc);
-      }
-    }
-    done(std::move(status));
-  });
-}
-
-void SqliteStore::Inspect(std::string name, TimePoint, InspectCallback done) {
-  RunBlocking([state = state_, name = std::move(name), done = std::move(done)] {
-    Result<LeaseRecord> result =
-        NotFoundError(state->describe + ": " + kit::LeaseLabel(name) + ": no record");
-    {
-      std::lock_guard lock(state->mu);
-      const int64_t now = Ns(state->clock.Now());
-      auto row = state->Read(name, now);
-      if (!row.ok()) {
-        result = row.status();
-      } else if (row->exists) {
-        LeaseRecord record;
-        record.name = name;
-        record.holder = row->holder;
-        record.token = state->Token(name, row->sequence);
-        if (row->live) record.remaining = Duration(row->expires_ns - now);
-        record.acquired_at = WallTime(std::chrono::milliseconds(row->acquired_ms));
-        record.renewed_at = WallTime(std::chrono::milliseconds(row->renewed_ms));
-        record.version = std::to_string(row->version);
-        result = std::move(record);
-      }
-    }
-    done(std::move(result));
-  });
-}
-
-WatchId SqliteStore::Watch(const std::string& name, const std::string& version, Task on_change) {
-  State& s = *state_;
-  WatchId id;
-  bool start;
-  {
-    std::lock_guard lock(s.poll_mu);
-    id = s.watchers.Add(name, version, std::move(on_change));
-    start = !std::exchange(s.polling, true);
-  }
-  if (start) s.SchedulePoll();
-  return id;
-}
-
-void SqliteStore::CancelWatch(WatchId id) noexcept { state_->watchers.Cancel(id); }
 
 }  // namespace leasehold

@@ -1,0 +1,175 @@
+#include "kit/sync_store.h"
+
+#include <functional>
+#include <mutex>
+
+#include "kit/lease_label.h"
+#include "kit/renew_batch.h"
+
+namespace leasehold::kit {
+namespace {
+
+// The answer of an operation that did not run: `status` for each of its `n`
+// results.
+template <typename R>
+R Failed(const Status& status, size_t n);
+template <>
+Status Failed<Status>(const Status& status, size_t) {
+  return status;
+}
+template <>
+Result<AcquireOutcome> Failed<Result<AcquireOutcome>>(const Status& status, size_t) {
+  return status;
+}
+template <>
+Result<LeaseRecord> Failed<Result<LeaseRecord>>(const Status& status, size_t) {
+  return status;
+}
+template <>
+std::vector<Result<RenewOutcome>> Failed<std::vector<Result<RenewOutcome>>>(const Status& status,
+                                                                            size_t n) {
+  return AllFailed(n, status);
+}
+
+template <typename R>
+using Op = std::function<R(SyncOps&, SyncCall&)>;
+
+// One operation of `n` results: checks the deadline, runs `op` where blocking
+// is allowed, and either answers or -- when the operation asked for it and
+// there is time -- runs it again at the time it named.
+template <typename R>
+void Run(std::shared_ptr<Runtime> runtime, std::shared_ptr<SyncOps> ops, SyncCall call, size_t n,
+         Op<R> op, std::function<void(R)> done) {
+  Runtime& where = *runtime;
+  RunBlocking(where, [runtime = std::move(runtime), ops = std::move(ops), call = std::move(call), n,
+                      op = std::move(op), done = std::move(done)]() mutable {
+    const Duration left = call.deadline - runtime->clock().Now();
+    if (left <= Duration::zero()) {
+      done(Failed<R>(DeadlineExceededError(ops->describe() + ": " + call.what +
+                                           ": deadline passed before the request ran"),
+                     n));
+      return;
+    }
+    call.budget = left;
+    call.rerun_at.reset();
+    R answer = op(*ops, call);
+    if (call.rerun_at && *call.rerun_at < call.deadline) {
+      const TimePoint when = *call.rerun_at;
+      ++call.attempt;
+      Runtime& timers = *runtime;
+      timers.RunAt(when, [runtime, ops, call, n, op, done]() mutable {
+        Run<R>(std::move(runtime), std::move(ops), std::move(call), n, std::move(op),
+               std::move(done));
+      });
+      return;
+    }
+    done(std::move(answer));
+  });
+}
+
+std::string RenewWhat(const std::vector<RenewRequest>& batch) {
+  return batch.size() == 1 ? "renew " + LeaseLabel(batch.front().name)
+                           : "renew " + std::to_string(batch.size()) + " leases";
+}
+
+}  // namespace
+
+void RunBlocking(Runtime& runtime, Task fn) {
+  if (runtime.MayBlock()) {
+    fn();
+  } else {
+    runtime.PostBlocking(std::move(fn));
+  }
+}
+
+void SyncAcquire(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
+                 AcquireRequest request, AcquireCallback done) {
+  SyncCall call{.what = "acquire " + LeaseLabel(request.name), .deadline = request.deadline};
+  Run<Result<AcquireOutcome>>(
+      runtime, std::move(ops), std::move(call), 1,
+      [request = std::move(request)](SyncOps& o, SyncCall& c) { return o.Acquire(request, c); },
+      std::move(done));
+}
+
+void SyncRenew(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
+               SyncPolicy policy, std::vector<RenewRequest> batch, RenewCallback done) {
+  using Answer = std::vector<Result<RenewOutcome>>;
+  if (batch.empty()) {
+    done({});
+    return;
+  }
+  if (!policy.renew_one_by_one || batch.size() == 1) {
+    SyncCall call{.what = RenewWhat(batch), .deadline = EarliestDeadline(batch)};
+    const size_t n = batch.size();
+    Run<Answer>(
+        runtime, std::move(ops), std::move(call), n,
+        [batch = std::move(batch)](SyncOps& o, SyncCall& c) { return o.Renew(batch, c); },
+        std::move(done));
+    return;
+  }
+  // One call per request, side by side on the blocking lane; the last to
+  // finish answers the batch.
+  struct Gather {
+    std::mutex mu;
+    Answer results;
+    size_t left;
+    RenewCallback done;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->results.assign(batch.size(), Result<RenewOutcome>(InternalError("not run")));
+  gather->left = batch.size();
+  gather->done = std::move(done);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    SyncCall call{.what = RenewWhat({batch[i]}), .deadline = batch[i].deadline};
+    runtime->PostBlocking([runtime, ops, gather, i, call = std::move(call),
+                           one = std::vector<RenewRequest>{std::move(batch[i])}]() mutable {
+      Run<Answer>(
+          runtime, std::move(ops), std::move(call), 1,
+          [one = std::move(one)](SyncOps& o, SyncCall& c) { return o.Renew(one, c); },
+          [gather, i](Answer answer) {
+            bool last;
+            {
+              std::lock_guard lock(gather->mu);
+              if (answer.size() == 1) {
+                gather->results[i] = std::move(answer.front());
+              } else {
+                gather->results[i] = InternalError("the store answered " +
+                                                   std::to_string(answer.size()) +
+                                                   " results for one renewal");
+              }
+              last = --gather->left == 0;
+            }
+            if (last) gather->done(std::move(gather->results));
+          });
+    });
+  }
+}
+
+void SyncRelease(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
+                 ReleaseRequest request, StatusCallback done) {
+  SyncCall call{.what = "release " + LeaseLabel(request.name), .deadline = request.deadline};
+  Run<Status>(
+      runtime, std::move(ops), std::move(call), 1,
+      [request = std::move(request)](SyncOps& o, SyncCall& c) { return o.Release(request, c); },
+      std::move(done));
+}
+
+void SyncInspect(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
+                 std::string name, TimePoint deadline, InspectCallback done) {
+  SyncCall call{.what = "inspect " + LeaseLabel(name), .deadline = deadline};
+  Run<Result<LeaseRecord>>(
+      runtime, std::move(ops), std::move(call), 1,
+      [name = std::move(name)](SyncOps& o, SyncCall& c) { return o.Inspect(name, c); },
+      std::move(done));
+}
+
+void SyncBreak(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
+               std::string name, TimePoint deadline, StatusCallback done) {
+  SyncCall call{.what = "break " + LeaseLabel(name), .deadline = deadline};
+  Run<Status>(
+      runtime, std::move(ops), std::move(call), 1,
+      [name = std::move(name)](SyncOps& o, SyncCall& c) { return o.Break(name, c); },
+      std::move(done));
+}
+
+}  // namespace leasehold::kit
