@@ -194,6 +194,32 @@ TEST(FutureTest, WaitOnAReadyFutureUnderASimulatedRuntimeDoesNotMoveTheClock) {
   EXPECT_FALSE(timer_fired);
 }
 
+TEST(FutureTest, WaitForReturnsTrueOnceSetAndFalseAfterItsPatience) {
+  Promise<int> late(nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(late.future().WaitFor(std::chrono::milliseconds(50)));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50));
+
+  Promise<int> p(Runtime::Create());
+  std::thread setter([p]() mutable { p.Set(5); });
+  EXPECT_TRUE(p.future().WaitFor(seconds(30)));
+  setter.join();
+}
+
+TEST(FutureTest, WaitForUnderASimulatedRuntimeStopsAtItsPatienceOrTheValue) {
+  auto rt = SimulatedRuntime::Create();
+  const TimePoint t0 = rt->clock().Now();
+  Promise<int> p(rt);
+  rt->RunAt(t0 + seconds(1), [] {});
+  rt->RunAt(t0 + seconds(8), [p]() mutable { p.Set(3); });
+  EXPECT_FALSE(p.future().WaitFor(seconds(2)));
+  EXPECT_FALSE(p.is_set()) << "stopped before running the value's timer";
+  EXPECT_TRUE(p.future().WaitFor(seconds(60)));
+  EXPECT_EQ(rt->clock().Now(), t0 + seconds(8));
+  Promise<int> never(rt);
+  EXPECT_FALSE(never.future().WaitFor(seconds(1))) << "a dry simulation is not ready";
+}
+
 TEST(FutureTest, WaitThrowsLogicErrorWhenTheSimulationRunsDry) {
   auto rt = SimulatedRuntime::Create();
   Promise<int> p(rt);

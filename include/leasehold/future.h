@@ -7,8 +7,8 @@
 // time only moves while somebody drives the simulation. Why not a bare callback:
 // "is an attempt still pending, and what did it return?" would then be
 // bookkeeping every consumer repeats. Future<T> is the small shape that does both:
-// ready() to poll, Then() for a continuation, Wait() to block (driving a simulated
-// runtime), and it is copyable so several waiters can share one operation
+// ready() to poll, Then() for a continuation, Wait() (or WaitFor, bounded) to
+// block (driving a simulated runtime), and it is copyable so several waiters can share one operation
 // (single-flight acquire hands every concurrent caller the same Future).
 //
 // Thread-safety: all methods are safe from any thread. Continuations run on the
@@ -65,6 +65,26 @@ class Future {
     std::unique_lock lock(s.mu);
     s.cv.wait(lock, [&s] { return s.value.has_value(); });
     return *s.value;
+  }
+
+  // Blocks until the operation has completed or `patience` has passed on the
+  // runtime's clock (the real clock without a runtime); returns ready(). Under
+  // a SimulatedRuntime this runs the simulation, which may jump past the end
+  // of `patience` to its next timer.
+  bool WaitFor(Duration patience) const {
+    State& s = *state_;
+    if (s.runtime) {
+      const TimePoint until = s.runtime->clock().Now() + patience;
+      if (s.runtime->DriveUntil([&s, &until] {
+            if (s.runtime->clock().Now() >= until) return true;
+            std::lock_guard lock(s.mu);
+            return s.value.has_value();
+          })) {
+        return ready();
+      }
+    }
+    std::unique_lock lock(s.mu);
+    return s.cv.wait_for(lock, patience, [&s] { return s.value.has_value(); });
   }
 
   // Runs `f(value)` once the operation completes (at once if it has).

@@ -307,8 +307,7 @@ void etcd::State::OnKeepAliveStreamDone(KeepAliveStream* stream, const grpc::Sta
       }
       ka_waiters.clear();
     }
-    --streams_running;
-    streams_cv.notify_all();
+    StreamEnded();
   }
   for (TimerId t : timers) runtime->CancelTimer(t);
   for (auto& cb : calls) cb(st);

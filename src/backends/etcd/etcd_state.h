@@ -16,7 +16,7 @@
 #ifndef LEASEHOLD_BACKENDS_ETCD_ETCD_STATE_H_
 #define LEASEHOLD_BACKENDS_ETCD_ETCD_STATE_H_
 
-#include <condition_variable>
+#include <optional>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,6 +31,7 @@
 #include "etcd_transport.h"
 #include "etcd_watch.h"
 #include "kit/watch_registry.h"
+#include "leasehold/future.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/fencing.h"
 #include "leasehold/runtime.h"
@@ -84,7 +85,10 @@ struct etcd::State : etcd::Transport {
   etcd::KeepAliveStream* ka_stream = nullptr;
   etcd::WatchStream* watch_stream = nullptr;
   size_t streams_running = 0;
-  std::condition_variable streams_cv;
+  // Set when the last stream has ended, once Shutdown waits for that.
+  std::optional<Promise<bool>> streams_idle;
+  // Counts a stream out. REQUIRES: mu held.
+  void StreamEnded();
   bool shutting_down = false;
   // The waiters, by watch id (also etcd's watch id on the stream); its own
   // mutex, a leaf below `mu`.

@@ -4,12 +4,10 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <utility>
 
 #include "etcd_session.h"
@@ -72,33 +70,35 @@ void etcd::State::Shutdown() {
     }
   }
   const TimePoint deadline = clock.Now() + options.shutdown_timeout;
-  const bool may_block = !runtime->OnLoopThread();
-  // A timed wait, which Future does not offer: a hand-rolled one.
+  const bool may_block = runtime->MayBlock();
+  Promise<bool> revoked(runtime);
+  if (ids.empty()) revoked.Set(true);
   auto remaining = std::make_shared<std::atomic<size_t>>(ids.size());
-  auto done_mu = std::make_shared<std::mutex>();
-  auto done_cv = std::make_shared<std::condition_variable>();
   for (int64_t id : ids) {
     pb::LeaseRevokeRequest req;
     req.set_id(id);
     Call("revoke session", std::move(req), deadline, &Endpoint::lease,
          &pb::Lease::Stub::async::LeaseRevoke,
-         [remaining, done_mu, done_cv](Result<pb::LeaseRevokeResponse>) {
-           std::lock_guard lock(*done_mu);
-           --*remaining;
-           done_cv->notify_all();
+         [remaining, revoked](Result<pb::LeaseRevokeResponse>) mutable {
+           if (remaining->fetch_sub(1) == 1) revoked.Set(true);
          });
   }
-  if (may_block) {
-    std::unique_lock lock(*done_mu);
-    done_cv->wait_for(lock, options.shutdown_timeout + std::chrono::milliseconds(100),
-                      [&] { return remaining->load() == 0; });
+  if (may_block) (void)revoked.future().WaitFor(options.shutdown_timeout + std::chrono::milliseconds(100));
+  std::optional<Future<bool>> streams_ended;
+  {
+    std::lock_guard lock(mu);
+    if (ka_stream) ka_stream->Cancel();
+    if (watch_stream) watch_stream->Cancel();
+    if (streams_running > 0) {
+      streams_idle.emplace(runtime);
+      streams_ended = streams_idle->future();
+    }
   }
-  std::unique_lock lock(mu);
-  if (ka_stream) ka_stream->Cancel();
-  if (watch_stream) watch_stream->Cancel();
-  if (may_block) {
-    streams_cv.wait_for(lock, std::chrono::seconds(5), [&] { return streams_running == 0; });
-  }
+  if (may_block && streams_ended) (void)streams_ended->WaitFor(std::chrono::seconds(5));
+}
+
+void etcd::State::StreamEnded() {
+  if (--streams_running == 0 && streams_idle) streams_idle->Set(true);
 }
 
 // ---------------------------------------------------------------------------

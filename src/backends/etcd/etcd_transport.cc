@@ -207,11 +207,11 @@ bool Transport::Prepare(grpc::ClientContext& ctx, TimePoint deadline) {
 }
 
 void Transport::Release(std::shared_ptr<Transport>&& self) {
-  if (self.use_count() > 1) {
-    self.reset();
-    return;
-  }
-  auto rt = runtime;
+  // Whether this is the last reference is not asked (a count read here is
+  // stale by the time it is used): the reference goes to the loop, where
+  // dropping it -- the last one included -- is safe. `rt` keeps the runtime
+  // alive until Post has returned.
+  const std::shared_ptr<Runtime> rt = runtime;
   rt->Post([keep = std::move(self)] {});
 }
 

@@ -8,9 +8,10 @@
 // for a call that cannot start), never under a lock of the transport.
 //
 // Lifetime: a Transport is always owned by a shared_ptr (it is the base of the
-// store's state). Every call in flight holds a reference; the last reference
-// held by a gRPC callback is dropped on the runtime instead (Release), since a
-// channel must not be destroyed inside one of gRPC's own callbacks.
+// store's state). Every call in flight holds a reference; a gRPC callback
+// never drops its reference itself but hands it to the runtime's loop
+// (Release), since a channel must not be destroyed inside one of gRPC's own
+// callbacks.
 #ifndef LEASEHOLD_BACKENDS_ETCD_ETCD_TRANSPORT_H_
 #define LEASEHOLD_BACKENDS_ETCD_ETCD_TRANSPORT_H_
 
@@ -127,8 +128,7 @@ struct Transport : std::enable_shared_from_this<Transport> {
   // Sets the deadline and credentials of one call. False if no time is left.
   bool Prepare(grpc::ClientContext& ctx, TimePoint deadline);
 
-  // Drops a reference held by a gRPC callback; the last one is dropped on the
-  // runtime instead.
+  // Drops a reference held by a gRPC callback, on the runtime's loop.
   void Release(std::shared_ptr<Transport>&& self);
 
   template <typename Req, typename Resp, typename Invoke>

@@ -81,8 +81,7 @@ void etcd::State::OnWatchStreamDone(etcd::WatchStream* stream) {
       // Every watch hears "may have changed": its waiter reads again.
       firing = watchers.TakeAll();
     }
-    --streams_running;
-    streams_cv.notify_all();
+    StreamEnded();
   }
   PostFiring(*runtime, std::move(firing));
 }
