@@ -3,11 +3,11 @@
 #include <cstdint>
 #include <limits>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 
 #include "http_client.h"
+#include "kit/sync_store.h"
 #include "kubernetes_watch.h"
 #include "lease_codec.h"
 #include "leasehold/backends/kubernetes.h"
@@ -112,13 +112,13 @@ std::shared_ptr<ObservationBook> ProcessBook() {
 
 }  // namespace
 
-struct KubernetesStore::State {
+struct KubernetesStore::State final : kit::SyncOps {
   State(std::shared_ptr<Runtime> rt, KubernetesOptions o, std::string ns_in)
       : runtime(std::move(rt)),
         clock(runtime->clock()),
         options(std::move(o)),
         ns(std::move(ns_in)),
-        describe("kubernetes://" + ns + " (" + options.credentials.server + ")"),
+        description("kubernetes://" + ns + " (" + options.credentials.server + ")"),
         incarnation(leasehold::detail::RandomHexId()),
         // Observations are times on the runtime's clock: only stores on the real
         // clock can share them (a simulated clock's times mean nothing to it).
@@ -128,13 +128,13 @@ struct KubernetesStore::State {
         book_prefix(options.credentials.server + "|" + ns + "|"),
         collection("/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases"),
         http(std::make_shared<HttpClient>(options.credentials, clock, options.request_timeout,
-                                          options.token_max_age, describe)) {}
+                                          options.token_max_age, description)) {}
 
   const std::shared_ptr<Runtime> runtime;
   const Clock& clock;
   const KubernetesOptions options;
   const std::string ns;
-  const std::string describe;
+  const std::string description;
   const std::string incarnation;
   const std::shared_ptr<ObservationBook> book;
   const std::string book_prefix;
@@ -156,26 +156,24 @@ struct KubernetesStore::State {
   detail::Watches watches{http, runtime};
 
   std::string Path(const std::string& name) const { return collection + "/" + name; }
-  std::string What(const std::string& name) const { return describe + ": " + Quoted(name); }
+  std::string What(const std::string& name) const { return description + ": " + Quoted(name); }
 
   FencingToken Token(const std::string& name, const std::string& uid, uint64_t seq) const {
     return {"kubernetes/" + ns + "/" + name + "/" + uid + "/" + std::to_string(seq), seq};
   }
 
-  // Sends a request, waiting out a Retry-After (429/5xx) when it fits the budget.
-  Result<HttpResponse> Call(std::string_view method, const std::string& path,
-                            const std::string* body, TimePoint deadline) {
-    for (int attempt = 0;; ++attempt) {
-      Result<HttpResponse> r = http->Send(method, path, body, deadline);
-      if (!r.ok() || attempt >= 2) return r;
-      const long s = r->status;
-      if ((s == 429 || s >= 500) && r->retry_after && method == "GET" &&
-          clock.Now() + *r->retry_after < deadline) {
-        std::this_thread::sleep_for(*r->retry_after);
-        continue;
-      }
-      return r;
+  // Sends a request. A GET answered 429/5xx with a Retry-After asks the
+  // adapter to run the whole operation again then (at most twice; the
+  // operation's writes are compare-and-swaps, so repeating it is safe), and
+  // the answer stands if that time is past the deadline.
+  Result<HttpResponse> Call(kit::SyncCall& call, std::string_view method, const std::string& path,
+                            const std::string* body) {
+    Result<HttpResponse> r = http->Send(method, path, body, call.deadline);
+    if (r.ok() && (r->status == 429 || r->status >= 500) && r->retry_after && method == "GET" &&
+        call.attempt < 2) {
+      call.RerunAt(clock.Now() + *r->retry_after);
     }
+    return r;
   }
 
   Status HttpError(const HttpResponse& r, std::string_view verb, const std::string& name) const {
@@ -269,7 +267,7 @@ struct KubernetesStore::State {
     return AcquireOutcome(std::move(out));
   }
 
-  Result<AcquireOutcome> Create(const AcquireRequest& req) {
+  Result<AcquireOutcome> Create(const AcquireRequest& req, kit::SyncCall& call) {
     const std::string now = detail::FormatMicroTime(clock.WallNow());
     json body = {{"apiVersion", "coordination.k8s.io/v1"},
                  {"kind", "Lease"},
@@ -277,7 +275,7 @@ struct KubernetesStore::State {
     SetIncarnation(body, incarnation);
     SetSpec(body, req.holder, DurationSeconds(req.ttl), now, now, 1);
     const std::string text = body.dump();
-    Result<HttpResponse> r = Call("POST", collection, &text, req.deadline);
+    Result<HttpResponse> r = Call(call, "POST", collection, &text);
     if (!r.ok()) return r.status().WithContext(Quoted(req.name));
     if (r->status == 200 || r->status == 201) return Granted(req, *r, 1);
     if (r->status == 409) {
@@ -286,7 +284,8 @@ struct KubernetesStore::State {
     return HttpError(*r, "create", req.name);
   }
 
-  Result<AcquireOutcome> TakeOver(const AcquireRequest& req, const LeaseObject& obj) {
+  Result<AcquireOutcome> TakeOver(const AcquireRequest& req, const LeaseObject& obj,
+                                  kit::SyncCall& call) {
     int64_t transitions = obj.transitions.value_or(0);
     if (transitions < 0) transitions = 0;
     {
@@ -311,7 +310,7 @@ struct KubernetesStore::State {
       SetIncarnation(body, incarnation);
       SetSpec(body, req.holder, DurationSeconds(req.ttl), now, now, next);
       const std::string text = body.dump();
-      Result<HttpResponse> r = Call("PUT", Path(req.name), &text, req.deadline);
+      Result<HttpResponse> r = Call(call, "PUT", Path(req.name), &text);
       if (!r.ok()) return r.status().WithContext(Quoted(req.name));
       if (r->status == 200 || r->status == 201) {
         return Granted(req, *r, static_cast<uint64_t>(next));
@@ -325,11 +324,12 @@ struct KubernetesStore::State {
     return InternalError(What(req.name) + ": unreachable");
   }
 
-  Result<AcquireOutcome> DoAcquire(const AcquireRequest& req) {
-    Result<HttpResponse> r = Call("GET", Path(req.name), nullptr, req.deadline);
+  Result<AcquireOutcome> Acquire(const AcquireRequest& req, kit::SyncCall& call) override {
+    if (Status s = CheckName(req.name); !s.ok()) return s;
+    Result<HttpResponse> r = Call(call, "GET", Path(req.name), nullptr);
     if (!r.ok()) return r.status().WithContext(Quoted(req.name));
     const TimePoint now = clock.Now();
-    if (r->status == 404) return Create(req);
+    if (r->status == 404) return Create(req, call);
     if (r->status != 200) return HttpError(*r, "get", req.name);
     Result<LeaseObject> obj = Decode(*r, req.name);
     if (!obj.ok()) return obj.status();
@@ -341,7 +341,7 @@ struct KubernetesStore::State {
             .holder = obj->holder, .version = obj->resource_version, .retry_after = window - seen});
       }
     }
-    return TakeOver(req, *obj);
+    return TakeOver(req, *obj, call);
   }
 
   bool StillOurs(const LeaseObject& obj, const std::string& holder, const Tenure& t) const {
@@ -349,7 +349,7 @@ struct KubernetesStore::State {
            *obj.transitions == static_cast<int64_t>(t.sequence);
   }
 
-  Result<RenewOutcome> DoRenew(const RenewRequest& req) {
+  Result<RenewOutcome> RenewOne(const RenewRequest& req, kit::SyncCall& call) {
     Tenure t;
     {
       std::lock_guard lock(mu);
@@ -366,7 +366,7 @@ struct KubernetesStore::State {
               detail::FormatMicroTime(clock.WallNow()), std::nullopt);
       const std::string text = body.dump();
       // resourceVersion (and uid) in the body make this PUT a compare-and-swap.
-      Result<HttpResponse> r = Call("PUT", Path(req.name), &text, req.deadline);
+      Result<HttpResponse> r = Call(call, "PUT", Path(req.name), &text);
       if (!r.ok()) return r.status().WithContext(Quoted(req.name));
       if (r->status == 200) {
         Result<LeaseObject> obj = Decode(*r, req.name);
@@ -389,7 +389,7 @@ struct KubernetesStore::State {
       if (r->status != 409 || attempt > 0) return HttpError(*r, "update", req.name);
       // 409: someone wrote after our last read -- another holder, or our own
       // earlier renewal whose answer we never got. One read tells.
-      Result<HttpResponse> g = Call("GET", Path(req.name), nullptr, req.deadline);
+      Result<HttpResponse> g = Call(call, "GET", Path(req.name), nullptr);
       if (!g.ok()) return g.status().WithContext(Quoted(req.name));
       if (g->status == 404) {
         return RenewOutcome(Lost{LossReason::kDeleted, What(req.name) + ": the Lease was deleted"});
@@ -421,12 +421,12 @@ struct KubernetesStore::State {
 
   // Clears holderIdentity while the record is `t`'s; OK when it is not.
   Status Clear(const std::string& name, const std::string& holder, std::optional<Tenure> t,
-               TimePoint deadline, bool breaking) {
+               kit::SyncCall& call, bool breaking) {
     std::optional<json> object;
     if (t) object = t->object;
     for (int attempt = 0; attempt < 4; ++attempt) {
       if (!object) {
-        Result<HttpResponse> g = Call("GET", Path(name), nullptr, deadline);
+        Result<HttpResponse> g = Call(call, "GET", Path(name), nullptr);
         if (!g.ok()) return g.status().WithContext(Quoted(name));
         if (g->status == 404) return Status::Ok();
         if (g->status != 200) return HttpError(*g, "get", name);
@@ -440,7 +440,7 @@ struct KubernetesStore::State {
       object.reset();
       SetSpec(body, "", 0, "", "", std::nullopt);
       const std::string text = body.dump();
-      Result<HttpResponse> r = Call("PUT", Path(name), &text, deadline);
+      Result<HttpResponse> r = Call(call, "PUT", Path(name), &text);
       if (!r.ok()) return r.status().WithContext(Quoted(name));
       if (r->status == 200 || r->status == 404) return Status::Ok();
       if (r->status != 409) return HttpError(*r, "update", name);
@@ -448,8 +448,9 @@ struct KubernetesStore::State {
     return AbortedError(What(name) + ": the Lease kept changing while we cleared it");
   }
 
-  Result<LeaseRecord> DoInspect(const std::string& name, TimePoint deadline) {
-    Result<HttpResponse> r = Call("GET", Path(name), nullptr, deadline);
+  Result<LeaseRecord> Inspect(const std::string& name, kit::SyncCall& call) override {
+    if (Status s = CheckName(name); !s.ok()) return s;
+    Result<HttpResponse> r = Call(call, "GET", Path(name), nullptr);
     if (!r.ok()) return r.status().WithContext(Quoted(name));
     const TimePoint now = clock.Now();
     if (r->status == 404) return NotFoundError(What(name) + ": no Lease object");
@@ -473,6 +474,52 @@ struct KubernetesStore::State {
       }
     }
     return rec;
+  }
+
+  // --- the SyncOps the adapter (kit/sync_store.h) runs ---
+
+  const std::string& describe() const noexcept override { return description; }
+
+  std::vector<Result<RenewOutcome>> Renew(const std::vector<RenewRequest>& batch,
+                                          kit::SyncCall& call) override {
+    std::vector<Result<RenewOutcome>> out;  // one by one: a batch of one
+    for (const RenewRequest& req : batch) out.push_back(RenewOne(req, call));
+    return out;
+  }
+
+  Status Release(const ReleaseRequest& request, kit::SyncCall& call) override {
+    std::optional<Tenure> t;
+    {
+      std::lock_guard lock(mu);
+      auto it = tenures.find(request.name);
+      if (it != tenures.end() && it->second.token == request.token) t = it->second;
+    }
+    if (!t) return Status::Ok();  // no tenure of this token in this store: nothing of ours left
+    Status s = Clear(request.name, request.holder, t, call, false);
+    if (s.ok()) {
+      std::lock_guard lock(mu);
+      auto it = tenures.find(request.name);
+      if (it != tenures.end() && it->second.token == request.token) tenures.erase(it);
+    }
+    return s;
+  }
+
+  Status Break(const std::string& name, kit::SyncCall& call) override {
+    if (Status s = CheckName(name); !s.ok()) return s;
+    return Clear(name, "", std::nullopt, call, true);
+  }
+
+  Status CheckName(std::string_view name) const {
+    if (detail::IsDnsSubdomain(name)) return Status::Ok();
+    std::string shown(name.substr(0, 100));
+    for (char& c : shown) {
+      if (static_cast<unsigned char>(c) < 0x20) c = '?';
+    }
+    return InvalidArgumentError(
+        description + ": lease name \"" + shown + "\"" + (name.size() > 100 ? "..." : "") +
+        " is not a valid Lease object name: it must be a DNS-1123 subdomain of at most 253 "
+        "characters (lowercase letters, digits, '-' and '.', starting and ending with a letter or "
+        "digit)");
   }
 };
 
@@ -527,104 +574,33 @@ KubernetesStore::KubernetesStore(std::shared_ptr<Runtime> runtime, std::shared_p
 
 KubernetesStore::~KubernetesStore() { state_->watches.CancelAll(); }
 
-std::string KubernetesStore::Describe() const { return state_->describe; }
+std::string KubernetesStore::Describe() const { return state_->description; }
 
 StoreCapabilities KubernetesStore::capabilities() const {
   return {.fencing = true, .watch = state_->options.watch};
 }
 
 Status KubernetesStore::ValidateName(std::string_view name) const {
-  if (detail::IsDnsSubdomain(name)) return Status::Ok();
-  std::string shown(name.substr(0, 100));
-  for (char& c : shown) {
-    if (static_cast<unsigned char>(c) < 0x20) c = '?';
-  }
-  return InvalidArgumentError(
-      state_->describe + ": lease name \"" + shown + "\"" + (name.size() > 100 ? "..." : "") +
-      " is not a valid Lease object name: it must be a DNS-1123 subdomain of at most 253 "
-      "characters (lowercase letters, digits, '-' and '.', starting and ending with a letter or "
-      "digit)");
+  return state_->CheckName(name);
 }
 
+// The five operations are synchronous code run by the kit's adapter: on a
+// thread that may block, within the deadline, Retry-After on a timer, a
+// renewal batch one Lease per call, side by side.
 void KubernetesStore::Acquire(AcquireRequest request, AcquireCallback done) {
-  if (Status s = ValidateName(request.name); !s.ok()) {
-    done(s);
-    return;
-  }
-  runtime()->PostBlocking([state = state_, request = std::move(request), done = std::move(done)] {
-    done(state->DoAcquire(request));
-  });
+  kit::SyncAcquire(runtime(), state_, std::move(request), std::move(done));
 }
-
 void KubernetesStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
-  struct Gather {
-    std::mutex mu;
-    std::vector<Result<RenewOutcome>> results;
-    size_t left;
-    RenewCallback done;
-  };
-  auto g = std::make_shared<Gather>();
-  g->results.assign(batch.size(), Result<RenewOutcome>(InternalError("not run")));
-  g->left = batch.size();
-  g->done = std::move(done);
-  if (batch.empty()) {
-    g->done({});
-    return;
-  }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    runtime()->PostBlocking([state = state_, g, i, req = std::move(batch[i])] {
-      Result<RenewOutcome> r = state->DoRenew(req);
-      bool last = false;
-      {
-        std::lock_guard lock(g->mu);
-        g->results[i] = std::move(r);
-        last = --g->left == 0;
-      }
-      if (last) g->done(std::move(g->results));
-    });
-  }
+  kit::SyncRenew(runtime(), state_, {.renew_one_by_one = true}, std::move(batch), std::move(done));
 }
-
 void KubernetesStore::Release(ReleaseRequest request, StatusCallback done) {
-  runtime()->PostBlocking([state = state_, request = std::move(request), done = std::move(done)] {
-    std::optional<State::Tenure> t;
-    {
-      std::lock_guard lock(state->mu);
-      auto it = state->tenures.find(request.name);
-      if (it != state->tenures.end() && it->second.token == request.token) t = it->second;
-    }
-    if (!t) {
-      done(Status::Ok());  // no tenure of this token in this store: nothing of ours left
-      return;
-    }
-    Status s = state->Clear(request.name, request.holder, t, request.deadline, false);
-    if (s.ok()) {
-      std::lock_guard lock(state->mu);
-      auto it = state->tenures.find(request.name);
-      if (it != state->tenures.end() && it->second.token == request.token) state->tenures.erase(it);
-    }
-    done(std::move(s));
-  });
+  kit::SyncRelease(runtime(), state_, std::move(request), std::move(done));
 }
-
 void KubernetesStore::Inspect(std::string name, TimePoint deadline, InspectCallback done) {
-  if (Status s = ValidateName(name); !s.ok()) {
-    done(s);
-    return;
-  }
-  runtime()->PostBlocking([state = state_, name = std::move(name), deadline,
-                           done = std::move(done)] { done(state->DoInspect(name, deadline)); });
+  kit::SyncInspect(runtime(), state_, std::move(name), deadline, std::move(done));
 }
-
 void KubernetesStore::Break(std::string name, TimePoint deadline, StatusCallback done) {
-  if (Status s = ValidateName(name); !s.ok()) {
-    done(s);
-    return;
-  }
-  runtime()->PostBlocking(
-      [state = state_, name = std::move(name), deadline, done = std::move(done)] {
-        done(state->Clear(name, "", std::nullopt, deadline, true));
-      });
+  kit::SyncBreak(runtime(), state_, std::move(name), deadline, std::move(done));
 }
 
 WatchId KubernetesStore::Watch(const std::string& name, const std::string& version,

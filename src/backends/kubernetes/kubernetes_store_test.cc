@@ -381,6 +381,37 @@ TEST_F(KubernetesStoreTest, ThrottlingIsTransientAndRetryAfterIsHonoured) {
   EXPECT_THAT(renew.status().message(), HasSubstr("retry after 30s"));
 }
 
+TEST_F(KubernetesStoreTest, WaitingOutARetryAfterHoldsNoThread) {
+  // One blocking thread: a Retry-After slept on it would hold every other
+  // request of the store back until it ended.
+  auto runtime = Runtime::Create({.blocking_threads = 1});
+  auto opened = KubernetesStore::Open({.credentials = Creds()}, runtime);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::shared_ptr<KubernetesStore> store = std::move(*opened);
+  server_->FailNext(1, 429, 2, Verb::kGet);
+  Promise<Result<AcquireOutcome>> acquired(nullptr);  // no reference to the runtime
+  Promise<Result<LeaseRecord>> inspected(nullptr);
+  const TimePoint start = Now();
+  // Posted to the loop, so that both requests go to the blocking lane.
+  runtime->Post([this, store, acquired] {
+    store->Acquire({.name = "throttled", .holder = "a", .ttl = 2s, .deadline = Now() + 10s},
+                   [acquired](Result<AcquireOutcome> r) mutable { acquired.Set(std::move(r)); });
+  });
+  std::this_thread::sleep_for(leasehold::testing::kSanitized ? 1s : 300ms);  // its GET got the 429
+  runtime->Post([this, store, inspected] {
+    store->Inspect("other", Now() + 10s,
+                   [inspected](Result<LeaseRecord> r) mutable { inspected.Set(std::move(r)); });
+  });
+  const Result<LeaseRecord> other = inspected.future().Wait();
+  EXPECT_EQ(other.status().code(), StatusCode::kNotFound) << other.status().ToString();
+  EXPECT_FALSE(acquired.future().ready()) << "the inspect waited behind the Retry-After";
+  const Result<AcquireOutcome> throttled = acquired.future().Wait();
+  EXPECT_TRUE(Won(throttled)) << throttled.status().ToString();
+  EXPECT_GE(Now() - start, 2s) << "the Retry-After was honoured";
+  store.reset();
+  EXPECT_TRUE(ShutDown(std::move(runtime)));
+}
+
 TEST_F(KubernetesStoreTest, EveryRequestHonoursItsDeadline) {
   auto store = Open();
   server_->SetHang(true);

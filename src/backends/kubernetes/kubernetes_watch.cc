@@ -1,12 +1,12 @@
 #include "kubernetes_watch.h"
 
 #include <chrono>
-#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <string_view>
-#include <thread>
 #include <utility>
-#include <vector>
 
+#include "kit/watch_registry.h"
 #include "lease_codec.h"
 
 namespace leasehold::kubernetes::detail {
@@ -36,75 +36,43 @@ struct Reader {
 
 }  // namespace
 
-// One Open(): its stream on the mux and the waiter's callback.
-struct Watches::Watch {
+struct Watches::Shared {
+  kit::WatchRegistry registry;
   std::mutex mu;
-  std::condition_variable cv;
-  bool cancelled = false;
-  bool fired = false;
-  std::thread::id running;  // the thread running on_change, if any
-  uint64_t stream = 0;
-  // Fire has run (and on_change returned): the watch may be forgotten, since
-  // no later Cancel has anything left to stop.
-  std::atomic<bool> finished{false};
-  Task on_change;
+  std::map<WatchId, uint64_t> streams;  // the mux stream of each waiting watch
+  bool closing = false;
 
-  void Fire() {
-    Task task;
+  // Starts the waiter of `id` (unless cancelled); its stream has ended.
+  void Fire(WatchId id) {
     {
       std::lock_guard lock(mu);
-      if (!cancelled && !fired) {
-        fired = true;
-        running = std::this_thread::get_id();
-        task = std::move(on_change);
-      }
+      streams.erase(id);
     }
-    if (task) {
-      try {
-        task();
-      } catch (...) {
-      }
-      task = nullptr;
-      std::lock_guard lock(mu);
-      running = std::thread::id();
-      cv.notify_all();
-    }
-    finished = true;
-  }
-
-  void Cancel() {
-    Task dropped;
-    std::unique_lock lock(mu);
-    cancelled = true;
-    const auto self = std::this_thread::get_id();
-    cv.wait(lock, [&] { return running == std::thread::id() || running == self; });
-    dropped = std::move(on_change);
+    registry.Take({id}).Run();
   }
 };
 
 Watches::Watches(std::shared_ptr<HttpClient> http, std::shared_ptr<Runtime> runtime)
-    : runtime_(std::move(runtime)), mux_(std::move(http)) {}
+    : runtime_(std::move(runtime)), shared_(std::make_shared<Shared>()), mux_(std::move(http)) {}
 
 Watches::~Watches() { CancelAll(); }
 
 WatchId Watches::Open(const std::string& path, Task on_change) {
   if (forbidden()) return 0;
-  auto w = std::make_shared<Watch>();
-  w->on_change = std::move(on_change);
-  std::lock_guard lock(mu_);
-  if (closing_) return 0;
-  std::erase_if(watches_, [](const auto& entry) { return entry.second->finished.load(); });
-  // The handlers run on the mux thread and hold the watch weakly: its owner
-  // is the map (until Cancel), then the Fire on its way.
+  // Under the lock, so that the stream's wake-up (which takes it) cannot
+  // forget the stream before it is recorded.
+  std::lock_guard lock(shared_->mu);
+  if (shared_->closing) return 0;
+  const WatchId id = shared_->registry.Add(path, "", std::move(on_change));
   auto reader = std::make_shared<Reader>();
   const TimePoint opened = runtime_->clock().Now();
+  // The handlers run on the mux thread; the wake-up runs on the runtime --
+  // never on the mux thread, since a callback may end the store.
   Result<uint64_t> stream = mux_.Open(
       path, [reader](std::string_view chunk) { return reader->OnData(chunk); },
-      [reader, weak = std::weak_ptr<Watch>(w), runtime = runtime_, forbidden = forbidden_,
-       opened](const Result<long>& status) {
+      [reader, weak = std::weak_ptr<Shared>(shared_), id, runtime = runtime_,
+       forbidden = forbidden_, opened](const Result<long>& status) {
         if (status.ok() && *status == 403) forbidden->store(true);
-        std::shared_ptr<Watch> watch = weak.lock();
-        if (!watch) return;
         // Wake the waiter (it reads the record and watches again) at once on
         // an event or a 410 Gone. When the watch was refused, failed or
         // simply ended, wake it no sooner than a second after the watch was
@@ -112,44 +80,49 @@ WatchId Watches::Open(const std::string& path, Task on_change) {
         // read and watch again in a tight loop against a failing server (or a
         // proxy that closes streams). After a 403 the next Open() declines,
         // and the waiter polls.
-        auto fire = [watch = std::move(watch)] { watch->Fire(); };
+        auto fire = [weak, id] {
+          if (auto shared = weak.lock()) shared->Fire(id);
+        };
         if (reader->woken || (status.ok() && *status == 410)) {
           runtime->Post(std::move(fire));
         } else {
           runtime->RunAt(opened + std::chrono::seconds(1), std::move(fire));
         }
       });
-  if (!stream.ok()) return 0;  // the waiter polls
-  w->stream = *stream;
-  const WatchId id = ++last_;
-  watches_.emplace(id, std::move(w));
+  if (!stream.ok()) {
+    shared_->registry.Cancel(id);
+    return 0;  // the waiter polls
+  }
+  shared_->streams.emplace(id, *stream);
   return id;
 }
 
 void Watches::Cancel(WatchId id) noexcept {
-  std::shared_ptr<Watch> w;
+  shared_->registry.Cancel(id);
+  uint64_t stream = 0;
   {
-    std::lock_guard lock(mu_);
-    auto it = watches_.find(id);
-    if (it == watches_.end()) return;
-    w = std::move(it->second);
-    watches_.erase(it);
+    std::lock_guard lock(shared_->mu);
+    auto it = shared_->streams.find(id);
+    if (it == shared_->streams.end()) return;
+    stream = it->second;
+    shared_->streams.erase(it);
   }
-  mux_.Close(w->stream);
-  w->Cancel();
+  mux_.Close(stream);
 }
 
 void Watches::CancelAll() {
-  std::map<WatchId, std::shared_ptr<Watch>> all;
+  std::map<WatchId, uint64_t> all;
   {
-    std::lock_guard lock(mu_);
-    closing_ = true;
-    all.swap(watches_);
+    std::lock_guard lock(shared_->mu);
+    shared_->closing = true;
+    all.swap(shared_->streams);
   }
-  for (auto& [id, w] : all) {
-    mux_.Close(w->stream);
-    w->Cancel();
+  for (const auto& [id, stream] : all) {
+    shared_->registry.Cancel(id);
+    mux_.Close(stream);
   }
+  // Watches whose streams had ended and whose wake-ups are on their way.
+  (void)shared_->registry.TakeAll();
 }
 
 }  // namespace leasehold::kubernetes::detail

@@ -3,18 +3,16 @@
 // (one thread for all of them, stream_mux.h) and its callback on the runtime
 // -- never on the mux thread, since a callback may end the store.
 //
-// Watch contract (leasehold/store.h): a callback runs at most once, and after
-// Cancel(id) returns it has not started and will not, or has returned --
-// unless Cancel is called from that callback.
+// The callbacks are kept by the backend kit's WatchRegistry, which holds the
+// Store watch contract (leasehold/store.h): a callback runs at most once, and
+// after Cancel(id) returns it will not start.
 //
 // Thread-safety: every method is safe from any thread.
 #ifndef LEASEHOLD_SRC_BACKENDS_KUBERNETES_KUBERNETES_WATCH_H_
 #define LEASEHOLD_SRC_BACKENDS_KUBERNETES_KUBERNETES_WATCH_H_
 
 #include <atomic>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "http_client.h"
@@ -46,15 +44,14 @@ class Watches {
   bool forbidden() const noexcept { return forbidden_->load(); }
 
  private:
-  struct Watch;
+  // The waiters and their streams; held weakly by the stream handlers and
+  // the wake-ups they post, which may outlive the store.
+  struct Shared;
 
   const std::shared_ptr<Runtime> runtime_;
   const std::shared_ptr<std::atomic<bool>> forbidden_ = std::make_shared<std::atomic<bool>>(false);
+  const std::shared_ptr<Shared> shared_;
   StreamMux mux_;
-  std::mutex mu_;
-  std::map<WatchId, std::shared_ptr<Watch>> watches_;
-  WatchId last_ = 0;
-  bool closing_ = false;
 };
 
 }  // namespace leasehold::kubernetes::detail
