@@ -130,4 +130,12 @@ inline constexpr std::string_view kIncarnationAnnotation = "leasehold.io/incarna
 
 }  // namespace leasehold::kubernetes
 
+namespace leasehold {
+// Every backend's store and options are leasehold::<Backend>Store and
+// leasehold::<Backend>Options; the Kubernetes ones live in their own
+// namespace with the rest of the backend's public types (credentials).
+using kubernetes::KubernetesOptions;
+using kubernetes::KubernetesStore;
+}  // namespace leasehold
+
 #endif  // LEASEHOLD_BACKENDS_KUBERNETES_H_
