@@ -12,10 +12,9 @@
 //
 // LEASEHOLD_BENCH_SMOKE=1 (set by `ctest -L benchmark`) shrinks the scale
 // benchmark to 2,000 leases and a 2 s window.
+#include <benchmark/benchmark.h>
 #include <malloc.h>
 #include <sys/resource.h>
-
-#include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdio>
@@ -57,7 +56,8 @@ size_t HeapInUse() {
 
 std::unique_ptr<Lease> MakeLease(benchmark::State& state, std::shared_ptr<Store> store,
                                  std::string name, Duration ttl) {
-  auto lease = Lease::Create(std::move(store), {.name = std::move(name), .owner = "bench", .ttl = ttl});
+  auto lease =
+      Lease::Create(std::move(store), {.name = std::move(name), .owner = "bench", .ttl = ttl});
   if (!lease.ok()) {
     state.SkipWithError(lease.status().ToString().c_str());
     return nullptr;
@@ -236,9 +236,9 @@ BENCHMARK(BM_HeldLeasesSteadyState)
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::AddCustomContext("leasehold_bench_smoke",
-                              leasehold::SmokeMode() ? "1 (2,000 leases, 2 s window)"
-                                                     : "0 (100,000 leases, 20 s window)");
+  benchmark::AddCustomContext("leasehold_bench_smoke", leasehold::SmokeMode()
+                                                           ? "1 (2,000 leases, 2 s window)"
+                                                           : "0 (100,000 leases, 20 s window)");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

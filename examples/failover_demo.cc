@@ -161,10 +161,9 @@ void StartWaiting(Contender& c, const Timeline& timeline) {
 // The holder of the record as the store sees it, for the printout.
 std::string HolderInStore(MemoryStore& store) {
   leasehold::Promise<leasehold::Result<leasehold::LeaseRecord>> answer(store.runtime());
-  store.Inspect(kLeaseName, store.runtime()->clock().Now() + 1s,
-                [answer](leasehold::Result<leasehold::LeaseRecord> r) mutable {
-                  answer.Set(std::move(r));
-                });
+  store.Inspect(
+      kLeaseName, store.runtime()->clock().Now() + 1s,
+      [answer](leasehold::Result<leasehold::LeaseRecord> r) mutable { answer.Set(std::move(r)); });
   const auto& record = answer.future().Wait();
   if (!record.ok()) return record.status().ToString();
   return record->holder.empty() ? "nobody" : record->holder;
@@ -209,9 +208,9 @@ class OverlapMonitor {
       for (size_t x = 0; x < n && !overlap_; ++x) {
         for (size_t y = x + 1; y < n && !overlap_; ++y) {
           if (alive[x] && alive[y] && alive[n + x]) {
-            overlap_ = Format("at t=%.1fms %s and %s were alive at once",
-                              timeline_.At(timeline_.Now()), contenders_[x]->name.c_str(),
-                              contenders_[y]->name.c_str());
+            overlap_ =
+                Format("at t=%.1fms %s and %s were alive at once", timeline_.At(timeline_.Now()),
+                       contenders_[x]->name.c_str(), contenders_[y]->name.c_str());
           }
         }
       }
@@ -255,11 +254,11 @@ int main() {
   Contender& alpha = *alpha_owner;
   const Duration renew_interval = alpha.lease->options().renew_interval;
   const Duration drift = *alpha.lease->options().drift_allowance;
-  std::printf("leasehold failover demo: lease \"%s\" on %s, TTL %s (renewed every %s, "
-              "drift allowance %s)\n\n",
-              kLeaseName, store->Describe().c_str(), leasehold::FormatDuration(kTtl).c_str(),
-              leasehold::FormatDuration(renew_interval).c_str(),
-              leasehold::FormatDuration(drift).c_str());
+  std::printf(
+      "leasehold failover demo: lease \"%s\" on %s, TTL %s (renewed every %s, "
+      "drift allowance %s)\n\n",
+      kLeaseName, store->Describe().c_str(), leasehold::FormatDuration(kTtl).c_str(),
+      leasehold::FormatDuration(renew_interval).c_str(), leasehold::FormatDuration(drift).c_str());
 
   // 1. alpha first; then bravo and charlie wait (woken by the store's watch).
   StartWaiting(alpha, timeline);
@@ -270,12 +269,12 @@ int main() {
     return 1;
   }
   alpha.sequence = (*first)->sequence;
-  timeline.Print(*alpha.AcquiredAt(), "alpha", Format("acquired  sequence=%llu",
-                                                      static_cast<unsigned long long>(alpha.sequence)));
+  timeline.Print(
+      *alpha.AcquiredAt(), "alpha",
+      Format("acquired  sequence=%llu", static_cast<unsigned long long>(alpha.sequence)));
   for (Contender* c : {bravo_owner.get(), charlie_owner.get()}) {
     StartWaiting(*c, timeline);
-    timeline.Print(timeline.Now(), c->name,
-                   "waiting   (held by " + HolderInStore(*store) + ")");
+    timeline.Print(timeline.Now(), c->name, "waiting   (held by " + HolderInStore(*store) + ")");
   }
   OverlapMonitor monitor({&alpha, bravo_owner.get(), charlie_owner.get()}, timeline);
 
@@ -329,10 +328,11 @@ int main() {
     return alpha_dead_at && successor && alpha.LostAt();
   });
   if (!failed_over) {
-    std::printf("FAILED: no failover within TTL + 2s of the cut (alpha %s, OnLost %s, "
-                "successor %s)\n",
-                alpha_dead_at ? "not alive" : "still alive", alpha.LostAt() ? "ran" : "not run",
-                successor ? successor->name.c_str() : "none");
+    std::printf(
+        "FAILED: no failover within TTL + 2s of the cut (alpha %s, OnLost %s, "
+        "successor %s)\n",
+        alpha_dead_at ? "not alive" : "still alive", alpha.LostAt() ? "ran" : "not run",
+        successor ? successor->name.c_str() : "none");
     store->SetFaults({});
     return 1;
   }
@@ -438,17 +438,18 @@ int main() {
   std::printf("  %-29s %6.1fms  TTL %s: between TTL - renew interval (%s) and TTL\n",
               "failover after the cut", Ms(failover), leasehold::FormatDuration(kTtl).c_str(),
               leasehold::FormatDuration(kTtl - renew_interval).c_str());
-  std::printf("  %-29s %6.1fms  alpha stopped before the store freed the record "
-              "(drift allowance %s)\n",
-              "alpha's deadline -> takeover", Ms(margin), leasehold::FormatDuration(drift).c_str());
+  std::printf(
+      "  %-29s %6.1fms  alpha stopped before the store freed the record "
+      "(drift allowance %s)\n",
+      "alpha's deadline -> takeover", Ms(margin), leasehold::FormatDuration(drift).c_str());
   std::printf("  %-29s %6.2fms  the store's watch woke the waiting contender\n",
               "hand-off on release", Ms(last_at - release_at));
   std::printf("  %-29s strictly increasing: %s\n", sequences.c_str(), increasing ? "yes" : "no");
   std::printf("  %-29s %s\n", "stale write rejected", stale.ok() ? "no" : "yes");
   std::printf("  %-29s alpha %d, %s %d, %s %d\n", "OnLost runs", lost[0], next.name.c_str(),
               lost[1], last.name.c_str(), lost[2]);
-  std::printf("  %-29s %s (%ld checks)\n", "two holders alive at once",
-              overlap ? "YES" : "never", checks);
+  std::printf("  %-29s %s (%ld checks)\n", "two holders alive at once", overlap ? "YES" : "never",
+              checks);
   std::printf("  %-29s %zu\n", "rows in the report", report.rows());
   if (!failures.empty()) {
     for (const std::string& f : failures) std::printf("FAILED: %s\n", f.c_str());

@@ -175,9 +175,7 @@ TEST(FutureTest, WaitUnderASimulatedRuntimeRunsTasksThatTimersPost) {
   auto rt = SimulatedRuntime::Create();
   const TimePoint t0 = rt->clock().Now();
   Promise<int> p(rt);
-  rt->RunAt(t0 + seconds(1), [rt, p] {
-    rt->PostCallback([p]() mutable { p.Set(21); });
-  });
+  rt->RunAt(t0 + seconds(1), [rt, p] { rt->PostCallback([p]() mutable { p.Set(21); }); });
   EXPECT_EQ(p.future().Wait(), 21);
   EXPECT_EQ(rt->clock().Now(), t0 + seconds(1));
 }

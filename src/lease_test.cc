@@ -107,8 +107,8 @@ TEST_F(LeaseEngineTest, DecoratorsShareWakeUpsYetEachLeaseRenewsThroughItsOwn) {
   for (const auto& [decorator, prefix] :
        {std::pair{std::shared_ptr<Store>(left), "left-"}, {right, "right-"}}) {
     for (int i = 0; i < 4; ++i) {
-      auto lease = Lease::Create(decorator, {.name = prefix + std::to_string(i), .owner = "a",
-                                             .ttl = seconds(3)});
+      auto lease = Lease::Create(
+          decorator, {.name = prefix + std::to_string(i), .owner = "a", .ttl = seconds(3)});
       ASSERT_TRUE(lease.ok()) << lease.status().ToString();
       leases.push_back(std::move(*lease));
       ASSERT_TRUE(*leases.back()->Acquire());

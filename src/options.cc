@@ -14,7 +14,8 @@ Status Invalid(const char* field, const std::string& why) {
 Result<LeaseOptions> ValidateLeaseOptions(LeaseOptions o) {
   if (o.name.empty()) return Invalid("name", "is required (got an empty name)");
   if (o.owner.empty()) {
-    return Invalid("owner", "is required (got an empty owner): without one every contender would win");
+    return Invalid("owner",
+                   "is required (got an empty owner): without one every contender would win");
   }
   if (o.ttl <= Duration::zero()) {
     return Invalid("ttl", "is required and must be > 0 (got " + FormatDuration(o.ttl) + ")");
@@ -32,14 +33,15 @@ Result<LeaseOptions> ValidateLeaseOptions(LeaseOptions o) {
     const std::string got = defaulted ? "the default ttl/3 = " + FormatDuration(o.renew_interval) +
                                             "; lower drift_allowance or set renew_interval"
                                       : "got " + FormatDuration(o.renew_interval);
-    return Invalid("renew_interval", "must be > 0 and at most (ttl - drift_allowance)/2 = " +
-                                         FormatDuration(lifetime / 2) +
-                                         " to leave room for retries before the deadline (" +
-                                         got + ")");
+    return Invalid(
+        "renew_interval",
+        "must be > 0 and at most (ttl - drift_allowance)/2 = " + FormatDuration(lifetime / 2) +
+            " to leave room for retries before the deadline (" + got + ")");
   }
   if (o.request_timeout == Duration::zero()) o.request_timeout = o.renew_interval;
   if (o.request_timeout < Duration::zero()) {
-    return Invalid("request_timeout", "must be > 0 (got " + FormatDuration(o.request_timeout) + ")");
+    return Invalid("request_timeout",
+                   "must be > 0 (got " + FormatDuration(o.request_timeout) + ")");
   }
   if (o.acquire_attempts < 1) {
     return Invalid("acquire_attempts",

@@ -82,7 +82,7 @@ TEST(ValidateLeaseOptionsTest, AcceptsTheMinimalOptions) {
 TEST(ValidateLeaseOptionsTest, FillsInTheDocumentedDefaults) {
   auto r = ValidateLeaseOptions(Valid());
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(r->renew_interval, seconds(5));           // ttl / 3
+  EXPECT_EQ(r->renew_interval, seconds(5));  // ttl / 3
   ASSERT_TRUE(r->drift_allowance.has_value());
   EXPECT_EQ(*r->drift_allowance, milliseconds(300));  // ttl / 50
   EXPECT_EQ(r->request_timeout, seconds(5));          // = renew_interval

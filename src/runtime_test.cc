@@ -240,8 +240,8 @@ TEST_F(SimulatedRuntimeTest, DriveUntilJumpsToTheNextTimerOnlyWhenNothingElseCan
   rt_->RunAt(t0_ + seconds(7), Log("later timer"));
 
   EXPECT_TRUE(rt_->DriveUntil([&] { return fired; }));
-  EXPECT_THAT(task_times, ElementsAre(Duration::zero(), Duration::zero(), Duration::zero(),
-                                      Duration::zero()));
+  EXPECT_THAT(task_times,
+              ElementsAre(Duration::zero(), Duration::zero(), Duration::zero(), Duration::zero()));
   EXPECT_EQ(rt_->clock().Now(), t0_ + seconds(2));
   EXPECT_TRUE(log_.empty());
   EXPECT_EQ(rt_->pending_timers(), 1u);
@@ -449,8 +449,7 @@ TEST(ThreadedRuntimeTest, TimersDueTogetherAllFireBeforeTheTasksTheyPost) {
   }
   hold.Release();
   ASSERT_TRUE(Ready(f));
-  EXPECT_THAT(f.get(),
-              ElementsAre("timer a", "timer b", "timer c", "task a", "task b", "task c"));
+  EXPECT_THAT(f.get(), ElementsAre("timer a", "timer b", "timer c", "task a", "task b", "task c"));
 }
 
 TEST(ThreadedRuntimeTest, PostCallbackRunsInOrderOnAThreadOtherThanTheLoop) {

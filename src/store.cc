@@ -4,17 +4,21 @@ namespace leasehold {
 
 std::string_view LossReasonName(LossReason reason) noexcept {
   switch (reason) {
-    case LossReason::kExpired: return "expired";
-    case LossReason::kTakenOver: return "taken over";
-    case LossReason::kDeleted: return "deleted";
-    case LossReason::kUnauthorized: return "unauthorized";
-    case LossReason::kBackendError: return "backend error";
+    case LossReason::kExpired:
+      return "expired";
+    case LossReason::kTakenOver:
+      return "taken over";
+    case LossReason::kDeleted:
+      return "deleted";
+    case LossReason::kUnauthorized:
+      return "unauthorized";
+    case LossReason::kBackendError:
+      return "backend error";
   }
   return "unknown";
 }
 
-Store::Store(std::shared_ptr<Runtime> runtime)
-    : runtime_(std::move(runtime)) {}
+Store::Store(std::shared_ptr<Runtime> runtime) : runtime_(std::move(runtime)) {}
 
 Store::~Store() = default;
 

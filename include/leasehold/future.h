@@ -8,8 +8,8 @@
 // "is an attempt still pending, and what did it return?" would then be
 // bookkeeping every consumer repeats. Future<T> is the small shape that does both:
 // ready() to poll, Then() for a continuation, Wait() (or WaitFor, bounded) to
-// block (driving a simulated runtime), and it is copyable so several waiters can share one operation
-// (single-flight acquire hands every concurrent caller the same Future).
+// block (driving a simulated runtime), and it is copyable so several waiters can share one
+// operation (single-flight acquire hands every concurrent caller the same Future).
 //
 // Thread-safety: all methods are safe from any thread. Continuations run on the
 // thread that completes the operation (usually a runtime loop thread) or, when
@@ -59,7 +59,8 @@ class Future {
           return s.value.has_value();
         })) {
       std::lock_guard lock(s.mu);
-      if (!s.value) throw std::logic_error("leasehold: simulation ran dry before a Future completed");
+      if (!s.value)
+        throw std::logic_error("leasehold: simulation ran dry before a Future completed");
       return *s.value;
     }
     std::unique_lock lock(s.mu);

@@ -63,8 +63,7 @@ class [[nodiscard]] Status {
   // OK.
   Status() noexcept = default;
   // REQUIRES: code != kOk, or message is empty.
-  Status(StatusCode code, std::string message)
-      : code_(code), message_(std::move(message)) {}
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() noexcept { return Status(); }
 
@@ -108,8 +107,7 @@ Status UnauthenticatedError(std::string message);
 class BadResultAccess : public std::logic_error {
  public:
   explicit BadResultAccess(const Status& status)
-      : std::logic_error("leasehold::Result::value() on error: " +
-                         status.ToString()) {}
+      : std::logic_error("leasehold::Result::value() on error: " + status.ToString()) {}
 };
 
 // Either a T or a non-OK Status.

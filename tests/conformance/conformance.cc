@@ -132,8 +132,7 @@ class LossLog {
 std::optional<FencingToken> AcquireToken(Lease& lease) {
   AcquireResult r = lease.AcquireWithToken();
   if (!r.ok()) {
-    ADD_FAILURE() << lease.identity()
-                  << ": AcquireWithToken() failed: " << r.status().ToString();
+    ADD_FAILURE() << lease.identity() << ": AcquireWithToken() failed: " << r.status().ToString();
     return std::nullopt;
   }
   if (!r->has_value()) {
@@ -144,8 +143,7 @@ std::optional<FencingToken> AcquireToken(Lease& lease) {
 }
 
 // Reads the store's record for `name`, driving a simulated runtime if needed.
-Result<LeaseRecord> InspectRecord(Store& store, const std::string& name,
-                                  Duration timeout) {
+Result<LeaseRecord> InspectRecord(Store& store, const std::string& name, Duration timeout) {
   Promise<Result<LeaseRecord>> promise(store.runtime());
   store.Inspect(name, store.runtime()->clock().Now() + timeout,
                 [promise](Result<LeaseRecord> r) mutable { promise.Set(std::move(r)); });
@@ -178,8 +176,7 @@ Duration Max(Duration a, Duration b) { return a > b ? a : b; }
 // letters, digits and '-', which every backend accepts (Kubernetes object names
 // are the strictest).
 std::string PrefixForCurrentTest() {
-  const ::testing::TestInfo* info =
-      ::testing::UnitTest::GetInstance()->current_test_info();
+  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string raw = info != nullptr ? info->name() : "test";
   std::string out;
   for (char c : raw) {
@@ -288,22 +285,26 @@ TEST_P(ConformanceTest, OutOfRangeOptionsAreRejectedNamingTheFieldAndValue) {
   std::vector<Case> cases = {
       {{.name = name, .owner = "a", .ttl = -1s}, "ttl", FormatDuration(-1s)},
       {{.name = name, .owner = "a", .ttl = ttl, .renew_interval = -1s},
-       "renew_interval", FormatDuration(-1s)},
+       "renew_interval",
+       FormatDuration(-1s)},
       {{.name = name, .owner = "a", .ttl = ttl, .renew_interval = ttl},
-       "renew_interval", FormatDuration(ttl)},
+       "renew_interval",
+       FormatDuration(ttl)},
       // More than half of (ttl - drift): no time left to retry a failed renewal.
       {{.name = name, .owner = "a", .ttl = ttl, .renew_interval = ttl * 2 / 3},
-       "renew_interval", FormatDuration(ttl * 2 / 3)},
-      {{.name = name, .owner = "a", .ttl = ttl, .acquire_attempts = 0},
-       "acquire_attempts", "0"},
-      {{.name = name, .owner = "a", .ttl = ttl, .acquire_attempts = -3},
-       "acquire_attempts", "-3"},
+       "renew_interval",
+       FormatDuration(ttl * 2 / 3)},
+      {{.name = name, .owner = "a", .ttl = ttl, .acquire_attempts = 0}, "acquire_attempts", "0"},
+      {{.name = name, .owner = "a", .ttl = ttl, .acquire_attempts = -3}, "acquire_attempts", "-3"},
       {{.name = name, .owner = "a", .ttl = ttl, .retry_delay = -5ms},
-       "retry_delay", FormatDuration(-5ms)},
+       "retry_delay",
+       FormatDuration(-5ms)},
       {{.name = name, .owner = "a", .ttl = ttl, .drift_allowance = Duration(-1ms)},
-       "drift_allowance", FormatDuration(-1ms)},
+       "drift_allowance",
+       FormatDuration(-1ms)},
       {{.name = name, .owner = "a", .ttl = ttl, .drift_allowance = Duration(ttl / 2)},
-       "drift_allowance", FormatDuration(ttl / 2)},
+       "drift_allowance",
+       FormatDuration(ttl / 2)},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.field + " = " + c.value);
@@ -382,8 +383,8 @@ TEST_P(ConformanceTest, AHeldLeaseIsNotAcquiredAfterAllRetries) {
 
   constexpr int kAttempts = 4;
   const Duration delay = harness().ttl() / 10;
-  auto contender = MakeLease(
-      {.name = "x", .owner = "b", .acquire_attempts = kAttempts, .retry_delay = delay});
+  auto contender =
+      MakeLease({.name = "x", .owner = "b", .acquire_attempts = kAttempts, .retry_delay = delay});
   const TimePoint start = Now();
   AcquireResult r = contender->AcquireWithToken();
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -620,8 +621,7 @@ TEST_P(ConformanceTest, ARandomScheduleNeverYieldsTwoLiveHoldersOrAStaleWrite) {
       ++alive;
       ASSERT_TRUE(tokens[j].has_value());
       EXPECT_EQ(leases[j]->token(), tokens[j]);
-      EXPECT_EQ(tokens[j]->sequence, highest_issued)
-          << "a live holder must hold the latest tenure";
+      EXPECT_EQ(tokens[j]->sequence, highest_issued) << "a live holder must hold the latest tenure";
       Status write = fence.Admit(tokens[j]->sequence);
       EXPECT_TRUE(write.ok()) << "live holder " << j << " rejected: " << write.ToString();
     }
@@ -630,8 +630,7 @@ TEST_P(ConformanceTest, ARandomScheduleNeverYieldsTwoLiveHoldersOrAStaleWrite) {
       if (leases[j]->CheckAlive() || !tokens[j] || tokens[j]->sequence >= fence.highest()) {
         continue;
       }
-      EXPECT_FALSE(fence.Admit(tokens[j]->sequence).ok())
-          << "stale holder " << j << " admitted";
+      EXPECT_FALSE(fence.Admit(tokens[j]->sequence).ok()) << "stale holder " << j << " admitted";
     }
   }
   harness().SetHang(false);
@@ -786,7 +785,8 @@ TEST_P(ConformanceTest, OnLostFiresOnceAsExpiredOnTimeWhileTheStoreHangs) {
   ASSERT_EQ(losses.count(), 1u);
   EXPECT_EQ(losses.event(0).reason, LossReason::kExpired);
   EXPECT_EQ(losses.event(0).token, *token);
-  EXPECT_TRUE(NotBefore(losses.time(0), deadline)) << "lost before the deadline without a definitive answer";
+  EXPECT_TRUE(NotBefore(losses.time(0), deadline))
+      << "lost before the deadline without a definitive answer";
   EXPECT_TRUE(NotAfter(losses.time(0), deadline + harness().callback_slack()));
   EXPECT_FALSE(lease->CheckAlive());
 
@@ -807,8 +807,8 @@ void ExpectOneLossAfterForeignWrite(ConformanceTest& test, Harness& harness,
   ASSERT_TRUE(token.has_value());
   const TimePoint deadline = *lease->safe_deadline();
   if (!write(lease->name())) {
-    GTEST_SKIP() << test.GetParam().name << " cannot perform a foreign "
-                 << LossReasonName(reason) << " write";
+    GTEST_SKIP() << test.GetParam().name << " cannot perform a foreign " << LossReasonName(reason)
+                 << " write";
   }
 
   harness.Sleep(deadline - harness.runtime()->clock().Now() + harness.callback_slack());
@@ -834,8 +834,7 @@ TEST_P(ConformanceTest, OnLostFiresOnceAsTakenOverWhenAForeignWriterTakesOver) {
 TEST_P(ConformanceTest, OnLostFiresOnceAsDeletedWhenTheRecordIsDeleted) {
   ExpectOneLossAfterForeignWrite(
       *this, harness(), MakeLease("x", "a"),
-      [&](const std::string& name) { return harness().ForeignDelete(name); },
-      LossReason::kDeleted);
+      [&](const std::string& name) { return harness().ForeignDelete(name); }, LossReason::kDeleted);
 }
 
 // Item 18: OnLost never fires after a voluntary release.
@@ -1089,7 +1088,8 @@ TEST_P(ConformanceTest, WaitingHonoursItsTimeout) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
   EXPECT_TRUE(AtLeast(Now() - start, timeout));
-  EXPECT_TRUE(AtMost(Now() - start, timeout + harness().callback_slack() + harness().expiry_slack()));
+  EXPECT_TRUE(
+      AtMost(Now() - start, timeout + harness().callback_slack() + harness().expiry_slack()));
   EXPECT_FALSE(waiter->CheckAlive());
   EXPECT_TRUE(holder->CheckAlive());
 }
@@ -1207,7 +1207,7 @@ TEST_P(ConformanceTest, AWaitingContenderHoldsSoonAfterTheHolderStopsRenewing) {
   ASSERT_TRUE(r->has_value());
   EXPECT_TRUE(NotAfter(took_over, acquired + harness().ttl() + harness().expiry_slack()));
   EXPECT_TRUE(NotBefore(took_over, holder_deadline)) << "two holders: the new one got in before "
-                                           "the old one's safe deadline";
+                                                        "the old one's safe deadline";
   EXPECT_FALSE(holder->CheckAlive());
   harness().Sleep(harness().callback_slack());
   ASSERT_EQ(losses.count(), 1u);

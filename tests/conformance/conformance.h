@@ -85,8 +85,7 @@ struct ConformanceParam {
 // Lets gtest print a parameter as its backend name (not as raw bytes).
 inline void PrintTo(const ConformanceParam& param, std::ostream* os) { *os << param.name; }
 
-inline std::string ConformanceParamName(
-    const ::testing::TestParamInfo<ConformanceParam>& info) {
+inline std::string ConformanceParamName(const ::testing::TestParamInfo<ConformanceParam>& info) {
   return info.param.name;
 }
 

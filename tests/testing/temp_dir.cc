@@ -12,7 +12,8 @@ namespace leasehold::testing {
 
 TempDir::TempDir(const std::string& tag) {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base && *base ? base : "/tmp") + "/leasehold-" + tag + "-XXXXXX";
+  std::string pattern =
+      std::string(base && *base ? base : "/tmp") + "/leasehold-" + tag + "-XXXXXX";
   if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
 }
 

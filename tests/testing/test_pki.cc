@@ -114,9 +114,11 @@ Result<std::string> CertPem(const Issued& i) {
   return Pem([&](BIO* b) { return PEM_write_bio_X509(b, i.cert.get()); }, "a certificate");
 }
 Result<std::string> KeyPem(const Issued& i) {
-  return Pem([&](BIO* b) {
-    return PEM_write_bio_PrivateKey(b, i.key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  }, "a private key");
+  return Pem(
+      [&](BIO* b) {
+        return PEM_write_bio_PrivateKey(b, i.key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+      },
+      "a private key");
 }
 
 Status Save(const std::string& path, const std::string& pem) {

@@ -31,7 +31,7 @@ int Verify(const std::string& ca_file, const std::string& cert_file, int purpose
   CertPtr cert = Load(cert_file);
   if (!cert) return -2;
   std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(),
-                                                                        X509_STORE_CTX_free);
+                                                                      X509_STORE_CTX_free);
   X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr);
   X509_STORE_CTX_set_purpose(ctx.get(), purpose);
   if (X509_verify_cert(ctx.get()) == 1) return 0;
@@ -68,7 +68,8 @@ TEST(TestPkiTest, TheServerCertificateNamesTheLoopbackAddresses) {
 
 TEST(TestPkiTest, TheClientCertificateCarriesItsNameAndGroup) {
   TempDir dir("pki");
-  auto pki = TestPki::Create(dir.path(), "system:serviceaccount:default:sa", "system:serviceaccounts");
+  auto pki =
+      TestPki::Create(dir.path(), "system:serviceaccount:default:sa", "system:serviceaccounts");
   ASSERT_TRUE(pki.ok()) << pki.status().ToString();
   CertPtr client = Load(pki->client_cert_file);
   ASSERT_TRUE(client);

@@ -66,8 +66,8 @@ int Writer(const std::string& dir) {
   std::mt19937 rng(static_cast<unsigned>(getpid()) ^ static_cast<unsigned>(seq));
   // Most tenures are short (hand-offs turn over quickly); one in eight writes
   // for longer than a TTL, so pausing its leasehold leaves a writer going stale.
-  const int writes = rng() % 8 == 0 ? 100 + static_cast<int>(rng() % 60)
-                                    : 5 + static_cast<int>(rng() % 20);
+  const int writes =
+      rng() % 8 == 0 ? 100 + static_cast<int>(rng() % 60) : 5 + static_cast<int>(rng() % 20);
   const std::string fence = dir + "/fence";
   for (int i = 0; i < writes; ++i) {
     const int fd = open(fence.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -159,7 +159,8 @@ int Drive(const Options& o, const std::string& self) {
     // Respawn the finished; resume the paused whose time has come.
     for (auto& c : cs) {
       int status;
-      if (c.pid > 0 && !c.stopped && waitpid(c.pid, &status, WNOHANG) == c.pid) c.pid = Start(opt, dir, self);
+      if (c.pid > 0 && !c.stopped && waitpid(c.pid, &status, WNOHANG) == c.pid)
+        c.pid = Start(opt, dir, self);
       if (c.stopped && NowMs() >= c.resume_at) {
         kill(-c.pid, SIGCONT);  // the group: covers both kinds of pause
         c.stopped = false;
@@ -240,12 +241,14 @@ int Drive(const Options& o, const std::string& self) {
   }
   const double liveness_ms =
       first_write_after < 0 ? -1 : static_cast<double>(first_write_after - faults_stopped);
-  std::printf("torture: %zu tenures, %d SIGKILLs, %d SIGSTOPs; %d writes admitted, %d stale writes "
-              "rejected, %d stale writes admitted\n",
-              starts.size(), kills, stops, admitted, rejected, stale_admitted);
-  std::printf("torture: sequences: %d issued twice (%d logged out of order by paused tenures); "
-              "after the faults someone wrote within %.0f ms (limit %d ms)\n",
-              duplicates, out_of_order, liveness_ms, opt.ttl_ms + 1000);
+  std::printf(
+      "torture: %zu tenures, %d SIGKILLs, %d SIGSTOPs; %d writes admitted, %d stale writes "
+      "rejected, %d stale writes admitted\n",
+      starts.size(), kills, stops, admitted, rejected, stale_admitted);
+  std::printf(
+      "torture: sequences: %d issued twice (%d logged out of order by paused tenures); "
+      "after the faults someone wrote within %.0f ms (limit %d ms)\n",
+      duplicates, out_of_order, liveness_ms, opt.ttl_ms + 1000);
   if (duplicates || stale_admitted) ok = false;
   if (starts.size() < 10 || admitted == 0) {
     std::printf("torture: too few tenures to mean anything\n");
@@ -253,8 +256,10 @@ int Drive(const Options& o, const std::string& self) {
   }
   if (liveness_ms < 0 || liveness_ms > opt.ttl_ms + 1000) ok = false;
   std::printf("torture: %s\n", ok ? "OK" : "FAILED");
-  if (ok) std::system(("rm -rf " + dir).c_str());
-  else std::printf("torture: logs kept in %s\n", dir.c_str());
+  if (ok)
+    std::system(("rm -rf " + dir).c_str());
+  else
+    std::printf("torture: logs kept in %s\n", dir.c_str());
   return ok ? 0 : 1;
 }
 
@@ -272,11 +277,16 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--leasehold") o.leasehold = v;
-    else if (k == "--store") o.store = v;
-    else if (k == "--contenders") o.contenders = std::max(2, std::atoi(v.c_str()));
-    else if (k == "--seconds") o.seconds = std::max(1, std::atoi(v.c_str()));
-    else if (k == "--ttl-ms") o.ttl_ms = std::max(100, std::atoi(v.c_str()));
+    if (k == "--leasehold")
+      o.leasehold = v;
+    else if (k == "--store")
+      o.store = v;
+    else if (k == "--contenders")
+      o.contenders = std::max(2, std::atoi(v.c_str()));
+    else if (k == "--seconds")
+      o.seconds = std::max(1, std::atoi(v.c_str()));
+    else if (k == "--ttl-ms")
+      o.ttl_ms = std::max(100, std::atoi(v.c_str()));
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 64;

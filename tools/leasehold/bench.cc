@@ -59,8 +59,8 @@ class RawUpdateLoop {
       return UnavailableError("raw SQLite baseline " + loop->path_ + ": " + what + ": " +
                               (loop->db_ ? sqlite3_errmsg(loop->db_) : "cannot open"));
     };
-    if (sqlite3_open_v2(loop->path_.c_str(), &loop->db_,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    if (sqlite3_open_v2(loop->path_.c_str(), &loop->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        nullptr) != SQLITE_OK) {
       return fail("open");
     }
     if (sqlite3_exec(loop->db_,
@@ -106,8 +106,7 @@ struct Measured {
   std::vector<Duration> handoffs;
 };
 
-Status MeasureCycles(Lease& lease, RawUpdateLoop* raw, int ops, const Clock& clock,
-                     Measured& m) {
+Status MeasureCycles(Lease& lease, RawUpdateLoop* raw, int ops, const Clock& clock, Measured& m) {
   const int warmup = std::min(ops, 10);
   for (int i = -warmup; i < ops; ++i) {
     if (raw) {
@@ -132,8 +131,7 @@ Status MeasureCycles(Lease& lease, RawUpdateLoop* raw, int ops, const Clock& clo
   return Status::Ok();
 }
 
-Status MeasureHandoffs(Lease& holder, Lease& waiter, int rounds, const Clock& clock,
-                       Measured& m) {
+Status MeasureHandoffs(Lease& holder, Lease& waiter, int rounds, const Clock& clock, Measured& m) {
   for (int i = 0; i < rounds; ++i) {
     auto held = holder.Acquire();
     if (!held.ok()) return held.status().WithContext("hand-off: holder acquire");
@@ -178,7 +176,7 @@ int BenchCommand(const BenchArgs& args, std::ostream& out, std::ostream& err) {
   if (!store.ok()) {
     err << "leasehold: " << store.status().message() << "\n";
     return store.status().code() == StatusCode::kUnimplemented ? kExitUnavailable
-                                                                : ExitCodeFor(store.status());
+                                                               : ExitCodeFor(store.status());
   }
   // The waiter gets a store object of its own where the store allows it (its
   // own SQLite connection, as another process would have); the memory store is
@@ -253,8 +251,8 @@ int BenchCommand(const BenchArgs& args, std::ostream& out, std::ostream& err) {
   row("cycle p50", cycle_p50, "us");
   row("cycle p99", cycle_p99, "us");
   row("cycles/s", ops_per_s, "per second");
-  row("hand-off p50", handoff_p50, ("us over " + std::to_string(m.handoffs.size()) +
-                                    " hand-offs").c_str());
+  row("hand-off p50", handoff_p50,
+      ("us over " + std::to_string(m.handoffs.size()) + " hand-offs").c_str());
   if (has_raw) {
     row("raw UPDATE p50", raw_p50, "us (one-row UPDATE, WAL, synchronous=FULL)");
     row("cycle / raw", cycle_p50 / raw_p50, "(p50 ratio)");

@@ -3,6 +3,8 @@
 // fresh temporary directory (or `memory:`), and checks its output and exit
 // code. Holders are either this test process (a Lease on the same SQLite
 // file, as another process on the host would be) or `leasehold run`.
+#include "cli.h"
+
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -23,8 +25,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "cli.h"
 #ifdef LEASEHOLD_HAVE_ETCD
 #include "etcd_cluster.h"
 #endif
@@ -110,7 +110,8 @@ class Child {
         consumed_ = nl + 1;
         return line;
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
       if (left <= 0ms || !Pump(left)) return std::nullopt;
     }
   }
@@ -182,7 +183,7 @@ struct Outcome {
 };
 
 Outcome RunLeasehold(const std::vector<std::string>& args, const Env& env,
-            std::chrono::milliseconds timeout = 60s) {
+                     std::chrono::milliseconds timeout = 60s) {
   Child child(args, env);
   Outcome o;
   o.code = child.Wait(timeout);
@@ -217,9 +218,8 @@ class CliTest : public ::testing::Test {
     db_ = dir_ + "/leases.db";
     url_ = "sqlite://" + db_;
     // The default store must never be the developer's own.
-    env_ = {{"LEASEHOLD_STORE", url_},
-            {"XDG_STATE_HOME", dir_ + "/state"},
-            {"HOME", dir_ + "/home"}};
+    env_ = {
+        {"LEASEHOLD_STORE", url_}, {"XDG_STATE_HOME", dir_ + "/state"}, {"HOME", dir_ + "/home"}};
   }
   void TearDown() override {
     leases_.clear();
@@ -314,30 +314,26 @@ TEST_P(BadArgumentsTest, GetAOneLineErrorAndTheUsage) {
 
 INSTANTIATE_TEST_SUITE_P(
     Everything, BadArgumentsTest,
-    ::testing::Values(std::vector<std::string>{"frobnicate"},
-                      std::vector<std::string>{"status"},
-                      std::vector<std::string>{"status", "a", "b"},
-                      std::vector<std::string>{"status", "a", "--bogus"},
-                      std::vector<std::string>{"watch"},
-                      std::vector<std::string>{"watch", "a", "--max-events", "many"},
-                      std::vector<std::string>{"break", "a"},
-                      std::vector<std::string>{"break", "--yes"},
-                      std::vector<std::string>{"bench", "--ops", "0"},
-                      std::vector<std::string>{"bench", "--ops", "lots"},
-                      std::vector<std::string>{"bench", "extra"},
-                      std::vector<std::string>{"run", "a"},
-                      std::vector<std::string>{"run", "--", "true"},
-                      std::vector<std::string>{"run", "a", "--ttl", "5parsecs", "--", "true"},
-                      std::vector<std::string>{"run", "a", "--timeout", "-1s", "--wait", "--",
-                                               "true"},
-                      std::vector<std::string>{"--store"}));
+    ::testing::Values(
+        std::vector<std::string>{"frobnicate"}, std::vector<std::string>{"status"},
+        std::vector<std::string>{"status", "a", "b"},
+        std::vector<std::string>{"status", "a", "--bogus"}, std::vector<std::string>{"watch"},
+        std::vector<std::string>{"watch", "a", "--max-events", "many"},
+        std::vector<std::string>{"break", "a"}, std::vector<std::string>{"break", "--yes"},
+        std::vector<std::string>{"bench", "--ops", "0"},
+        std::vector<std::string>{"bench", "--ops", "lots"},
+        std::vector<std::string>{"bench", "extra"}, std::vector<std::string>{"run", "a"},
+        std::vector<std::string>{"run", "--", "true"},
+        std::vector<std::string>{"run", "a", "--ttl", "5parsecs", "--", "true"},
+        std::vector<std::string>{"run", "a", "--timeout", "-1s", "--wait", "--", "true"},
+        std::vector<std::string>{"--store"}));
 
 // --- store URLs and backends -----------------------------------------------------
 
 // Every command that opens a store, with arguments that are otherwise valid.
 const std::vector<std::vector<std::string>> kStoreCommands = {
-    {"status", "x"}, {"status", "x", "--json"}, {"watch", "x", "--max-events", "1"},
-    {"break", "x", "--yes"}, {"bench", "--ops", "1"}, {"run", "x", "--", "true"},
+    {"status", "x"},         {"status", "x", "--json"}, {"watch", "x", "--max-events", "1"},
+    {"break", "x", "--yes"}, {"bench", "--ops", "1"},   {"run", "x", "--", "true"},
 };
 
 TEST_F(CliTest, BadStoreUrlIsAUsageErrorForEveryCommand) {
@@ -558,7 +554,9 @@ TEST_F(CliTest, WatchSeesAnExpiry) {
   // Before the request: the store dates the record at most this early, and
   // it expires 700 ms after that.
   const auto sent = SteadyClock::now();
-  store->Acquire({.name = "db", .holder = "crashed", .ttl = 700ms,
+  store->Acquire({.name = "db",
+                  .holder = "crashed",
+                  .ttl = 700ms,
                   .deadline = store->runtime()->clock().Now() + 5s},
                  [p](Result<AcquireOutcome> r) mutable { p.Set(std::move(r)); });
   ASSERT_TRUE(p.future().Wait().ok());
@@ -665,9 +663,9 @@ TEST_F(CliTest, BenchOnSqliteReportsEveryKeyAndTheRawBaseline) {
   Outcome o = Cli({"bench", "--ops", "30", "--json"});
   ASSERT_EQ(o.code, 0) << o.err;
   Json j = ParseJson(o.out);
-  EXPECT_EQ(Keys(j), (std::set<std::string>{"store", "ops", "cycle_p50_us", "cycle_p99_us",
-                                            "ops_per_s", "handoff_p50_us", "raw_update_p50_us",
-                                            "cycle_vs_raw"}));
+  EXPECT_EQ(Keys(j),
+            (std::set<std::string>{"store", "ops", "cycle_p50_us", "cycle_p99_us", "ops_per_s",
+                                   "handoff_p50_us", "raw_update_p50_us", "cycle_vs_raw"}));
   EXPECT_EQ(j["store"], url_);
   EXPECT_EQ(j["ops"], 30);
   for (const char* k : {"cycle_p50_us", "cycle_p99_us", "ops_per_s", "handoff_p50_us",
@@ -696,8 +694,8 @@ TEST_F(CliTest, BenchOnMemoryHasNoRawBaseline) {
 TEST_F(CliTest, BenchTextNamesEveryFigure) {
   Outcome o = Cli({"bench", "--ops", "20"});
   ASSERT_EQ(o.code, 0) << o.err;
-  for (const char* s : {"cycle p50", "cycle p99", "cycles/s", "hand-off p50", "raw UPDATE p50",
-                        "cycle / raw"}) {
+  for (const char* s :
+       {"cycle p50", "cycle p99", "cycles/s", "hand-off p50", "raw UPDATE p50", "cycle / raw"}) {
     EXPECT_THAT(o.out, HasSubstr(s));
   }
 }
@@ -708,7 +706,6 @@ TEST_F(CliTest, BenchFailsWhenItsLeaseIsHeld) {
   EXPECT_EQ(o.code, kExitUnavailable);
   EXPECT_THAT(o.err, HasSubstr("another bench running?"));
 }
-
 
 #ifdef LEASEHOLD_HAVE_ETCD
 using ::testing::Not;

@@ -81,8 +81,8 @@ class Demo {
           index.push_back(static_cast<int>(i));
         }
       }
-      const int left = static_cast<int>(
-          std::chrono::duration_cast<milliseconds>(until - Clock::now()).count());
+      const int left =
+          static_cast<int>(std::chrono::duration_cast<milliseconds>(until - Clock::now()).count());
       if (fds.empty() || poll(fds.data(), fds.size(), std::max(left, 1)) <= 0) continue;
       for (size_t k = 0; k < fds.size(); ++k) {
         if (!(fds[k].revents & (POLLIN | POLLHUP))) continue;
@@ -150,7 +150,8 @@ class Demo {
     out_ << "\nsummary\n"
          << "  failover after a crash   " << Format(failover) << "  (TTL " << kTtlMs
          << "ms: the store frees the lease when the holder's TTL runs out)\n"
-         << "  graceful hand-off        " << Format(handoff) << "  (the waiter is woken by the store)\n"
+         << "  graceful hand-off        " << Format(handoff)
+         << "  (the waiter is woken by the store)\n"
          << "  fencing sequences        " << sequence_[0] << " < " << sequence_[next] << " < "
          << sequence_[last] << (increasing ? "  strictly increasing" : "  NOT INCREASING") << "\n";
     const bool ok = increasing && failover <= kTtlMs + 1000 && handoff < 1000;

@@ -1,8 +1,8 @@
 // leasehold: run a command under a lease, look at leases, measure a store.
 // Argument parsing only; the commands live in their own files (cli.h).
-#include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <climits>
 #include <iostream>
 
@@ -12,7 +12,6 @@ namespace {
 
 using leasehold::Duration;
 namespace cli = leasehold::cli;
-
 
 std::string SelfPath(const char* argv0) {
   char buf[PATH_MAX];
@@ -45,8 +44,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--owner", run.owner, "owner identity (default: this host's name)");
   run_cmd->add_flag("--wait", run.wait, "wait for the lease instead of exiting 75");
   run_cmd->add_option("--timeout", timeout, "give up waiting after this long (exit 75)");
-  run_cmd->add_option("--kill-after", kill_after,
-                      "grace between SIGTERM and SIGKILL when the lease is being lost (default 2s)");
+  run_cmd->add_option(
+      "--kill-after", kill_after,
+      "grace between SIGTERM and SIGKILL when the lease is being lost (default 2s)");
   run_cmd->add_option("command", run.command, "command and arguments (after --)")->required();
   run_cmd->footer(
       "Exit codes: the command's own; 75 not acquired; 76 lease lost while the command ran; "
@@ -54,28 +54,32 @@ int main(int argc, char** argv) {
 
   // status
   cli::StatusArgs status;
-  auto* status_cmd = app.add_subcommand("status", "who holds a lease, with which sequence, for how long");
+  auto* status_cmd =
+      app.add_subcommand("status", "who holds a lease, with which sequence, for how long");
   status_cmd->add_option("name", status.name, "lease name")->required();
   status_cmd->add_flag("--json", status.json, "one JSON object");
 
   // watch
   cli::WatchArgs watch;
-  auto* watch_cmd = app.add_subcommand("watch", "print a line per change of holder until interrupted");
+  auto* watch_cmd =
+      app.add_subcommand("watch", "print a line per change of holder until interrupted");
   watch_cmd->add_option("name", watch.name, "lease name")->required();
   watch_cmd->add_flag("--json", watch.json, "JSON lines");
   watch_cmd->add_option("--max-events", watch.max_events, "stop after N lines")->group("");
 
   // break
   cli::BreakArgs brk;
-  auto* break_cmd = app.add_subcommand(
-      "break", "force a lease free; the next holder gets a higher sequence, so fenced "
-               "resources reject the broken holder");
+  auto* break_cmd =
+      app.add_subcommand("break",
+                         "force a lease free; the next holder gets a higher sequence, so fenced "
+                         "resources reject the broken holder");
   break_cmd->add_option("name", brk.name, "lease name")->required();
   break_cmd->add_flag("--yes", brk.yes, "confirm")->required();
 
   // bench
   cli::BenchArgs bench;
-  auto* bench_cmd = app.add_subcommand("bench", "measure acquire+release cycles and hand-off on the store");
+  auto* bench_cmd =
+      app.add_subcommand("bench", "measure acquire+release cycles and hand-off on the store");
   bench_cmd->add_option("--ops", bench.ops, "cycles to measure (default 1000)")
       ->check(CLI::Range(1, 10'000'000));
   bench_cmd->add_flag("--json", bench.json, "one JSON object");

@@ -119,9 +119,9 @@ int Run(const RunArgs& args, std::ostream& err) {
     err << "leasehold run: " << store.status().ToString() << "\n";
     return ExitCodeFor(store.status());
   }
-  auto lease = Lease::Create(*store, {.name = args.name,
-                                      .owner = args.owner.empty() ? HostName() : args.owner,
-                                      .ttl = args.ttl});
+  auto lease = Lease::Create(
+      *store,
+      {.name = args.name, .owner = args.owner.empty() ? HostName() : args.owner, .ttl = args.ttl});
   if (!lease.ok()) {
     err << "leasehold run: " << lease.status().message() << "\n";
     return kExitUsage;

@@ -2,11 +2,10 @@
 // fresh directory. Exit codes, environment, contention, loss, signals, and
 // that the command never outlives leasehold.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -88,9 +87,8 @@ class RunTest : public ::testing::Test {
     auto store = SqliteStore::Open({.path = dir_ + "/leases.db"});
     if (!store.ok()) return store.status();
     Promise<Result<LeaseRecord>> out(nullptr);
-    (*store)->Inspect(name, RealClock().Now() + 5s, [out](Result<LeaseRecord> r) mutable {
-      out.Set(std::move(r));
-    });
+    (*store)->Inspect(name, RealClock().Now() + 5s,
+                      [out](Result<LeaseRecord> r) mutable { out.Set(std::move(r)); });
     return out.future().Wait();
   }
   bool WaitHeld(const std::string& name, std::chrono::milliseconds limit = 5s) {
@@ -120,8 +118,8 @@ TEST_F(RunTest, ExitsWithTheCommandsStatusAndReleasesTheLease) {
 TEST_F(RunTest, TheCommandGetsTheLeaseInItsEnvironment) {
   const std::string check =
       "test \"$LEASEHOLD_NAME\" = job && test -n \"$LEASEHOLD_TOKEN\" && "
-      "test \"$LEASEHOLD_SEQUENCE\" -ge 1 && test \"$LEASEHOLD_STORE\" = '" + url_ +
-      "' && case \"$LEASEHOLD_OWNER\" in me#*) exit 0;; esac; exit 9";
+      "test \"$LEASEHOLD_SEQUENCE\" -ge 1 && test \"$LEASEHOLD_STORE\" = '" +
+      url_ + "' && case \"$LEASEHOLD_OWNER\" in me#*) exit 0;; esac; exit 9";
   EXPECT_EQ(RunToEnd({"run", "job", "--owner", "me", "--", "sh", "-c", check}), 0) << Log();
 }
 
@@ -190,7 +188,8 @@ TEST_F(RunTest, SigtermIsForwardedToTheCommandThenTheLeaseIsReleased) {
 
 TEST_F(RunTest, TheCommandDiesWithLeasehold) {
   const std::string pidfile = dir_ + "/pid";
-  const pid_t run = Spawn({"run", "job", "--", "sh", "-c", "echo $$ > " + pidfile + "; exec sleep 30"});
+  const pid_t run =
+      Spawn({"run", "job", "--", "sh", "-c", "echo $$ > " + pidfile + "; exec sleep 30"});
   ASSERT_TRUE(WaitHeld("job"));
   pid_t child = 0;
   for (int i = 0; i < 200 && child == 0; ++i) {
@@ -214,7 +213,8 @@ TEST_F(RunTest, TheCommandDiesWithLeasehold) {
 TEST_F(RunTest, TheDemoPrintsATimelineAndItsChecksHold) {
   EXPECT_EQ(Wait(Spawn({"demo"}), 30s), 0) << Log();
   const std::string log = Log();
-  for (const char* line : {"killed with SIGKILL", "failover", "hand-off", "strictly increasing", "OK"}) {
+  for (const char* line :
+       {"killed with SIGKILL", "failover", "hand-off", "strictly increasing", "OK"}) {
     EXPECT_NE(log.find(line), std::string::npos) << "missing \"" << line << "\" in:\n" << log;
   }
 }

@@ -32,7 +32,7 @@ std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& n
   if (!store.ok()) {
     err << "leasehold: " << store.status().message() << "\n";
     *exit_code = store.status().code() == StatusCode::kUnimplemented ? kExitUnavailable
-                                                                      : ExitCodeFor(store.status());
+                                                                     : ExitCodeFor(store.status());
     return nullptr;
   }
   if (Status s = (*store)->ValidateName(name); !s.ok()) {
@@ -56,9 +56,7 @@ Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& n
   return std::optional<LeaseRecord>(*r);
 }
 
-bool IsHeld(const std::optional<LeaseRecord>& record) {
-  return record && !record->holder.empty();
-}
+bool IsHeld(const std::optional<LeaseRecord>& record) { return record && !record->holder.empty(); }
 
 // "2024-05-01T12:00:00.123Z"; "-" for an unset time.
 std::string FormatWallTime(WallTime t) {

@@ -81,15 +81,16 @@ Status ParseQuery(std::string_view url, std::string_view query, StoreSpec& spec,
       spec.insecure = *value == "1" || *value == "true";
       continue;
     }
-    std::string* field = key == "kubeconfig"      ? &spec.kubeconfig
-                         : key == "context"       ? &spec.context
-                         : key == "ca-file"       ? &spec.ca_file
-                         : key == "cert-file"     ? &spec.cert_file
-                         : key == "key-file"      ? &spec.key_file
-                         : key == "token-file"    ? &spec.token_file
-                         : key == "username"      ? &spec.username
-                                                  : &spec.password_file;
-    if (!field->empty()) return Bad(url, "query parameter \"" + std::string(key) + "\" given twice");
+    std::string* field = key == "kubeconfig"   ? &spec.kubeconfig
+                         : key == "context"    ? &spec.context
+                         : key == "ca-file"    ? &spec.ca_file
+                         : key == "cert-file"  ? &spec.cert_file
+                         : key == "key-file"   ? &spec.key_file
+                         : key == "token-file" ? &spec.token_file
+                         : key == "username"   ? &spec.username
+                                               : &spec.password_file;
+    if (!field->empty())
+      return Bad(url, "query parameter \"" + std::string(key) + "\" given twice");
     *field = std::move(*value);
   }
   return Status::Ok();
@@ -116,7 +117,8 @@ Result<Duration> ParseDuration(std::string_view text) {
                                 " (examples: 500ms, 15s, 2m)");
   };
   size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+    ++i;
   const std::string number(text.substr(0, i));
   const std::string_view unit = text.substr(i);
   if (number.empty() || number == "." || std::count(number.begin(), number.end(), '.') > 1) {
@@ -124,13 +126,20 @@ Result<Duration> ParseDuration(std::string_view text) {
   }
   if (unit.empty()) return bad("needs a unit");
   double scale;  // nanoseconds per unit
-  if (unit == "ns") scale = 1;
-  else if (unit == "us") scale = 1e3;
-  else if (unit == "ms") scale = 1e6;
-  else if (unit == "s") scale = 1e9;
-  else if (unit == "m") scale = 60e9;
-  else if (unit == "h") scale = 3600e9;
-  else return bad("unknown unit \"" + std::string(unit) + "\" (ns, us, ms, s, m, h)");
+  if (unit == "ns")
+    scale = 1;
+  else if (unit == "us")
+    scale = 1e3;
+  else if (unit == "ms")
+    scale = 1e6;
+  else if (unit == "s")
+    scale = 1e9;
+  else if (unit == "m")
+    scale = 60e9;
+  else if (unit == "h")
+    scale = 3600e9;
+  else
+    return bad("unknown unit \"" + std::string(unit) + "\" (ns, us, ms, s, m, h)");
   const double value = std::strtod(number.c_str(), nullptr) * scale;
   if (!std::isfinite(value) || value >= 1e18) return bad("is too long");
   if (value < 1) return bad("must be > 0");
@@ -147,7 +156,8 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
   }
   const size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) {
-    return Bad(url, "expected memory:, sqlite:///PATH, etcd://HOST:PORT or kubernetes:///NAMESPACE");
+    return Bad(url,
+               "expected memory:, sqlite:///PATH, etcd://HOST:PORT or kubernetes:///NAMESPACE");
   }
   const std::string_view scheme = url.substr(0, scheme_end);
   std::string_view rest = url.substr(scheme_end + 3);
@@ -209,11 +219,13 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
     spec.kind = StoreSpec::Kind::kKubernetes;
     spec.tls = true;
     const size_t slash = rest.find('/');
-    if (slash == std::string_view::npos) return Bad(url, "needs a namespace: kubernetes:///NAMESPACE");
+    if (slash == std::string_view::npos)
+      return Bad(url, "needs a namespace: kubernetes:///NAMESPACE");
     const std::string_view host = rest.substr(0, slash);
     spec.ns = std::string(rest.substr(slash + 1));
     if (!detail::IsDnsLabel(spec.ns)) {
-      return Bad(url, "namespace \"" + spec.ns + "\" is not a valid Kubernetes namespace (a DNS label)");
+      return Bad(url,
+                 "namespace \"" + spec.ns + "\" is not a valid Kubernetes namespace (a DNS label)");
     }
     if (host.empty()) {
       // Credentials from a kubeconfig or the pod's service account.
@@ -260,8 +272,11 @@ Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<
     }
     case StoreSpec::Kind::kEtcd: {
 #ifdef LEASEHOLD_HAVE_ETCD
-      EtcdOptions options{.endpoints = spec.endpoints, .tls = spec.tls, .ca_file = spec.ca_file,
-                          .cert_file = spec.cert_file, .key_file = spec.key_file,
+      EtcdOptions options{.endpoints = spec.endpoints,
+                          .tls = spec.tls,
+                          .ca_file = spec.ca_file,
+                          .cert_file = spec.cert_file,
+                          .key_file = spec.key_file,
                           .username = spec.username};
       if (!spec.prefix.empty()) {
         options.key_prefix = spec.prefix.back() == '/' ? spec.prefix : spec.prefix + "/";
@@ -290,7 +305,8 @@ Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<
       if (!store.ok()) return store.status();
       return std::shared_ptr<Store>(*store);
 #else
-      return UnimplementedError("store " + spec.url + ": the etcd backend is not built into this leasehold");
+      return UnimplementedError("store " + spec.url +
+                                ": the etcd backend is not built into this leasehold");
 #endif
     }
     case StoreSpec::Kind::kKubernetes: {

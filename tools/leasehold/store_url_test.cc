@@ -77,7 +77,8 @@ TEST(StoreUrlTest, EtcdSeveralEndpointsAndAPrefix) {
 
 TEST(StoreUrlTest, EtcdIpv6Endpoints) {
   StoreSpec s = MustParse("etcd://[::1]:2379,[2001:db8::7]:65535,[::ffff:10.0.0.1]:2379");
-  EXPECT_THAT(s.endpoints, ElementsAre("[::1]:2379", "[2001:db8::7]:65535", "[::ffff:10.0.0.1]:2379"));
+  EXPECT_THAT(s.endpoints,
+              ElementsAre("[::1]:2379", "[2001:db8::7]:65535", "[::ffff:10.0.0.1]:2379"));
 }
 
 TEST(StoreUrlTest, EtcdsTakesTlsFilesAndCredentials) {
@@ -108,7 +109,8 @@ TEST(StoreUrlTest, PlainEtcdTakesCredentials) {
 }
 
 TEST(StoreUrlTest, QueryValuesArePercentDecoded) {
-  StoreSpec s = MustParse("etcds://h:2379?ca-file=%2Fetc%2Fmy%20ca.pem&username=a%26b&password-file=/p");
+  StoreSpec s =
+      MustParse("etcds://h:2379?ca-file=%2Fetc%2Fmy%20ca.pem&username=a%26b&password-file=/p");
   EXPECT_EQ(s.ca_file, "/etc/my ca.pem");
   EXPECT_EQ(s.username, "a&b");
 }
@@ -167,15 +169,16 @@ INSTANTIATE_TEST_SUITE_P(
     Everything, MalformedStoreUrlTest,
     ::testing::Values(
         BadUrl{"", "expected memory:"}, BadUrl{"memory", "expected memory:"},
-        BadUrl{"/tmp/leases.db", "expected memory:"}, BadUrl{"sqlite:/tmp/x.db", "expected memory:"},
-        BadUrl{"memory:x", "expected memory:"},
+        BadUrl{"/tmp/leases.db", "expected memory:"},
+        BadUrl{"sqlite:/tmp/x.db", "expected memory:"}, BadUrl{"memory:x", "expected memory:"},
         BadUrl{"redis://h:6379", "unknown scheme \"redis\""},
         BadUrl{"SQLITE:///tmp/x.db", "unknown scheme \"SQLITE\""},
         BadUrl{"://h:1", "unknown scheme \"\""},
         // sqlite
         BadUrl{"sqlite://relative.db", "must be absolute"}, BadUrl{"sqlite://", "must be absolute"},
         BadUrl{"sqlite://host/tmp/x.db", "must be absolute"},
-        BadUrl{"sqlite:///tmp/dir/", "names a directory"}, BadUrl{"sqlite:///", "names a directory"},
+        BadUrl{"sqlite:///tmp/dir/", "names a directory"},
+        BadUrl{"sqlite:///", "names a directory"},
         BadUrl{"sqlite:///tmp/x.db?mode=ro", "take no query parameters"},
         BadUrl{"sqlite:///tmp/x.db#frag", "fragments (#) are not allowed"},
         BadUrl{"sqlite:///tmp/x%zz.db", "malformed percent-escape"},
@@ -184,7 +187,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"sqlite:///tmp/x%00.db", "NUL byte (%00)"},
         BadUrl{std::string("sqlite:///tmp/x\0.db", 19), "NUL byte"},
         // etcd endpoints
-        BadUrl{"etcd://", "at least one HOST:PORT"}, BadUrl{"etcd:///app", "at least one HOST:PORT"},
+        BadUrl{"etcd://", "at least one HOST:PORT"},
+        BadUrl{"etcd:///app", "at least one HOST:PORT"},
         BadUrl{"etcd://?username=a&password-file=/p", "at least one HOST:PORT"},
         BadUrl{"etcd://host", "needs a port (HOST:PORT)"},
         BadUrl{"etcd://host:", "port \"\" is not a number"},
@@ -250,9 +254,9 @@ TEST(StoreUrlTest, UrlIsKeptAsGivenForMessages) {
 
 TEST(ParseDurationTest, AcceptsEveryUnit) {
   const std::vector<std::pair<std::string, Duration>> cases = {
-      {"10ns", 10ns}, {"250us", 250us}, {"500ms", 500ms}, {"15s", 15s},
-      {"2m", 2min},   {"1h", 1h},       {"1.5s", 1500ms}, {"0.5ms", 500us},
-      {".25s", 250ms}, {"007s", 7s},    {"1ns", 1ns},      {"100000h", 100000h},
+      {"10ns", 10ns},  {"250us", 250us}, {"500ms", 500ms}, {"15s", 15s},
+      {"2m", 2min},    {"1h", 1h},       {"1.5s", 1500ms}, {"0.5ms", 500us},
+      {".25s", 250ms}, {"007s", 7s},     {"1ns", 1ns},     {"100000h", 100000h},
   };
   for (const auto& [text, want] : cases) {
     auto d = ParseDuration(text);
@@ -263,15 +267,24 @@ TEST(ParseDurationTest, AcceptsEveryUnit) {
 
 TEST(ParseDurationTest, RejectsMalformedWithTheReasonAndExamples) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"", "needs a number"},        {"ms", "needs a number"},
-      {"-1s", "needs a number"},     {"+1s", "needs a number"},
-      {".s", "needs a number"},      {"1.2.3s", "needs a number"},
-      {" 1s", "needs a number"},     {"15", "needs a unit"},
-      {"1.5", "needs a unit"},       {"15 s", "unknown unit \" s\""},
-      {"15S", "unknown unit \"S\""}, {"15sec", "unknown unit \"sec\""},
-      {"1e3s", "unknown unit \"e3s\""}, {"2d", "unknown unit \"d\""},
-      {"0s", "must be > 0"},         {"0.0ms", "must be > 0"},
-      {"0.1ns", "must be > 0"},      {"9999999h", "is too long"},
+      {"", "needs a number"},
+      {"ms", "needs a number"},
+      {"-1s", "needs a number"},
+      {"+1s", "needs a number"},
+      {".s", "needs a number"},
+      {"1.2.3s", "needs a number"},
+      {" 1s", "needs a number"},
+      {"15", "needs a unit"},
+      {"1.5", "needs a unit"},
+      {"15 s", "unknown unit \" s\""},
+      {"15S", "unknown unit \"S\""},
+      {"15sec", "unknown unit \"sec\""},
+      {"1e3s", "unknown unit \"e3s\""},
+      {"2d", "unknown unit \"d\""},
+      {"0s", "must be > 0"},
+      {"0.0ms", "must be > 0"},
+      {"0.1ns", "must be > 0"},
+      {"9999999h", "is too long"},
       {"99999999999999999999999s", "is too long"},
   };
   for (const auto& [text, says] : cases) {

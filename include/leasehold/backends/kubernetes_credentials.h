@@ -8,8 +8,8 @@
 //   2. Kubeconfig: CredentialOptions::kubeconfig_path, else $KUBECONFIG (the
 //      files of its ':'-separated list, merged as kubectl merges them: the
 //      first file to name a context, cluster or user wins, and the first
-//      current-context set wins), else ~/.kube/config when it exists. The current context (or CredentialOptions::context) names a
-//      cluster (server, certificate-authority[-data],
+//      current-context set wins), else ~/.kube/config when it exists. The current context (or
+//      CredentialOptions::context) names a cluster (server, certificate-authority[-data],
 //      insecure-skip-tls-verify) and a user (token, tokenFile,
 //      client-certificate[-data] + client-key[-data]). Relative file paths are
 //      relative to the kubeconfig's directory. Exec and auth-provider plugins
@@ -52,11 +52,11 @@ struct Credentials {
   std::string ca_pem{};           // trusted CA bundle; empty: the system store
   std::string client_cert_pem{};  // client certificate (with client_key_pem)
   std::string client_key_pem{};
-  std::string token{};            // bearer token as read at load time
-  std::string token_file{};       // when set, the token is re-read from here
-  std::string namespace_name{};   // from the context / service account; may be empty
+  std::string token{};                    // bearer token as read at load time
+  std::string token_file{};               // when set, the token is re-read from here
+  std::string namespace_name{};           // from the context / service account; may be empty
   bool insecure_skip_tls_verify = false;  // only ever true when allowed
-  std::string source{};           // "explicit", "kubeconfig FILE context C", "in-cluster"
+  std::string source{};                   // "explicit", "kubeconfig FILE context C", "in-cluster"
 };
 
 struct CredentialOptions {

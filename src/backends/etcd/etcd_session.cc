@@ -62,7 +62,7 @@ void etcd::State::ForgetAnchor(int64_t session_id, TimePoint anchor) {
 }
 
 void etcd::State::GetSession(int64_t ttl_s, TimePoint deadline,
-                                  std::function<void(Result<SessionInfo>)> done) {
+                             std::function<void(Result<SessionInfo>)> done) {
   std::unique_lock lock(mu);
   if (shutting_down) {
     lock.unlock();
@@ -162,7 +162,7 @@ void etcd::State::Grant(const std::shared_ptr<Session>& s, TimePoint deadline) {
 }
 
 void etcd::State::KeepAlive(const std::shared_ptr<Session>& s, TimePoint deadline,
-                                 KeepAliveCallback done) {
+                            KeepAliveCallback done) {
   if (NeedsToken()) {
     auto self = SharedFromThis();
     Authenticate(current.load() % endpoints.size(), deadline,

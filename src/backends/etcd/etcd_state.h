@@ -16,12 +16,12 @@
 #ifndef LEASEHOLD_BACKENDS_ETCD_ETCD_STATE_H_
 #define LEASEHOLD_BACKENDS_ETCD_ETCD_STATE_H_
 
-#include <optional>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -31,9 +31,9 @@
 #include "etcd_transport.h"
 #include "etcd_watch.h"
 #include "kit/watch_registry.h"
-#include "leasehold/future.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/fencing.h"
+#include "leasehold/future.h"
 #include "leasehold/runtime.h"
 
 namespace leasehold {

@@ -83,7 +83,8 @@ void etcd::State::Shutdown() {
            if (remaining->fetch_sub(1) == 1) revoked.Set(true);
          });
   }
-  if (may_block) (void)revoked.future().WaitFor(options.shutdown_timeout + std::chrono::milliseconds(100));
+  if (may_block)
+    (void)revoked.future().WaitFor(options.shutdown_timeout + std::chrono::milliseconds(100));
   std::optional<Future<bool>> streams_ended;
   {
     std::lock_guard lock(mu);

@@ -133,9 +133,9 @@ void SyncRenew(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps>
               if (answer.size() == 1) {
                 gather->results[i] = std::move(answer.front());
               } else {
-                gather->results[i] = InternalError("the store answered " +
-                                                   std::to_string(answer.size()) +
-                                                   " results for one renewal");
+                gather->results[i] =
+                    InternalError("the store answered " + std::to_string(answer.size()) +
+                                  " results for one renewal");
               }
               last = --gather->left == 0;
             }

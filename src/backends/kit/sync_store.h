@@ -47,10 +47,10 @@ namespace leasehold::kit {
 
 // One run of a synchronous operation.
 struct SyncCall {
-  std::string what;      // e.g. `acquire lease "jobs"`: for messages
-  TimePoint deadline;    // the request's, on the runtime's clock
-  Duration budget{};     // > 0: what was left of `deadline` when this run started
-  int attempt = 0;       // 0, then 1, 2, ... for reruns asked by RerunAt
+  std::string what;    // e.g. `acquire lease "jobs"`: for messages
+  TimePoint deadline;  // the request's, on the runtime's clock
+  Duration budget{};   // > 0: what was left of `deadline` when this run started
+  int attempt = 0;     // 0, then 1, 2, ... for reruns asked by RerunAt
 
   // Asks for the whole operation to run again, from the start, at `when`
   // instead of answering. Honoured only when `when` is before the deadline;

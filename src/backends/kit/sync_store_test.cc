@@ -72,8 +72,8 @@ class ScriptedOps final : public SyncOps {
  private:
   void Record(const SyncCall& call) {
     std::lock_guard lock(mu);
-    calls.push_back({call.what, call.budget, call.attempt, runtime_->OnLoopThread(),
-                     runtime_->clock().Now()});
+    calls.push_back(
+        {call.what, call.budget, call.attempt, runtime_->OnLoopThread(), runtime_->clock().Now()});
   }
   const std::shared_ptr<Runtime> runtime_;
   const std::string describe_ = "scripted:";
@@ -111,9 +111,8 @@ TEST(SyncStoreTest, ADeadlineAlreadyPassedAnswersWithoutRunningTheOperation) {
   TestStore store(sim, ops, {});
   const TimePoint past = sim->clock().Now();
   std::vector<Status> statuses;
-  store.Acquire({"a", "me", 1s, past}, [&](Result<AcquireOutcome> r) {
-    statuses.push_back(r.status());
-  });
+  store.Acquire({"a", "me", 1s, past},
+                [&](Result<AcquireOutcome> r) { statuses.push_back(r.status()); });
   store.Release({"b", "me", {}, past}, [&](Status s) { statuses.push_back(s); });
   store.Inspect("c", past, [&](Result<LeaseRecord> r) { statuses.push_back(r.status()); });
   store.Break("d", past, [&](Status s) { statuses.push_back(s); });
@@ -125,7 +124,8 @@ TEST(SyncStoreTest, ADeadlineAlreadyPassedAnswersWithoutRunningTheOperation) {
   sim->RunUntilIdle();
   EXPECT_TRUE(ops->calls.empty()) << "nothing ran";
   ASSERT_EQ(statuses.size(), 6u);
-  for (const Status& s : statuses) EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
+  for (const Status& s : statuses)
+    EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
   EXPECT_THAT(statuses[0].message(),
               ::testing::HasSubstr("scripted:: acquire lease \"a\": deadline passed"));
   EXPECT_THAT(statuses[4].message(), ::testing::HasSubstr("renew 2 leases"))
@@ -166,7 +166,8 @@ TEST(SyncStoreTest, ABatchIsOneCallUnlessTheStoreRenewsOneByOne) {
     const TimePoint deadline = sim->clock().Now() + 5s;
     std::vector<Result<RenewOutcome>> got;
     int answers = 0;
-    store.Renew({{"a", "me", {}, 1s, deadline}, {"gone", "me", {}, 1s, deadline},
+    store.Renew({{"a", "me", {}, 1s, deadline},
+                 {"gone", "me", {}, 1s, deadline},
                  {"c", "me", {}, 1s, deadline}},
                 [&](std::vector<Result<RenewOutcome>> r) {
                   ++answers;
@@ -197,9 +198,8 @@ TEST(SyncStoreTest, ALoopThreadNeverRunsTheOperationAnyOtherThreadRunsItInline) 
   // From this (user) thread: run here, answered before Release returns.
   const std::thread::id here = std::this_thread::get_id();
   std::thread::id answered_on;
-  store->Release({"a", "me", {}, deadline}, [&](Status) {
-    answered_on = std::this_thread::get_id();
-  });
+  store->Release({"a", "me", {}, deadline},
+                 [&](Status) { answered_on = std::this_thread::get_id(); });
   EXPECT_EQ(answered_on, here);
 
   // From the loop: the blocking lane.

@@ -1,5 +1,3 @@
-#include "leasehold/backends/kubernetes_credentials.h"
-
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -9,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "leasehold/backends/kubernetes_credentials.h"
 #include "leasehold/detail/io.h"
 
 namespace leasehold::kubernetes {
@@ -20,8 +19,8 @@ Result<std::string> ReadTokenFile(const std::string& path) {
   Result<std::string> text = leasehold::detail::ReadSmallFile(path, "the token file");
   if (!text.ok()) return UnavailableError(text.status().message());
   std::string token = std::move(*text);
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' ||
-                            token.back() == ' ' || token.back() == '\t')) {
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ' ||
+                            token.back() == '\t')) {
     token.pop_back();
   }
   if (token.empty()) return UnavailableError("the token file " + path + " is empty");
@@ -111,7 +110,8 @@ Result<std::string> NormalizeServer(std::string_view url, bool allow_insecure,
     rest = url.substr(8);
   } else if (url.starts_with("http://")) {
     if (!allow_insecure) {
-      return PermissionDeniedError(where + ": plain http:// servers are refused (no TLS); "
+      return PermissionDeniedError(where +
+                                   ": plain http:// servers are refused (no TLS); "
                                    "allow insecure connections explicitly to use one");
     }
     rest = url.substr(7);
@@ -166,7 +166,8 @@ Result<std::string> NormalizeServer(std::string_view url, bool allow_insecure,
   for (char c : path) {
     const auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u >= 0x7f || c == '?' || c == '#') {
-      return InvalidArgumentError(where + ": the server URL may hold a path but no query, "
+      return InvalidArgumentError(where +
+                                  ": the server URL may hold a path but no query, "
                                   "fragment, space or control character");
     }
   }
@@ -253,13 +254,11 @@ void MergeList(const YAML::Node& root, const char* list, const char* body_key,
   }
   for (const YAML::Node& item : items) {
     if (!item.IsMap()) {
-      throw std::invalid_argument("kubeconfig " + file + ": an entry of " + list +
-                                  " is not a map");
+      throw std::invalid_argument("kubeconfig " + file + ": an entry of " + list + " is not a map");
     }
     const std::optional<std::string> name = Scalar(item, "name", "kubeconfig " + file);
     if (!name || name->empty()) {
-      throw std::invalid_argument("kubeconfig " + file + ": an entry of " + list +
-                                  " has no name");
+      throw std::invalid_argument("kubeconfig " + file + ": an entry of " + list + " has no name");
     }
     YAML::Node body = item[body_key];
     if (body && !body.IsNull() && !body.IsMap()) {
@@ -342,13 +341,14 @@ Result<Credentials> ResolveContext(const Kubeconfig& config, const std::string& 
       return NotFoundError(context_where + ": no cluster named '" + cluster_name + "'");
     }
     const Entry& cluster = cluster_it->second;
-    const std::string cluster_where = "kubeconfig " + cluster.file + ", cluster '" +
-                                      cluster_name + "'";
+    const std::string cluster_where =
+        "kubeconfig " + cluster.file + ", cluster '" + cluster_name + "'";
     const std::optional<std::string> server = Scalar(cluster.body, "server", cluster_where);
     if (!server || server->empty()) return InvalidArgumentError(cluster_where + " has no server");
     if (Flag(cluster.body, "insecure-skip-tls-verify", cluster_where)) {
       if (!allow_insecure) {
-        return PermissionDeniedError(cluster_where + " sets insecure-skip-tls-verify; leasehold "
+        return PermissionDeniedError(cluster_where +
+                                     " sets insecure-skip-tls-verify; leasehold "
                                      "verifies TLS unless insecure connections are allowed "
                                      "explicitly");
       }
@@ -377,7 +377,8 @@ Result<Credentials> ResolveContext(const Kubeconfig& config, const std::string& 
       }
     }
     if (user.body["username"] || user.body["password"]) {
-      return UnimplementedError(user_where + " uses basic authentication, which Kubernetes no "
+      return UnimplementedError(user_where +
+                                " uses basic authentication, which Kubernetes no "
                                 "longer supports");
     }
     if (std::optional<std::string> file = Scalar(user.body, "tokenFile", user_where)) {
@@ -394,7 +395,8 @@ Result<Credentials> ResolveContext(const Kubeconfig& config, const std::string& 
     Result<std::string> key = PemField(user, "client-key", user_where);
     if (!key.ok()) return key.status();
     if (cert->empty() != key->empty()) {
-      return InvalidArgumentError(user_where + ": a client certificate needs its key and a key "
+      return InvalidArgumentError(user_where +
+                                  ": a client certificate needs its key and a key "
                                   "its certificate");
     }
     out.client_cert_pem = *std::move(cert);
@@ -410,21 +412,24 @@ Result<Credentials> ResolveContext(const Kubeconfig& config, const std::string& 
 Result<Credentials> LoadExplicit(const CredentialOptions& options) {
   std::vector<std::string> missing;
   if (options.server.empty()) missing.push_back("the API server URL");
-  if (options.token.empty() && options.token_file.empty()) missing.push_back("a token or token file");
+  if (options.token.empty() && options.token_file.empty())
+    missing.push_back("a token or token file");
   if (options.ca_file.empty()) missing.push_back("a CA file");
   if (!missing.empty()) {
     std::string list;
     for (const std::string& m : missing) list += (list.empty() ? "" : ", ") + m;
-    return InvalidArgumentError("explicit Kubernetes credentials need the server URL, a token "
-                                "(or token file) and a CA file together; missing: " + list);
+    return InvalidArgumentError(
+        "explicit Kubernetes credentials need the server URL, a token "
+        "(or token file) and a CA file together; missing: " +
+        list);
   }
   if (!options.token.empty() && !options.token_file.empty()) {
     return InvalidArgumentError("give either a token or a token file, not both");
   }
   Credentials out;
   out.source = "explicit";
-  Result<std::string> server = NormalizeServer(options.server, options.allow_insecure,
-                                               "the API server URL");
+  Result<std::string> server =
+      NormalizeServer(options.server, options.allow_insecure, "the API server URL");
   if (!server.ok()) return server.status();
   out.server = *std::move(server);
   Result<std::string> ca = ReadSmallFile(options.ca_file, "the CA file");
@@ -445,9 +450,8 @@ Result<Credentials> LoadExplicit(const CredentialOptions& options) {
 Result<Credentials> LoadInCluster(const CredentialOptions& options, const std::string& host,
                                   const std::string& port) {
   const std::string where = "in-cluster configuration";
-  const std::string authority = host.find(':') != std::string::npos && !host.starts_with('[')
-                                    ? "[" + host + "]"
-                                    : host;
+  const std::string authority =
+      host.find(':') != std::string::npos && !host.starts_with('[') ? "[" + host + "]" : host;
   Result<std::string> server =
       NormalizeServer("https://" + authority + ":" + port, false,
                       where + " (KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT)");
@@ -527,7 +531,8 @@ Result<Credentials> LoadCredentials(const CredentialOptions& options) {
     return ResolveContext(config, options.context, options.allow_insecure);
   }
   if (!options.context.empty()) {
-    return InvalidArgumentError("context '" + options.context + "' was given but no kubeconfig "
+    return InvalidArgumentError("context '" + options.context +
+                                "' was given but no kubeconfig "
                                 "was found (kubeconfig option, KUBECONFIG, ~/.kube/config)");
   }
 
@@ -535,12 +540,14 @@ Result<Credentials> LoadCredentials(const CredentialOptions& options) {
   const std::optional<std::string> port = GetEnv(options, "KUBERNETES_SERVICE_PORT");
   if (host && port) return LoadInCluster(options, *host, *port);
   if (host || port) {
-    return InvalidArgumentError("in-cluster configuration needs both KUBERNETES_SERVICE_HOST and "
-                                "KUBERNETES_SERVICE_PORT; only one is set");
+    return InvalidArgumentError(
+        "in-cluster configuration needs both KUBERNETES_SERVICE_HOST and "
+        "KUBERNETES_SERVICE_PORT; only one is set");
   }
-  return FailedPreconditionError("no Kubernetes credentials found: no explicit server, token "
-                                 "and CA; no kubeconfig (KUBECONFIG, ~/.kube/config); not in a "
-                                 "cluster (KUBERNETES_SERVICE_HOST unset)");
+  return FailedPreconditionError(
+      "no Kubernetes credentials found: no explicit server, token "
+      "and CA; no kubeconfig (KUBECONFIG, ~/.kube/config); not in a "
+      "cluster (KUBERNETES_SERVICE_HOST unset)");
 }
 
 TokenSource::TokenSource(Credentials credentials, const Clock* clock, Duration max_age)

@@ -1,5 +1,3 @@
-#include "leasehold/backends/kubernetes_credentials.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -8,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "leasehold/backends/kubernetes_credentials.h"
 #include "leasehold/clock.h"
 #include "testing/temp_dir.h"
 
@@ -51,8 +50,8 @@ std::string Kubeconfig(const std::string& cluster_fields, const std::string& use
                        const std::string& extra = "") {
   return "apiVersion: v1\nkind: Config\ncurrent-context: ctx\n"
          "contexts:\n- name: ctx\n  context:\n    cluster: c\n    user: u\n    namespace: team-a\n"
-         "clusters:\n- name: c\n  cluster:\n" + cluster_fields +
-         "users:\n- name: u\n  user:\n" + user_fields + extra;
+         "clusters:\n- name: c\n  cluster:\n" +
+         cluster_fields + "users:\n- name: u\n  user:\n" + user_fields + extra;
 }
 
 class CredentialsTest : public ::testing::Test {
@@ -163,10 +162,10 @@ TEST_F(CredentialsTest, ExplicitWinsOverKubeconfigAndInCluster) {
 }
 
 TEST_F(CredentialsTest, KubeconfigWithTokenAndCaData) {
-  const std::string path = Write(
-      "kube/config", Kubeconfig("    server: https://10.1.2.3:6443\n"
-                                "    certificate-authority-data: " + Base64(kCa) + "\n",
-                                "    token: abc.def\n"));
+  const std::string path = Write("kube/config", Kubeconfig("    server: https://10.1.2.3:6443\n"
+                                                           "    certificate-authority-data: " +
+                                                               Base64(kCa) + "\n",
+                                                           "    token: abc.def\n"));
   CredentialOptions options = Options({{"KUBECONFIG", path}});
   Result<Credentials> creds = LoadCredentials(options);
   ASSERT_TRUE(creds.ok()) << creds.status().ToString();
@@ -200,19 +199,21 @@ TEST_F(CredentialsTest, KubeconfigRelativeFilesAndClientCertificate) {
   EXPECT_EQ(tokens.Current().value(), "rotating-token");
 
   // Data wins over a file, as in kubectl; a certificate needs its key.
-  const std::string data_config = Write(
-      "kube/data", Kubeconfig("    server: https://h\n",
-                              "    client-certificate-data: " + Base64(kCert) + "\n"
-                              "    client-certificate: certs/absent.crt\n"
-                              "    client-key-data: " + Base64(kKey) + "\n"));
+  const std::string data_config =
+      Write("kube/data",
+            Kubeconfig("    server: https://h\n", "    client-certificate-data: " + Base64(kCert) +
+                                                      "\n"
+                                                      "    client-certificate: certs/absent.crt\n"
+                                                      "    client-key-data: " +
+                                                      Base64(kKey) + "\n"));
   options.kubeconfig_path = data_config;
   creds = LoadCredentials(options);
   ASSERT_TRUE(creds.ok()) << creds.status().ToString();
   EXPECT_EQ(creds->client_cert_pem, kCert);
 
-  options.kubeconfig_path = Write(
-      "kube/halfcert", Kubeconfig("    server: https://h\n",
-                                  "    client-certificate-data: " + Base64(kCert) + "\n"));
+  options.kubeconfig_path =
+      Write("kube/halfcert", Kubeconfig("    server: https://h\n",
+                                        "    client-certificate-data: " + Base64(kCert) + "\n"));
   Result<Credentials> half = LoadCredentials(options);
   ASSERT_EQ(half.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(half.status().message(), HasSubstr("user 'u'"));
@@ -255,9 +256,9 @@ TEST_F(CredentialsTest, KubeconfigRefusals) {
     EXPECT_THAT(creds.status().message(), HasSubstr(c.says)) << c.cluster << c.user;
   }
 
-  options.kubeconfig_path =
-      Write("config", Kubeconfig("    server: https://h\n    insecure-skip-tls-verify: true\n",
-                                 "    token: t\n"));
+  options.kubeconfig_path = Write(
+      "config",
+      Kubeconfig("    server: https://h\n    insecure-skip-tls-verify: true\n", "    token: t\n"));
   options.allow_insecure = true;
   Result<Credentials> insecure = LoadCredentials(options);
   ASSERT_TRUE(insecure.ok()) << insecure.status().ToString();
@@ -265,10 +266,9 @@ TEST_F(CredentialsTest, KubeconfigRefusals) {
 }
 
 TEST_F(CredentialsTest, KubeconfigContexts) {
-  const std::string text =
-      Kubeconfig("    server: https://h\n", "    token: t\n",
-                 "- name: other\n  user:\n    token: other-token\n") +
-      "";
+  const std::string text = Kubeconfig("    server: https://h\n", "    token: t\n",
+                                      "- name: other\n  user:\n    token: other-token\n") +
+                           "";
   CredentialOptions options = Options();
   options.kubeconfig_path = Write("config", text);
   options.context = "nope";
@@ -277,8 +277,8 @@ TEST_F(CredentialsTest, KubeconfigContexts) {
   EXPECT_THAT(missing.status().message(), HasSubstr("no context named 'nope'"));
 
   options.context.clear();
-  options.kubeconfig_path = Write(
-      "config2", "current-context: x\ncontexts:\n- name: x\n  context:\n    cluster: gone\n");
+  options.kubeconfig_path =
+      Write("config2", "current-context: x\ncontexts:\n- name: x\n  context:\n    cluster: gone\n");
   EXPECT_THAT(LoadCredentials(options).status().message(), HasSubstr("no cluster named 'gone'"));
 
   options.kubeconfig_path = Write("config3", "contexts: []\n");
@@ -291,13 +291,15 @@ TEST_F(CredentialsTest, KubeconfigContexts) {
 }
 
 TEST_F(CredentialsTest, KubeconfigListMergesFirstWins) {
-  const std::string first = Write(
-      "a", "current-context: one\ncontexts:\n- name: one\n  context: {cluster: c, user: u}\n"
-           "clusters:\n- name: c\n  cluster: {server: 'https://first'}\n");
-  const std::string second = Write(
-      "b", "current-context: two\ncontexts:\n- name: two\n  context: {cluster: c, user: u}\n"
-           "clusters:\n- name: c\n  cluster: {server: 'https://second'}\n"
-           "users:\n- name: u\n  user: {token: from-second}\n");
+  const std::string first =
+      Write("a",
+            "current-context: one\ncontexts:\n- name: one\n  context: {cluster: c, user: u}\n"
+            "clusters:\n- name: c\n  cluster: {server: 'https://first'}\n");
+  const std::string second =
+      Write("b",
+            "current-context: two\ncontexts:\n- name: two\n  context: {cluster: c, user: u}\n"
+            "clusters:\n- name: c\n  cluster: {server: 'https://second'}\n"
+            "users:\n- name: u\n  user: {token: from-second}\n");
   CredentialOptions options =
       Options({{"KUBECONFIG", dir_.File("absent") + ":" + first + "::" + second}});
   Result<Credentials> creds = LoadCredentials(options);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "http_client.h"
+#include "kit/lease_label.h"
 #include "kit/sync_store.h"
 #include "kubernetes_watch.h"
 #include "lease_codec.h"
@@ -29,8 +30,6 @@ int64_t DurationSeconds(Duration ttl) {
   int64_t secs = (ns + 999'999'999) / 1'000'000'000;
   return std::clamp<int64_t>(secs, 1, std::numeric_limits<int32_t>::max());
 }
-
-std::string Quoted(const std::string& name) { return "lease \"" + name + "\""; }
 
 std::string UrlEncode(std::string_view s) {
   static const char* hex = "0123456789ABCDEF";
@@ -156,7 +155,9 @@ struct KubernetesStore::State final : kit::SyncOps {
   detail::Watches watches{http, runtime};
 
   std::string Path(const std::string& name) const { return collection + "/" + name; }
-  std::string What(const std::string& name) const { return description + ": " + Quoted(name); }
+  std::string What(const std::string& name) const {
+    return description + ": " + kit::LeaseLabel(name);
+  }
 
   FencingToken Token(const std::string& name, const std::string& uid, uint64_t seq) const {
     return {"kubernetes/" + ns + "/" + name + "/" + uid + "/" + std::to_string(seq), seq};
@@ -276,7 +277,7 @@ struct KubernetesStore::State final : kit::SyncOps {
     SetSpec(body, req.holder, DurationSeconds(req.ttl), now, now, 1);
     const std::string text = body.dump();
     Result<HttpResponse> r = Call(call, "POST", collection, &text);
-    if (!r.ok()) return r.status().WithContext(Quoted(req.name));
+    if (!r.ok()) return r.status().WithContext(kit::LeaseLabel(req.name));
     if (r->status == 200 || r->status == 201) return Granted(req, *r, 1);
     if (r->status == 409) {
       return AbortedError(What(req.name) + ": created concurrently by another client; re-read");
@@ -311,7 +312,7 @@ struct KubernetesStore::State final : kit::SyncOps {
       SetSpec(body, req.holder, DurationSeconds(req.ttl), now, now, next);
       const std::string text = body.dump();
       Result<HttpResponse> r = Call(call, "PUT", Path(req.name), &text);
-      if (!r.ok()) return r.status().WithContext(Quoted(req.name));
+      if (!r.ok()) return r.status().WithContext(kit::LeaseLabel(req.name));
       if (r->status == 200 || r->status == 201) {
         return Granted(req, *r, static_cast<uint64_t>(next));
       }
@@ -327,7 +328,7 @@ struct KubernetesStore::State final : kit::SyncOps {
   Result<AcquireOutcome> Acquire(const AcquireRequest& req, kit::SyncCall& call) override {
     if (Status s = CheckName(req.name); !s.ok()) return s;
     Result<HttpResponse> r = Call(call, "GET", Path(req.name), nullptr);
-    if (!r.ok()) return r.status().WithContext(Quoted(req.name));
+    if (!r.ok()) return r.status().WithContext(kit::LeaseLabel(req.name));
     const TimePoint now = clock.Now();
     if (r->status == 404) return Create(req, call);
     if (r->status != 200) return HttpError(*r, "get", req.name);
@@ -367,7 +368,7 @@ struct KubernetesStore::State final : kit::SyncOps {
       const std::string text = body.dump();
       // resourceVersion (and uid) in the body make this PUT a compare-and-swap.
       Result<HttpResponse> r = Call(call, "PUT", Path(req.name), &text);
-      if (!r.ok()) return r.status().WithContext(Quoted(req.name));
+      if (!r.ok()) return r.status().WithContext(kit::LeaseLabel(req.name));
       if (r->status == 200) {
         Result<LeaseObject> obj = Decode(*r, req.name);
         if (!obj.ok()) return obj.status();
@@ -390,7 +391,7 @@ struct KubernetesStore::State final : kit::SyncOps {
       // 409: someone wrote after our last read -- another holder, or our own
       // earlier renewal whose answer we never got. One read tells.
       Result<HttpResponse> g = Call(call, "GET", Path(req.name), nullptr);
-      if (!g.ok()) return g.status().WithContext(Quoted(req.name));
+      if (!g.ok()) return g.status().WithContext(kit::LeaseLabel(req.name));
       if (g->status == 404) {
         return RenewOutcome(Lost{LossReason::kDeleted, What(req.name) + ": the Lease was deleted"});
       }
@@ -427,7 +428,7 @@ struct KubernetesStore::State final : kit::SyncOps {
     for (int attempt = 0; attempt < 4; ++attempt) {
       if (!object) {
         Result<HttpResponse> g = Call(call, "GET", Path(name), nullptr);
-        if (!g.ok()) return g.status().WithContext(Quoted(name));
+        if (!g.ok()) return g.status().WithContext(kit::LeaseLabel(name));
         if (g->status == 404) return Status::Ok();
         if (g->status != 200) return HttpError(*g, "get", name);
         Result<LeaseObject> obj = Decode(*g, name);
@@ -441,7 +442,7 @@ struct KubernetesStore::State final : kit::SyncOps {
       SetSpec(body, "", 0, "", "", std::nullopt);
       const std::string text = body.dump();
       Result<HttpResponse> r = Call(call, "PUT", Path(name), &text);
-      if (!r.ok()) return r.status().WithContext(Quoted(name));
+      if (!r.ok()) return r.status().WithContext(kit::LeaseLabel(name));
       if (r->status == 200 || r->status == 404) return Status::Ok();
       if (r->status != 409) return HttpError(*r, "update", name);
     }
@@ -451,7 +452,7 @@ struct KubernetesStore::State final : kit::SyncOps {
   Result<LeaseRecord> Inspect(const std::string& name, kit::SyncCall& call) override {
     if (Status s = CheckName(name); !s.ok()) return s;
     Result<HttpResponse> r = Call(call, "GET", Path(name), nullptr);
-    if (!r.ok()) return r.status().WithContext(Quoted(name));
+    if (!r.ok()) return r.status().WithContext(kit::LeaseLabel(name));
     const TimePoint now = clock.Now();
     if (r->status == 404) return NotFoundError(What(name) + ": no Lease object");
     if (r->status != 200) return HttpError(*r, "get", name);

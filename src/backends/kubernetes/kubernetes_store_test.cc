@@ -29,10 +29,10 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
+using leasehold::testing::RunCommand;
 using testing::FakeApiServer;
 using ::testing::HasSubstr;
 using testing::Verb;
-using leasehold::testing::RunCommand;
 
 class KubernetesStoreTest : public ::testing::Test {
  protected:

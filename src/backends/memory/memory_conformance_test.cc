@@ -30,9 +30,7 @@ class MemoryHarness final : public Harness {
   // slack for thread scheduling on a loaded (or sanitized) 2-core machine.
   Duration ttl() const override { return simulated() ? Duration(3s) : Duration(600ms); }
   Duration expiry_slack() const override { return simulated() ? Duration(1ms) : Duration(100ms); }
-  Duration callback_slack() const override {
-    return simulated() ? Duration(1ms) : Duration(100ms);
-  }
+  Duration callback_slack() const override { return simulated() ? Duration(1ms) : Duration(100ms); }
 
   bool SetUnavailable(bool on) override {
     return Update([on](MemoryFaults& f) {
@@ -71,8 +69,7 @@ INSTANTIATE_TEST_SUITE_P(
     Memory, ConformanceTest,
     ::testing::Values(
         ConformanceParam{"Memory", [] { return std::make_unique<MemoryHarness>(true); }},
-        ConformanceParam{"MemoryRealTime",
-                         [] { return std::make_unique<MemoryHarness>(false); }}),
+        ConformanceParam{"MemoryRealTime", [] { return std::make_unique<MemoryHarness>(false); }}),
     ConformanceParamName);
 
 }  // namespace

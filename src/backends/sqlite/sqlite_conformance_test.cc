@@ -62,14 +62,22 @@ class SqliteHarness final : public DecoratedHarness {
   bool ForeignTakeOver(const std::string& name, const std::string& holder) override {
     sqlite_test::Raw raw(dir_.db());
     const auto now = runtime()->clock().Now().time_since_epoch().count();
-    return raw.Exec("BEGIN IMMEDIATE;"
-                    "UPDATE leasehold_sequences SET last = last + 1 WHERE name = '" + name + "';"
-                    "UPDATE leasehold_leases SET holder = '" + holder + "',"
-                    " sequence = (SELECT last FROM leasehold_sequences WHERE name = '" + name + "'),"
-                    " boot_id = '" + sqlite_test::BootId() + "', renewed_ns = " +
-                    std::to_string(now) + ", ttl_ns = " + std::to_string(ttl().count()) +
-                    ", version = version + 1 WHERE name = '" + name + "';"
-                    "COMMIT;");
+    return raw.Exec(
+        "BEGIN IMMEDIATE;"
+        "UPDATE leasehold_sequences SET last = last + 1 WHERE name = '" +
+        name +
+        "';"
+        "UPDATE leasehold_leases SET holder = '" +
+        holder +
+        "',"
+        " sequence = (SELECT last FROM leasehold_sequences WHERE name = '" +
+        name +
+        "'),"
+        " boot_id = '" +
+        sqlite_test::BootId() + "', renewed_ns = " + std::to_string(now) + ", ttl_ns = " +
+        std::to_string(ttl().count()) + ", version = version + 1 WHERE name = '" + name +
+        "';"
+        "COMMIT;");
   }
   bool ForeignDelete(const std::string& name) override {
     sqlite_test::Raw raw(dir_.db());

@@ -1,5 +1,3 @@
-#include "leasehold/backends/sqlite.h"
-
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -12,6 +10,7 @@
 #include "kit/renew_batch.h"
 #include "kit/sync_store.h"
 #include "kit/watch_registry.h"
+#include "leasehold/backends/sqlite.h"
 #include "leasehold/clock.h"
 #include "leasehold/detail/io.h"
 
@@ -122,8 +121,11 @@ struct Row {
 // The database connection and the store's operations on it.
 struct State final : kit::SyncOps {
   State(std::shared_ptr<Runtime> rt, SqliteOptions o)
-      : runtime(std::move(rt)), clock(runtime->clock()), options(std::move(o)),
-        description("sqlite://" + options.path), boot_id(ReadBootId()) {}
+      : runtime(std::move(rt)),
+        clock(runtime->clock()),
+        options(std::move(o)),
+        description("sqlite://" + options.path),
+        boot_id(ReadBootId()) {}
   ~State() {
     select.reset();
     upsert.reset();
@@ -178,8 +180,8 @@ struct State final : kit::SyncOps {
       return DeadlineExceededError(description + ": " + call.what +
                                    ": deadline passed before the request ran");
     }
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::min(left, options.busy_timeout));
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::min(left, options.busy_timeout));
     sqlite3_busy_timeout(db, static_cast<int>(std::max<int64_t>(1, ms.count())));
     return Status::Ok();
   }
@@ -284,8 +286,8 @@ struct State final : kit::SyncOps {
     }
     if (row->live && row->holder != q.holder) {
       Rollback();
-      return AcquireOutcome(Contended{row->holder, std::to_string(row->version),
-                                      Duration(row->expires_ns - now)});
+      return AcquireOutcome(
+          Contended{row->holder, std::to_string(row->version), Duration(row->expires_ns - now)});
     }
     uint64_t sequence = row->sequence;
     const bool ours = row->live;  // same holder: idempotent, counts as a renewal
@@ -339,11 +341,12 @@ struct State final : kit::SyncOps {
         results.emplace_back(RenewOutcome(Lost{LossReason::kDeleted, "the record is gone"}));
         continue;
       }
-      const bool same_tenure = row->sequence == q.token.sequence && Token(q.name, row->sequence) == q.token;
+      const bool same_tenure =
+          row->sequence == q.token.sequence && Token(q.name, row->sequence) == q.token;
       if (!same_tenure || (row->live && row->holder != q.holder)) {
-        results.emplace_back(RenewOutcome(
-            Lost{LossReason::kTakenOver, "now at sequence " + std::to_string(row->sequence) +
-                                             (row->live ? " held by \"" + row->holder + "\"" : "")}));
+        results.emplace_back(RenewOutcome(Lost{
+            LossReason::kTakenOver, "now at sequence " + std::to_string(row->sequence) +
+                                        (row->live ? " held by \"" + row->holder + "\"" : "")}));
         continue;
       }
       if (!row->live) {
@@ -396,7 +399,8 @@ struct State final : kit::SyncOps {
     const int64_t now = Ns(clock.Now());
     auto row = Read(name, now);
     if (!row.ok()) return row.status();
-    if (!row->exists) return NotFoundError(description + ": " + kit::LeaseLabel(name) + ": no record");
+    if (!row->exists)
+      return NotFoundError(description + ": " + kit::LeaseLabel(name) + ": no record");
     LeaseRecord record;
     record.name = name;
     record.holder = row->holder;
@@ -482,7 +486,7 @@ class Impl final : public kit::SyncStore<SqliteStore> {
 }  // namespace
 
 Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
-                                                        std::shared_ptr<Runtime> runtime) {
+                                                       std::shared_ptr<Runtime> runtime) {
   if (options.path.empty() || options.path.front() != '/') {
     return InvalidArgumentError("sqlite store: the database path must be absolute (got \"" +
                                 options.path + "\")");
@@ -499,7 +503,8 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
   sqlite3_extended_result_codes(state->db, 1);
   sqlite3_busy_timeout(
       state->db,
-      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(options.busy_timeout).count()));
+      static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(options.busy_timeout).count()));
   // WAL: readers never block the writer; FULL: a committed sequence survives
   // power loss, so a sequence is never issued twice.
   // WAL: readers never block the writer. Already WAL (every open but the
@@ -521,13 +526,15 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
     if (Status s = state->Exec(
             "BEGIN IMMEDIATE;"
             "CREATE TABLE IF NOT EXISTS leasehold_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS leasehold_sequences(name TEXT PRIMARY KEY, last INTEGER NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS leasehold_sequences(name TEXT PRIMARY KEY, last INTEGER "
+            "NOT NULL);"
             "CREATE TABLE IF NOT EXISTS leasehold_leases(name TEXT PRIMARY KEY, holder TEXT,"
             " sequence INTEGER NOT NULL, boot_id TEXT, renewed_ns INTEGER, ttl_ns INTEGER,"
             " acquired_ms INTEGER, renewed_ms INTEGER, version INTEGER NOT NULL DEFAULT 0);"
             "INSERT OR IGNORE INTO leasehold_meta(key, value) VALUES('id', '" +
-                detail::RandomHexId() + "');"
-            "COMMIT;",
+                detail::RandomHexId() +
+                "');"
+                "COMMIT;",
             "create the schema");
         !s.ok()) {
       state->Rollback();

@@ -1,12 +1,11 @@
 // SQLite-specific behaviour: durable sequences, hostile records, Break, bad
 // files, and two store objects (two "processes") on one file.
-#include "leasehold/backends/sqlite.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
 
+#include "leasehold/backends/sqlite.h"
 #include "leasehold/lease.h"
 #include "sqlite_test_util.h"
 
@@ -14,9 +13,9 @@ namespace leasehold {
 namespace {
 
 using namespace std::chrono_literals;
-using ::testing::HasSubstr;
 using sqlite_test::Raw;
 using sqlite_test::TempDir;
+using ::testing::HasSubstr;
 
 class SqliteStoreTest : public ::testing::Test {
  protected:
@@ -83,7 +82,8 @@ TEST_F(SqliteStoreTest, BreakFreesTheLeaseAndTheNextHolderGetsAHigherSequence) {
   auto a = Make(store, "a");
   const uint64_t first = AcquireSequence(*a);
   Promise<Status> broke(rt_);
-  store->Break("job", rt_->clock().Now() + 1s, [broke](Status s) mutable { broke.Set(std::move(s)); });
+  store->Break("job", rt_->clock().Now() + 1s,
+               [broke](Status s) mutable { broke.Set(std::move(s)); });
   auto broken = broke.future();
   ASSERT_TRUE(broken.Wait().ok()) << broken.Wait().ToString();
   auto b = Make(store, "b");
@@ -102,18 +102,19 @@ TEST_F(SqliteStoreTest, HostileRecordsDoNotWedgeTheLease) {
   ASSERT_TRUE(a->Release().ok());
   const std::string boot = sqlite_test::BootId();
   const std::string bad[] = {
-      "holder = 'x', ttl_ns = 9223372036854775807",       // huge TTL
-      "holder = 'x', ttl_ns = -5",                         // negative TTL
-      "holder = 'x', renewed_ns = 9223372036854775000",    // renewed in the future
-      "holder = 'x', renewed_ns = 'yesterday'",            // not a number
-      "holder = 'x', renewed_ns = NULL",                   // missing time
-      "holder = 'x', boot_id = 'another-boot'",            // written before a reboot
-      "holder = 42",                                       // holder of the wrong type
+      "holder = 'x', ttl_ns = 9223372036854775807",      // huge TTL
+      "holder = 'x', ttl_ns = -5",                       // negative TTL
+      "holder = 'x', renewed_ns = 9223372036854775000",  // renewed in the future
+      "holder = 'x', renewed_ns = 'yesterday'",          // not a number
+      "holder = 'x', renewed_ns = NULL",                 // missing time
+      "holder = 'x', boot_id = 'another-boot'",          // written before a reboot
+      "holder = 42",                                     // holder of the wrong type
   };
   for (const std::string& set : bad) {
     Raw(dir_.db()).Exec("UPDATE leasehold_leases SET boot_id = '" + boot +
                         "', renewed_ns = 0, ttl_ns = 1000000000, version = version + 1; "
-                        "UPDATE leasehold_leases SET " + set);
+                        "UPDATE leasehold_leases SET " +
+                        set);
     auto b = Make(store, "b");
     auto r = b->Acquire();
     ASSERT_TRUE(r.ok()) << set << ": " << r.status().ToString();
@@ -155,9 +156,8 @@ TEST_F(SqliteStoreTest, InspectShowsHolderSequenceAndTimeLeft) {
   auto a = Make(store, "a");
   const uint64_t seq = AcquireSequence(*a);
   Promise<Result<LeaseRecord>> out(rt_);
-  store->Inspect("job", rt_->clock().Now() + 1s, [out](Result<LeaseRecord> r) mutable {
-    out.Set(std::move(r));
-  });
+  store->Inspect("job", rt_->clock().Now() + 1s,
+                 [out](Result<LeaseRecord> r) mutable { out.Set(std::move(r)); });
   auto future = out.future();
   const auto& record = future.Wait();
   ASSERT_TRUE(record.ok()) << record.status().ToString();

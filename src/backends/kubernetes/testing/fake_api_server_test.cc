@@ -25,8 +25,8 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
-using ::testing::HasSubstr;
 using leasehold::testing::RunCommand;
+using ::testing::HasSubstr;
 
 constexpr const char* kLeases = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
 
@@ -36,11 +36,12 @@ json LeaseBody(const std::string& name, const std::string& holder, int duration 
   return {{"apiVersion", "coordination.k8s.io/v1"},
           {"kind", "Lease"},
           {"metadata", {{"name", name}}},
-          {"spec", {{"holderIdentity", holder},
-                    {"leaseDurationSeconds", duration},
-                    {"acquireTime", "2026-11-26T08:53:07.417335Z"},
-                    {"renewTime", "2026-11-26T08:53:07.417335Z"},
-                    {"leaseTransitions", 0}}}};
+          {"spec",
+           {{"holderIdentity", holder},
+            {"leaseDurationSeconds", duration},
+            {"acquireTime", "2026-11-26T08:53:07.417335Z"},
+            {"renewTime", "2026-11-26T08:53:07.417335Z"},
+            {"leaseTransitions", 0}}}};
 }
 
 class FakeApiServerTest : public ::testing::Test {
@@ -69,11 +70,12 @@ class FakeApiServerTest : public ::testing::Test {
              httplib::SSLClient* client = nullptr) {
     auto own = client ? nullptr : Client();
     httplib::SSLClient& c = client ? *client : *own;
-    httplib::Result r = method == "GET"    ? c.Get(path.c_str())
-                        : method == "POST" ? c.Post(path.c_str(), body.dump(), "application/json")
-                        : method == "PUT"  ? c.Put(path.c_str(), body.dump(), "application/json")
-                                           : c.Delete(path.c_str(), body.is_null() ? "" : body.dump(),
-                                                      "application/json");
+    httplib::Result r =
+        method == "GET"    ? c.Get(path.c_str())
+        : method == "POST" ? c.Post(path.c_str(), body.dump(), "application/json")
+        : method == "PUT"
+            ? c.Put(path.c_str(), body.dump(), "application/json")
+            : c.Delete(path.c_str(), body.is_null() ? "" : body.dump(), "application/json");
     Reply out;
     if (!r) return out;
     out.status = r->status;
@@ -236,7 +238,8 @@ TEST_F(FakeApiServerTest, TimesAreNormalisedToUtcAndUnknownFieldsDroppedWithAWar
 TEST_F(FakeApiServerTest, DeleteHonoursPreconditions) {
   Reply created = Send("POST", kLeases, LeaseBody("a", "x"));
   ASSERT_EQ(created.status, 201);
-  json stale = {{"kind", "DeleteOptions"}, {"apiVersion", "v1"},
+  json stale = {{"kind", "DeleteOptions"},
+                {"apiVersion", "v1"},
                 {"preconditions", {{"resourceVersion", "1"}}}};
   EXPECT_EQ(Send("DELETE", LeasePath("a"), stale).status, 409);
   json current = {{"preconditions",
@@ -260,7 +263,8 @@ TEST_F(FakeApiServerTest, ListAndFieldSelectors) {
   ASSERT_EQ(one.status, 200);
   ASSERT_EQ(one.body["items"].size(), 1u);
   EXPECT_EQ(one.body["items"][0]["spec"]["holderIdentity"], "y");
-  EXPECT_EQ(Send("GET", std::string(kLeases) + "?fieldSelector=spec.holderIdentity%3Dx").status, 400);
+  EXPECT_EQ(Send("GET", std::string(kLeases) + "?fieldSelector=spec.holderIdentity%3Dx").status,
+            400);
 }
 
 TEST_F(FakeApiServerTest, TokensAuthenticateAndCanBeRotated) {
@@ -292,7 +296,8 @@ TEST_F(FakeApiServerTest, DeniedVerbsGet403NamingTheVerbResourceAndNamespace) {
 
 TEST_F(FakeApiServerTest, ClientCertificatesFromTheCaAuthenticateAsTheirCommonName) {
   const auto& pki = server_->pki();
-  httplib::SSLClient client("127.0.0.1", server_->port(), pki.client_cert_file, pki.client_key_file);
+  httplib::SSLClient client("127.0.0.1", server_->port(), pki.client_cert_file,
+                            pki.client_key_file);
   client.set_ca_cert_path(pki.ca_file.c_str());
   client.enable_server_certificate_verification(true);
   ASSERT_EQ(Send("POST", kLeases, LeaseBody("a", "x"), &client).status, 201);
@@ -378,8 +383,9 @@ TEST_F(FakeApiServerTest, WatchFromAResourceVersionStreamsLaterChangesOfThatObje
   Reply a = Send("POST", kLeases, LeaseBody("a", "x"));
   ASSERT_EQ(a.status, 201);
   const std::string rv = a.body["metadata"]["resourceVersion"];
-  WatchReader watch(this, Client(),
-                    std::string(kLeases) + "?watch=1&fieldSelector=metadata.name%3Da&resourceVersion=" + rv);
+  WatchReader watch(
+      this, Client(),
+      std::string(kLeases) + "?watch=1&fieldSelector=metadata.name%3Da&resourceVersion=" + rv);
 
   ASSERT_EQ(Send("POST", kLeases, LeaseBody("b", "y")).status, 201);  // another object
   json obj = a.body;
@@ -403,7 +409,8 @@ TEST_F(FakeApiServerTest, WatchFromAResourceVersionStreamsLaterChangesOfThatObje
 
 TEST_F(FakeApiServerTest, WatchWithoutAResourceVersionStartsWithTheCurrentState) {
   ASSERT_EQ(Send("POST", kLeases, LeaseBody("a", "x")).status, 201);
-  WatchReader watch(this, Client(), std::string(kLeases) + "?watch=true&fieldSelector=metadata.name%3Da");
+  WatchReader watch(this, Client(),
+                    std::string(kLeases) + "?watch=true&fieldSelector=metadata.name%3Da");
   json e = watch.Next();
   ASSERT_TRUE(e.is_object());
   EXPECT_EQ(e["type"], "ADDED");
@@ -432,14 +439,16 @@ TEST_F(FakeApiServerTest, WatchesEndOnTimeoutOnCloseAndWhenTheClientGoes) {
   }
   {
     WatchReader closed(this, Client(), std::string(kLeases) + "?watch=1");
-    for (int i = 0; i < 100 && server_->active_watches() == 0; ++i) std::this_thread::sleep_for(10ms);
+    for (int i = 0; i < 100 && server_->active_watches() == 0; ++i)
+      std::this_thread::sleep_for(10ms);
     EXPECT_EQ(server_->active_watches(), 1);
     server_->CloseWatches();
     EXPECT_TRUE(closed.WaitEnded());
   }
   {
     WatchReader left(this, Client(), std::string(kLeases) + "?watch=1");
-    for (int i = 0; i < 100 && server_->active_watches() == 0; ++i) std::this_thread::sleep_for(10ms);
+    for (int i = 0; i < 100 && server_->active_watches() == 0; ++i)
+      std::this_thread::sleep_for(10ms);
     EXPECT_EQ(server_->active_watches(), 1);
   }  // the client disconnects
   for (int i = 0; i < 100 && server_->active_watches() != 0; ++i) std::this_thread::sleep_for(10ms);
@@ -493,7 +502,8 @@ TEST_F(FakeApiServerTest, HungRequestsWaitAndDelayedOnesAreLate) {
 TEST_F(FakeApiServerTest, SuspendRefusesConnectionsAndResumeKeepsTheObjects) {
   ASSERT_EQ(Send("POST", kLeases, LeaseBody("a", "x")).status, 201);
   auto client = Client();
-  ASSERT_EQ(Send("GET", kLeases, nullptr, client.get()).status, 200);  // an idle keep-alive connection
+  ASSERT_EQ(Send("GET", kLeases, nullptr, client.get()).status,
+            200);  // an idle keep-alive connection
   const auto t0 = std::chrono::steady_clock::now();
   server_->Suspend();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "an idle connection delayed Suspend()";
