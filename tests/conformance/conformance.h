@@ -7,6 +7,9 @@
 //       ::testing::Values(ConformanceParam{"memory", &MakeMemoryHarness}),
 //       ConformanceParamName);
 //
+// (or ::testing::ValuesIn(OnBothClocks<MemoryHarness>("Memory")) for a
+// harness that runs on the simulated clock and on the real one).
+//
 // Each test gets a fresh Harness (a fresh store namespace), so tests never see
 // each other's records. Timing assertions are written against the harness's
 // clock and Sleep(): under a simulated runtime they are exact and never sleep;
@@ -20,6 +23,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "leasehold/lease.h"
 #include "leasehold/runtime.h"
@@ -87,6 +91,15 @@ inline void PrintTo(const ConformanceParam& param, std::ostream* os) { *os << pa
 
 inline std::string ConformanceParamName(const ::testing::TestParamInfo<ConformanceParam>& info) {
   return info.param.name;
+}
+
+// The two instantiations of a harness built as `Harness(bool simulated)`: on
+// the simulated clock, named `name`, and on real threads and the real clock,
+// named `name` + "RealTime".
+template <typename H>
+std::vector<ConformanceParam> OnBothClocks(const std::string& name) {
+  return {ConformanceParam{name, [] { return std::make_unique<H>(true); }},
+          ConformanceParam{name + "RealTime", [] { return std::make_unique<H>(false); }}};
 }
 
 class ConformanceTest : public ::testing::TestWithParam<ConformanceParam> {

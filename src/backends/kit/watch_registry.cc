@@ -16,11 +16,13 @@ struct WatchRegistry::Firing::Core {
 
   // Moves the callback of `id` out and forgets the watch; an empty Task if
   // the watch is unknown (fired, cancelled). The caller destroys it unlocked.
-  Task Remove(WatchId id) {
+  // `found` (if given) tells whether the watch was still there.
+  Task Remove(WatchId id, bool* found = nullptr) {
     Task task;
     std::lock_guard lock(mu);
     auto it = entries.find(id);
     if (it == entries.end()) return task;
+    if (found) *found = true;
     task = std::move(it->second.on_change);
     entries.erase(it);
     return task;
@@ -107,7 +109,11 @@ WatchRegistry::Firing WatchRegistry::TakeWaiting(
   return firing;
 }
 
-void WatchRegistry::Cancel(WatchId id) noexcept { (void)core_->Remove(id); }
+bool WatchRegistry::Cancel(WatchId id) noexcept {
+  bool found = false;
+  (void)core_->Remove(id, &found);
+  return found;
+}
 
 bool WatchRegistry::Watching(const std::string& name) const {
   std::lock_guard lock(core_->mu);

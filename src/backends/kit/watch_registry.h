@@ -96,9 +96,10 @@ class WatchRegistry {
   // Takes every waiting watcher (e.g. when the store's watch stream ends).
   Firing TakeAll();
 
-  // The watch will not start once this returns. Unknown, fired and cancelled
-  // ids are ignored.
-  void Cancel(WatchId id) noexcept;
+  // The watch will not start once this returns. True if this call is what
+  // kept it from starting (it was waiting, or taken and not yet started);
+  // false for an unknown, started or already cancelled id.
+  bool Cancel(WatchId id) noexcept;
 
   // Whether any watcher waits on `name`.
   bool Watching(const std::string& name) const;

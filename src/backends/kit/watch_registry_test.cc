@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <set>
 #include <string>
@@ -223,16 +224,17 @@ TEST(WatchRegistryTest, ACancelOnAnotherThreadDuringRunKeepsALaterWatcherFromSta
   EXPECT_FALSE(second_started.load());
 }
 
-// Cancel racing with Run on another thread: once Cancel has returned, the
-// callback must not start (and ThreadSanitizer sees the handover).
-TEST(WatchRegistryTest, AfterCancelReturnsTheCallbackDoesNotStartEvenUnderARace) {
+// Cancel racing with Run on another thread: exactly one of them wins. A
+// Cancel that says it kept the callback from starting means it never runs; a
+// Cancel that came too late means Run started it (and ThreadSanitizer sees
+// the handover). (Whether the callback's body runs before or after Cancel
+// returns says nothing: Run may decide to start it, then be preempted.)
+TEST(WatchRegistryTest, ARaceBetweenCancelAndRunHasExactlyOneWinner) {
   WatchRegistry registry;
-  std::atomic<int> started_after_cancel{0};
+  int prevented_rounds = 0, started_rounds = 0;
   for (int round = 0; round < 500; ++round) {
-    auto cancel_returned = std::make_shared<std::atomic<bool>>(false);
-    const WatchId id = registry.Add("n", "1", [&, cancel_returned] {
-      if (cancel_returned->load()) ++started_after_cancel;
-    });
+    auto ran = std::make_shared<std::atomic<int>>(0);
+    const WatchId id = registry.Add("n", "1", [ran] { ran->fetch_add(1); });
     WatchRegistry::Firing firing = registry.TakeName("n");
     std::atomic<bool> go{false};
     std::thread runner([&] {
@@ -240,11 +242,14 @@ TEST(WatchRegistryTest, AfterCancelReturnsTheCallbackDoesNotStartEvenUnderARace)
       firing.Run();
     });
     go = true;
-    registry.Cancel(id);
-    cancel_returned->store(true);
+    const bool prevented = registry.Cancel(id);
     runner.join();
+    ASSERT_EQ(ran->load(), prevented ? 0 : 1) << "round " << round;
+    (prevented ? prevented_rounds : started_rounds)++;
+    EXPECT_FALSE(registry.Cancel(id)) << "a second Cancel finds nothing";
   }
-  EXPECT_EQ(started_after_cancel.load(), 0);
+  // Both outcomes occur on a machine with two cores; neither is required.
+  std::printf("cancel won %d rounds, run won %d\n", prevented_rounds, started_rounds);
 }
 
 }  // namespace

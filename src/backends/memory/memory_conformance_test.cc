@@ -65,12 +65,9 @@ class MemoryHarness final : public Harness {
   std::shared_ptr<MemoryStore> store_;
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Memory, ConformanceTest,
-    ::testing::Values(
-        ConformanceParam{"Memory", [] { return std::make_unique<MemoryHarness>(true); }},
-        ConformanceParam{"MemoryRealTime", [] { return std::make_unique<MemoryHarness>(false); }}),
-    ConformanceParamName);
+INSTANTIATE_TEST_SUITE_P(Memory, ConformanceTest,
+                         ::testing::ValuesIn(OnBothClocks<MemoryHarness>("Memory")),
+                         ConformanceParamName);
 
 }  // namespace
 }  // namespace leasehold::conformance

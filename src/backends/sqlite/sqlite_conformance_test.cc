@@ -90,12 +90,9 @@ class SqliteHarness final : public DecoratedHarness {
   std::unique_ptr<sqlite_test::Raw> blocker_;
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Sqlite, ConformanceTest,
-    ::testing::Values(
-        ConformanceParam{"Sqlite", [] { return std::make_unique<SqliteHarness>(true); }},
-        ConformanceParam{"SqliteRealTime", [] { return std::make_unique<SqliteHarness>(false); }}),
-    ConformanceParamName);
+INSTANTIATE_TEST_SUITE_P(Sqlite, ConformanceTest,
+                         ::testing::ValuesIn(OnBothClocks<SqliteHarness>("Sqlite")),
+                         ConformanceParamName);
 
 }  // namespace
 }  // namespace leasehold::conformance
