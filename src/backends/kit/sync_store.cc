@@ -43,14 +43,10 @@ void Run(std::shared_ptr<Runtime> runtime, std::shared_ptr<SyncOps> ops, SyncCal
   Runtime& where = *runtime;
   RunBlocking(where, [runtime = std::move(runtime), ops = std::move(ops), call = std::move(call), n,
                       op = std::move(op), done = std::move(done)]() mutable {
-    const Duration left = call.deadline - runtime->clock().Now();
-    if (left <= Duration::zero()) {
-      done(Failed<R>(DeadlineExceededError(ops->describe() + ": " + call.what +
-                                           ": deadline passed before the request ran"),
-                     n));
+    if (Result<Duration> left = call.Left(runtime->clock(), ops->describe()); !left.ok()) {
+      done(Failed<R>(left.status(), n));
       return;
     }
-    call.budget = left;
     call.rerun_at.reset();
     R answer = op(*ops, call);
     if (call.rerun_at && *call.rerun_at < call.deadline) {
@@ -73,6 +69,12 @@ std::string RenewWhat(const std::vector<RenewRequest>& batch) {
 }
 
 }  // namespace
+
+Result<Duration> SyncCall::Left(const Clock& clock, const std::string& describe) const {
+  const Duration left = deadline - clock.Now();
+  if (left > Duration::zero()) return left;
+  return DeadlineExceededError(describe + ": " + what + ": deadline passed before the request ran");
+}
 
 void RunBlocking(Runtime& runtime, Task fn) {
   if (runtime.MayBlock()) {

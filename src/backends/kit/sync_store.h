@@ -10,11 +10,12 @@
 //     block (Runtime::MayBlock: any thread but a loop thread), else on the
 //     runtime's blocking lane. So a loop thread never waits for IO, and a
 //     caller that may block gets its answer without a thread hop.
-//   * The deadline: when the operation starts, what is left of the request's
-//     deadline is its budget (SyncCall::budget); none left answers
-//     kDeadlineExceeded ("<store>: acquire lease "x": deadline passed before
-//     the request ran") without running it. The operation fits its own waits
-//     (busy timeouts, HTTP timeouts) into the budget.
+//   * The deadline: an operation whose deadline has passed when it would
+//     start answers kDeadlineExceeded ("<store>: acquire lease "x": deadline
+//     passed before the request ran") without running. The operation fits
+//     its own waits (busy timeouts, HTTP timeouts) into what is left
+//     (SyncCall::Left, the same check and message, e.g. after waiting for a
+//     lock of its own).
 //   * A server that says "try again at T" (Retry-After): the operation calls
 //     SyncCall::RerunAt(T); the adapter then runs it again from the start at
 //     T on the runtime's timers -- no thread sleeps -- when T is before the
@@ -49,7 +50,6 @@ namespace leasehold::kit {
 struct SyncCall {
   std::string what;    // e.g. `acquire lease "jobs"`: for messages
   TimePoint deadline;  // the request's, on the runtime's clock
-  Duration budget{};   // > 0: what was left of `deadline` when this run started
   int attempt = 0;     // 0, then 1, 2, ... for reruns asked by RerunAt
 
   // Asks for the whole operation to run again, from the start, at `when`
@@ -58,10 +58,14 @@ struct SyncCall {
   // to repeat (each of its writes conditional on what it read).
   void RerunAt(TimePoint when) { rerun_at = when; }
   std::optional<TimePoint> rerun_at{};
+
+  // What is left of the deadline on `clock`; kDeadlineExceeded naming the
+  // store (`describe`) and `what` when nothing is.
+  Result<Duration> Left(const Clock& clock, const std::string& describe) const;
 };
 
 // A store's operations as synchronous code. Each runs on a thread that may
-// block and answers within call.budget; the messages of its errors name the
+// block and answers within call.Left(); the messages of its errors name the
 // store and the lease (call.what helps).
 class SyncOps {
  public:

@@ -59,7 +59,7 @@ class ScriptedOps final : public SyncOps {
 
   struct Seen {
     std::string what;
-    Duration budget;
+    Duration left;  // what was left of the deadline when the call ran
     int attempt;
     bool on_loop;
     TimePoint at;
@@ -70,10 +70,14 @@ class ScriptedOps final : public SyncOps {
   Duration rerun_every{};
 
  private:
+  Duration Left(const SyncCall& call) const {
+    const Result<Duration> left = call.Left(runtime_->clock(), describe_);
+    return left.ok() ? *left : Duration::zero();
+  }
   void Record(const SyncCall& call) {
     std::lock_guard lock(mu);
     calls.push_back(
-        {call.what, call.budget, call.attempt, runtime_->OnLoopThread(), runtime_->clock().Now()});
+        {call.what, Left(call), call.attempt, runtime_->OnLoopThread(), runtime_->clock().Now()});
   }
   const std::shared_ptr<Runtime> runtime_;
   const std::string describe_ = "scripted:";
@@ -101,7 +105,7 @@ TEST(SyncStoreTest, AnOperationGetsWhatIsLeftOfItsDeadlineAndAnswersOnce) {
   EXPECT_EQ(answers, 1);
   ASSERT_EQ(ops->calls.size(), 1u);
   EXPECT_EQ(ops->calls[0].what, "acquire lease \"jobs\"");
-  EXPECT_EQ(ops->calls[0].budget, 3s);
+  EXPECT_EQ(ops->calls[0].left, 3s);
   EXPECT_EQ(ops->calls[0].attempt, 0);
 }
 
@@ -154,7 +158,7 @@ TEST(SyncStoreTest, ARerunRunsAgainAtTheTimeAskedWithoutSleepingUntilTheDeadline
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(ops->calls[i].attempt, i);
     EXPECT_EQ(ops->calls[i].at - start, i * 400ms);
-    EXPECT_EQ(ops->calls[i].budget, 1s - i * 400ms);
+    EXPECT_EQ(ops->calls[i].left, 1s - i * 400ms);
   }
 }
 

@@ -175,13 +175,10 @@ struct State final : kit::SyncOps {
   // Fits the busy timeout to what is left of the call's deadline (the wait
   // for `mu` may have used some). kDeadlineExceeded if nothing is left.
   Status FitDeadline(const kit::SyncCall& call) {
-    const Duration left = call.deadline - clock.Now();
-    if (left <= Duration::zero()) {
-      return DeadlineExceededError(description + ": " + call.what +
-                                   ": deadline passed before the request ran");
-    }
-    const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::min(left, options.busy_timeout));
+    const Result<Duration> left = call.Left(clock, description);
+    if (!left.ok()) return left.status();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::min(*left, options.busy_timeout));
     sqlite3_busy_timeout(db, static_cast<int>(std::max<int64_t>(1, ms.count())));
     return Status::Ok();
   }
