@@ -80,8 +80,8 @@ struct KubernetesOptions {
   // observation is a fact about the server on this host's monotonic clock;
   // sharing lets a contender count from when another client of the process
   // (e.g. the holder itself) saw the record, instead of from its own first
-  // read. Only stores whose runtime runs on the real clock share: times on a
-  // simulated or custom clock are kept to the store.
+  // read. Stores on the real clock share with each other; stores on another
+  // clock (a simulated runtime's) share with the stores of that runtime.
   bool share_observations = true;
   // Accept a plain http:// server (the bearer token then crosses the network
   // in the clear) or credentials with insecure_skip_tls_verify. Never the

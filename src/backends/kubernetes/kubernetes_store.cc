@@ -8,6 +8,7 @@
 
 #include "http_client.h"
 #include "kit/lease_label.h"
+#include "kit/observations.h"
 #include "kit/sync_store.h"
 #include "kubernetes_watch.h"
 #include "lease_codec.h"
@@ -90,25 +91,6 @@ json Minimal(const json& object) {
   return out;
 }
 
-// When each resourceVersion of each Lease was first seen, on this host's
-// monotonic clock. Observations are facts about the server that any client
-// of this process may use, so by default every store of the process shares
-// one book (a contender then knows when a holder in the same process last
-// wrote, as a long-running contender that watched would).
-struct Observation {
-  std::string resource_version;
-  TimePoint since;
-};
-struct ObservationBook {
-  std::mutex mu;
-  std::unordered_map<std::string, Observation> seen;
-};
-
-std::shared_ptr<ObservationBook> ProcessBook() {
-  static const auto book = std::make_shared<ObservationBook>();
-  return book;
-}
-
 }  // namespace
 
 struct KubernetesStore::State final : kit::SyncOps {
@@ -119,11 +101,7 @@ struct KubernetesStore::State final : kit::SyncOps {
         ns(std::move(ns_in)),
         description("kubernetes://" + ns + " (" + options.credentials.server + ")"),
         incarnation(leasehold::detail::RandomHexId()),
-        // Observations are times on the runtime's clock: only stores on the real
-        // clock can share them (a simulated clock's times mean nothing to it).
-        book(options.share_observations && &clock == &RealClock()
-                 ? ProcessBook()
-                 : std::make_shared<ObservationBook>()),
+        book(kit::ObservationBook::For(options.share_observations, runtime)),
         book_prefix(options.credentials.server + "|" + ns + "|"),
         collection("/apis/coordination.k8s.io/v1/namespaces/" + ns + "/leases"),
         http(std::make_shared<HttpClient>(options.credentials, clock, options.request_timeout,
@@ -135,7 +113,7 @@ struct KubernetesStore::State final : kit::SyncOps {
   const std::string ns;
   const std::string description;
   const std::string incarnation;
-  const std::shared_ptr<ObservationBook> book;
+  const std::shared_ptr<kit::ObservationBook> book;
   const std::string book_prefix;
   const std::string collection;
   const std::shared_ptr<HttpClient> http;
@@ -234,19 +212,19 @@ struct KubernetesStore::State final : kit::SyncOps {
 
   // How long a foreign record must be seen unchanged before it is free.
   Duration Window(const LeaseObject& obj, Duration our_ttl) const {
-    const auto cap = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::nano>(
-        static_cast<double>(our_ttl.count()) * options.max_observe_factor));
-    if (!obj.duration_seconds || *obj.duration_seconds <= 0) return cap;
-    if (*obj.duration_seconds >= cap.count() / 1'000'000'000 + 1) return cap;
-    return std::min<Duration>(cap, std::chrono::seconds(*obj.duration_seconds));
+    std::optional<Duration> stated;
+    // Seconds beyond what a Duration holds state "longer than the cap".
+    if (obj.duration_seconds && *obj.duration_seconds > 0) {
+      stated = *obj.duration_seconds < std::numeric_limits<int32_t>::max()
+                   ? Duration(std::chrono::seconds(*obj.duration_seconds))
+                   : Duration::max();
+    }
+    return kit::ObservationWindow(stated, our_ttl, options.max_observe_factor);
   }
 
   // Records this read; returns for how long this resourceVersion has been seen.
   Duration Observe(const std::string& name, const std::string& resource_version, TimePoint now) {
-    std::lock_guard lock(book->mu);
-    Observation& o = book->seen[book_prefix + name];
-    if (o.resource_version != resource_version) o = {resource_version, now};
-    return now - o.since;
+    return book->Observe(book_prefix + name, resource_version, now);
   }
 
   Result<AcquireOutcome> Granted(const AcquireRequest& req, const HttpResponse& r,
