@@ -25,7 +25,8 @@ bool IsEndpoint(const std::string& ep) {
 }
 
 void CheckSpec(std::string_view input, const StoreSpec& s) {
-  Require(s.url == input);
+  // Shown URLs are the input, but for PostgreSQL passwords (redacted).
+  Require(s.kind == StoreSpec::Kind::kPostgres || s.url == input);
   Require(input.find('\0') == std::string_view::npos);
   switch (s.kind) {
     case StoreSpec::Kind::kMemory:
@@ -55,6 +56,24 @@ void CheckSpec(std::string_view input, const StoreSpec& s) {
         Require(IsEndpoint(s.endpoints.front()));
         Require(!s.token_file.empty() && !s.ca_file.empty());
         Require(s.kubeconfig.empty() && s.context.empty() && !s.insecure);
+      }
+      break;
+    case StoreSpec::Kind::kPostgres:
+      Require(s.conninfo.rfind("postgres", 0) == 0);
+      // leasehold's own parameters never reach libpq.
+      if (const size_t q = s.conninfo.find('?'); q != std::string::npos) {
+        std::string_view query = std::string_view(s.conninfo).substr(q + 1);
+        while (!query.empty()) {
+          Require(query.rfind("leasehold-", 0) != 0);
+          const size_t amp = query.find('&');
+          query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        }
+      }
+      Require(!s.schema.empty() && !s.table.empty());
+      // No password survives into the shown URL.
+      for (size_t at = s.url.find("password="); at != std::string::npos;
+           at = s.url.find("password=", at + 1)) {
+        Require(s.url.compare(at + 9, 3, "***") == 0);
       }
       break;
   }

@@ -30,7 +30,7 @@ Result<Duration> ParseDuration(std::string_view text);
 
 // A parsed --store URL.
 struct StoreSpec {
-  enum class Kind { kMemory, kSqlite, kEtcd, kKubernetes };
+  enum class Kind { kMemory, kSqlite, kEtcd, kKubernetes, kPostgres };
   Kind kind = Kind::kMemory;
   std::string url;   // as given, for messages (never contains secrets)
   std::string path;  // sqlite: absolute database path
@@ -44,11 +44,20 @@ struct StoreSpec {
   // kubernetes:///NS?kubeconfig=PATH&context=NAME&insecure=1
   std::string kubeconfig, context;
   bool insecure = false;
+  // postgresql://: the connection URI for libpq (leasehold's own parameters
+  // removed; it may hold a password: never print it), schema, table, listen.
+  std::string conninfo;
+  std::string schema = "public";
+  std::string table = "leasehold_leases";
+  bool listen = true;
 };
 
 // Parses memory:, sqlite:///ABS/PATH.db, etcd://H:P[,H:P...][/PREFIX][?...],
 // etcds://..., kubernetes:///NAMESPACE[?kubeconfig=PATH&context=NAME&insecure=1],
-// kubernetes://HOST:PORT/NAMESPACE?token-file=PATH&ca-file=PATH
+// kubernetes://HOST:PORT/NAMESPACE?token-file=PATH&ca-file=PATH,
+// postgresql://... or postgres://... (libpq's URI; leasehold's own query
+// parameters leasehold-schema, leasehold-table, leasehold-listen=0|1 are taken
+// out, the rest goes to libpq as it is)
 // kInvalidArgument naming what is wrong.
 Result<StoreSpec> ParseStoreUrl(std::string_view url);
 
@@ -59,6 +68,10 @@ std::string DefaultStoreUrl();
 // Opens the store (creating the SQLite file's directory on first use).
 // kUnimplemented for backends not built in or not yet written.
 Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<Runtime> runtime);
+
+// `leasehold init`: creates or migrates a postgresql:// store's schema and
+// prints its version; kInvalidArgument for other stores.
+Status InitSchema(const StoreSpec& spec, std::ostream& out);
 
 // Exit code for a store error: kExitUsage for bad input, else kExitUnavailable.
 int ExitCodeFor(const Status& status);

@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
   std::string store = cli::DefaultStoreUrl();
   const std::string store_help =
       "store URL: memory:, sqlite:///ABS/PATH.db, etcd://HOST:PORT[,...][/PREFIX], "
-      "kubernetes:///NAMESPACE (default: $LEASEHOLD_STORE, else the SQLite file under "
+      "kubernetes:///NAMESPACE, postgresql://[USER@]HOST[:PORT]/DB[?...] (default: "
+      "$LEASEHOLD_STORE, else the SQLite file under "
       "$XDG_STATE_HOME or ~/.local/state)";
   // On the tool and on every command, so it can go before or after the
   // command name and shows in each command's --help.
@@ -84,11 +85,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 10'000'000));
   bench_cmd->add_flag("--json", bench.json, "one JSON object");
 
+  // init
+  auto* init_cmd = app.add_subcommand(
+      "init", "create or migrate the store's schema (postgresql://; needs CREATE on the schema)");
+
   // demo
   cli::DemoArgs demo;
   auto* demo_cmd = app.add_subcommand(
       "demo", "three `run` contenders for one lease: a crash, a failover, a hand-off");
-  for (CLI::App* cmd : {run_cmd, status_cmd, watch_cmd, break_cmd, bench_cmd, demo_cmd}) {
+  for (CLI::App* cmd : {run_cmd, status_cmd, watch_cmd, break_cmd, bench_cmd, init_cmd, demo_cmd}) {
     add_store(cmd);
   }
 
@@ -127,6 +132,13 @@ int main(int argc, char** argv) {
       run.timeout = *to;
     }
     return cli::Run(run, std::cerr);
+  }
+  if (*init_cmd) {
+    auto spec = cli::ParseStoreUrl(store);
+    leasehold::Status s = spec.ok() ? cli::InitSchema(*spec, std::cout) : spec.status();
+    if (s.ok()) return cli::kExitOk;
+    std::cerr << "leasehold: init: " << s.message() << "\n";
+    return cli::ExitCodeFor(s);
   }
   if (*status_cmd) {
     status.store_url = store;

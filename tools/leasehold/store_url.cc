@@ -19,6 +19,9 @@
 #ifdef LEASEHOLD_HAVE_ETCD
 #include "leasehold/backends/etcd.h"
 #endif
+#ifdef LEASEHOLD_HAVE_POSTGRESQL
+#include "leasehold/backends/postgresql.h"
+#endif
 
 namespace leasehold::cli {
 namespace {
@@ -96,6 +99,64 @@ Status ParseQuery(std::string_view url, std::string_view query, StoreSpec& spec,
   return Status::Ok();
 }
 
+// The URL as it may be shown: a password in the user information or in a
+// password= parameter replaced by ***.
+std::string Redacted(std::string_view url) {
+  std::string out(url);
+  const size_t begin = out.find("://") + 3;
+  const size_t at = out.find('@', begin);
+  const size_t end = out.find_first_of("/?", begin);
+  if (at != std::string::npos && (end == std::string::npos || at < end)) {
+    const size_t colon = out.find(':', begin);
+    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+  }
+  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    const size_t v = p + 9;
+    const size_t e = out.find('&', v);
+    out.replace(v, (e == std::string::npos ? out.size() : e) - v, "***");
+  }
+  return out;
+}
+
+// postgresql:// and postgres:// URLs: libpq parses the URI; leasehold takes
+// out its own parameters.
+Result<StoreSpec> ParsePostgresUrl(std::string_view url, std::string_view query) {
+  StoreSpec spec;
+  spec.kind = StoreSpec::Kind::kPostgres;
+  spec.url = Redacted(url);
+  const std::string shown = spec.url;
+  std::string kept;
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    const std::string_view key = pair.substr(0, eq);
+    if (key.rfind("leasehold-", 0) != 0) {
+      if (!pair.empty()) kept += (kept.empty() ? "?" : "&") + std::string(pair);
+      continue;
+    }
+    if (eq == std::string_view::npos) return Bad(shown, std::string(key) + " needs a value");
+    auto value = PercentDecode(shown, pair.substr(eq + 1));
+    if (!value.ok()) return value.status();
+    if (value->empty()) return Bad(shown, std::string(key) + " is empty");
+    if (key == "leasehold-schema") {
+      spec.schema = *value;
+    } else if (key == "leasehold-table") {
+      spec.table = *value;
+    } else if (key == "leasehold-listen") {
+      if (*value != "0" && *value != "1") return Bad(shown, "leasehold-listen must be 0 or 1");
+      spec.listen = *value == "1";
+    } else {
+      return Bad(shown, "unknown parameter \"" + std::string(key) +
+                            "\" (known: leasehold-schema, leasehold-table, leasehold-listen)");
+    }
+  }
+  const size_t q = url.find('?');
+  spec.conninfo = std::string(url.substr(0, q)) + kept;
+  return spec;
+}
+
 Status MakeDirs(const std::string& dir) {
   std::string path;
   for (size_t i = 0; i <= dir.size(); ++i) {
@@ -157,7 +218,8 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
   const size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) {
     return Bad(url,
-               "expected memory:, sqlite:///PATH, etcd://HOST:PORT or kubernetes:///NAMESPACE");
+               "expected memory:, sqlite:///PATH, etcd://HOST:PORT, kubernetes:///NAMESPACE or "
+               "postgresql://...");
   }
   const std::string_view scheme = url.substr(0, scheme_end);
   std::string_view rest = url.substr(scheme_end + 3);
@@ -166,6 +228,7 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
     query = rest.substr(q + 1);
     rest = rest.substr(0, q);
   }
+  if (scheme == "postgresql" || scheme == "postgres") return ParsePostgresUrl(url, query);
   if (rest.find('#') != std::string_view::npos) return Bad(url, "fragments (#) are not allowed");
 
   if (scheme == "sqlite") {
@@ -258,6 +321,29 @@ std::string DefaultStoreUrl() {
   return "sqlite://" + state + "/leasehold/leases.db";
 }
 
+#ifdef LEASEHOLD_HAVE_POSTGRESQL
+PostgresOptions PostgresOptionsFor(const StoreSpec& spec) {
+  return {
+      .conninfo = spec.conninfo, .schema = spec.schema, .table = spec.table, .listen = spec.listen};
+}
+#endif
+
+Status InitSchema(const StoreSpec& spec, std::ostream& out) {
+  if (spec.kind != StoreSpec::Kind::kPostgres) {
+    return InvalidArgumentError("store " + spec.url + ": init applies to postgresql:// stores");
+  }
+#ifdef LEASEHOLD_HAVE_POSTGRESQL
+  Result<int> version = PostgresStore::InitSchema(PostgresOptionsFor(spec));
+  if (!version.ok()) return version.status();
+  out << "schema " << spec.schema << "." << spec.table << " is at version " << *version << "\n";
+  return Status::Ok();
+#else
+  (void)out;
+  return UnimplementedError("store " + spec.url +
+                            ": the PostgreSQL backend is not built into this leasehold");
+#endif
+}
+
 Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<Runtime> runtime) {
   switch (spec.kind) {
     case StoreSpec::Kind::kMemory:
@@ -331,6 +417,17 @@ Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<
 #else
       return UnimplementedError("store " + spec.url +
                                 ": the Kubernetes backend is not built into this leasehold");
+#endif
+    }
+    case StoreSpec::Kind::kPostgres: {
+#ifdef LEASEHOLD_HAVE_POSTGRESQL
+      // The store's messages name it (without the password).
+      auto store = PostgresStore::Open(PostgresOptionsFor(spec), std::move(runtime));
+      if (!store.ok()) return store.status();
+      return std::shared_ptr<Store>(*store);
+#else
+      return UnimplementedError("store " + spec.url +
+                                ": the PostgreSQL backend is not built into this leasehold");
 #endif
     }
   }

@@ -38,8 +38,8 @@ Duration ObservationBook::Observe(const std::string& key, const std::string& ver
 
 Duration ObservationWindow(std::optional<Duration> record_ttl, Duration our_ttl,
                            double max_factor) {
-  const auto cap = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::nano>(
-      static_cast<double>(our_ttl.count()) * max_factor));
+  const auto cap = std::chrono::duration_cast<Duration>(
+      std::chrono::duration<double, std::nano>(static_cast<double>(our_ttl.count()) * max_factor));
   if (!record_ttl || *record_ttl <= Duration::zero()) return cap;
   return std::min(cap, *record_ttl);
 }

@@ -1,0 +1,66 @@
+#include "pg_rows.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace leasehold::postgres {
+namespace {
+
+// Unix milliseconds a WallTime (nanoseconds since 1970) can hold: up to the
+// year 2262.
+constexpr int64_t kMaxWallMs = 9'000'000'000'000;
+
+int64_t WallMs(const std::optional<std::string>& v) {
+  const std::optional<int64_t> ms = Int(v);
+  return ms && *ms >= 0 && *ms <= kMaxWallMs ? *ms : 0;
+}
+
+}  // namespace
+
+std::optional<int64_t> Int(const std::optional<std::string>& v) {
+  if (!v) return std::nullopt;
+  int64_t out = 0;
+  const char* end = v->data() + v->size();
+  auto [p, ec] = std::from_chars(v->data(), end, out);
+  if (ec != std::errc() || p != end) return std::nullopt;
+  return out;
+}
+
+Result<std::optional<Row>> ParseRow(const Rows& rows, const std::string& what) {
+  if (rows.rows.empty()) return std::optional<Row>();
+  const auto& r = rows.rows.front();
+  if (r.size() != kRowColumns) {
+    return DataLossError(what + ": the lease table has an unexpected shape");
+  }
+  Row row;
+  row.holder = r[0];
+  const std::optional<int64_t> version = Int(r[3]);
+  if (!version) return DataLossError(what + ": the row's version is not a number");
+  row.version = *version;
+  row.sequence = std::max<int64_t>(0, Int(r[1]).value_or(0));
+  const std::optional<int64_t> ttl_ms = Int(r[2]);
+  if (ttl_ms && *ttl_ms > 0 && *ttl_ms <= CeilMs(kMaxTtl)) {
+    row.ttl = std::chrono::milliseconds(*ttl_ms);
+  }
+  row.acquired_ms = WallMs(r[4]);
+  row.renewed_ms = WallMs(r[5]);
+  return std::optional<Row>(std::move(row));
+}
+
+std::string WatchVersion(int64_t version, uint64_t heard) {
+  return std::to_string(version) + "@" + std::to_string(heard);
+}
+
+std::pair<std::optional<int64_t>, uint64_t> ParseWatchVersion(const std::string& v) {
+  const size_t at = v.find('@');
+  const std::optional<int64_t> version = Int(std::optional<std::string>(v.substr(0, at)));
+  uint64_t heard = 0;
+  if (at != std::string::npos) {
+    const char* end = v.data() + v.size();
+    auto [p, ec] = std::from_chars(v.data() + at + 1, end, heard);
+    if (ec != std::errc() || p != end) heard = 0;
+  }
+  return {version, heard};
+}
+
+}  // namespace leasehold::postgres

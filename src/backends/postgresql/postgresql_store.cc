@@ -1,0 +1,468 @@
+#include <algorithm>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "kit/lease_label.h"
+#include "kit/observations.h"
+#include "kit/renew_batch.h"
+#include "kit/sync_store.h"
+#include "kit/watch_registry.h"
+#include "leasehold/backends/postgresql.h"
+#include "leasehold/detail/io.h"
+#include "pg_connection.h"
+#include "pg_listener.h"
+#include "pg_rows.h"
+#include "pg_schema.h"
+
+namespace leasehold {
+namespace {
+
+using postgres::CeilMs;
+using postgres::Int;
+using postgres::kMaxTtl;
+using postgres::ParseRow;
+using postgres::ParseWatchVersion;
+using postgres::Row;
+using postgres::Rows;
+using postgres::Statement;
+using postgres::WatchVersion;
+
+std::string Str(int64_t v) { return std::to_string(v); }
+
+struct State final : kit::SyncOps {
+  State(std::shared_ptr<Runtime> rt, PostgresOptions o, std::string describe,
+        postgres::SchemaNames n)
+      : runtime(std::move(rt)),
+        clock(runtime->clock()),
+        options(std::move(o)),
+        description(std::move(describe)),
+        names(std::move(n)),
+        book(kit::ObservationBook::For(options.share_observations, runtime)),
+        book_prefix(description + "|" + names.table + "|"),
+        conn(options.conninfo, description, clock, options.connect_timeout) {}
+
+  ~State() {
+    std::unique_ptr<postgres::Listener> l;
+    {
+      std::lock_guard lock(notify_mu);
+      l = std::move(listener);
+    }
+    l.reset();  // joins its thread, whose callbacks take notify_mu
+  }
+
+  const std::shared_ptr<Runtime> runtime;
+  const Clock& clock;
+  const PostgresOptions options;
+  const std::string description;
+  const postgres::SchemaNames names;
+  const std::shared_ptr<kit::ObservationBook> book;
+  const std::string book_prefix;
+  std::string store_id;  // the schema's random id: in every token
+
+  std::mutex mu;  // one statement connection, one pipeline at a time
+  postgres::Connection conn;
+
+  // Waiting. notify_mu orders "check what was heard, then register" against
+  // "hear a notification, take its watchers".
+  kit::WatchRegistry watchers;
+  std::mutex notify_mu;
+  uint64_t heard = 0;                                 // notifications and LISTENs so far
+  std::optional<uint64_t> listening_since;            // `heard` at the last LISTEN; unset: deaf
+  std::unordered_map<std::string, uint64_t> last_heard;  // name -> `heard` at its last notification
+  bool polling = false;
+  std::unique_ptr<postgres::Listener> listener;
+  std::weak_ptr<State> self;
+
+  const std::string& describe() const noexcept override { return description; }
+
+  std::string What(const std::string& name) const {
+    return description + ": " + kit::LeaseLabel(name);
+  }
+
+  FencingToken Token(const std::string& name, int64_t sequence) const {
+    return {"postgresql/" + store_id + "/" + Str(sequence) + "/" + name,
+            static_cast<uint64_t>(sequence)};
+  }
+  bool OurToken(const std::string& name, const FencingToken& token) const {
+    return token.sequence > 0 &&
+           token.sequence <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) &&
+           Token(name, static_cast<int64_t>(token.sequence)) == token;
+  }
+
+  uint64_t Heard() {
+    std::lock_guard lock(notify_mu);
+    return heard;
+  }
+
+  Duration Observe(const std::string& name, int64_t version) {
+    return book->Observe(book_prefix + name, Str(version), clock.Now());
+  }
+
+  // Runs one pipeline on the statement connection within the call's deadline.
+  Result<std::vector<Rows>> Run(const std::vector<Statement>& statements, kit::SyncCall& call) {
+    if (Result<Duration> left = call.Left(clock, description); !left.ok()) return left.status();
+    return conn.Run(statements, call.deadline, description + ": " + call.what);
+  }
+
+  Statement ReadRow(const std::string& name) const { return {names.select_row, {name}}; }
+
+  Result<AcquireOutcome> Granted(const AcquireRequest& q, const Rows& rows) {
+    const auto& r = rows.rows.front();
+    const std::optional<int64_t> sequence = Int(r[0]);
+    const std::optional<int64_t> version = Int(r[1]);
+    if (!sequence || *sequence <= 0 || !version) {
+      return DataLossError(What(q.name) + ": the server returned no valid sequence");
+    }
+    Observe(q.name, *version);
+    return AcquireOutcome(Acquired{Token(q.name, *sequence), q.ttl, std::nullopt});
+  }
+
+  Result<AcquireOutcome> Acquire(const AcquireRequest& q, kit::SyncCall& call) override {
+    if (q.ttl > kMaxTtl) {
+      return InvalidArgumentError(What(q.name) + ": TTL " + FormatDuration(q.ttl) +
+                                  " exceeds this store's maximum of " + FormatDuration(kMaxTtl));
+    }
+    std::lock_guard lock(mu);
+    // The version we may take over: one observed unchanged for its window.
+    std::optional<int64_t> expected;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const uint64_t heard_before = Heard();
+      const std::optional<std::string> expect =
+          expected ? std::optional<std::string>(Str(*expected)) : std::nullopt;
+      Result<std::vector<Rows>> out =
+          Run({{names.acquire, {q.name, q.holder, Str(CeilMs(q.ttl)), expect, names.channel}},
+               ReadRow(q.name)},
+              call);
+      if (!out.ok()) return out.status().WithContext(kit::LeaseLabel(q.name));
+      if (!(*out)[0].rows.empty()) return Granted(q, (*out)[0]);
+      Result<std::optional<Row>> row = ParseRow((*out)[1], What(q.name));
+      if (!row.ok()) return row.status();
+      if (!*row) {
+        // No row yet: create it (a concurrent creator wins the race).
+        Result<std::vector<Rows>> created =
+            Run({{names.insert, {q.name, q.holder, Str(CeilMs(q.ttl)), names.channel}}}, call);
+        if (!created.ok()) return created.status().WithContext(kit::LeaseLabel(q.name));
+        if (!(*created)[0].rows.empty()) return Granted(q, (*created)[0]);
+        continue;
+      }
+      const Row& r = **row;
+      if (!r.holder || *r.holder == q.holder) continue;  // changed between the two statements
+      const Duration window = kit::ObservationWindow(r.ttl, q.ttl, options.max_observe_factor);
+      const Duration seen = Observe(q.name, r.version);
+      if (seen >= window && expected != r.version) {
+        expected = r.version;  // unchanged for its window: take it over if it still is
+        continue;
+      }
+      return AcquireOutcome(Contended{.holder = *r.holder,
+                                      .version = WatchVersion(r.version, heard_before),
+                                      .retry_after = std::max(Duration::zero(), window - seen)});
+    }
+    return AbortedError(What(q.name) + ": the row kept changing under us; try again");
+  }
+
+  std::vector<Result<RenewOutcome>> Renew(const std::vector<RenewRequest>& batch,
+                                          kit::SyncCall& call) override {
+    std::vector<Result<RenewOutcome>> results(batch.size(), InternalError("not renewed"));
+    std::vector<size_t> sent;
+    std::vector<Statement> updates;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const RenewRequest& q = batch[i];
+      if (!OurToken(q.name, q.token)) {
+        results[i] = RenewOutcome(
+            Lost{LossReason::kTakenOver, What(q.name) + ": not a tenure of this database"});
+        continue;
+      }
+      sent.push_back(i);
+      updates.push_back({names.renew, {q.name, q.holder, Str(static_cast<int64_t>(q.token.sequence)),
+                                       Str(CeilMs(q.ttl))}});
+    }
+    if (sent.empty()) return results;
+    std::lock_guard lock(mu);
+    Result<std::vector<Rows>> out = Run(updates, call);
+    if (!out.ok()) {
+      for (size_t i : sent) results[i] = out.status();
+      return results;
+    }
+    std::vector<size_t> missed;
+    std::vector<Statement> reads;
+    for (size_t k = 0; k < sent.size(); ++k) {
+      const RenewRequest& q = batch[sent[k]];
+      const Rows& rows = (*out)[k];
+      if (rows.rows.empty()) {
+        missed.push_back(sent[k]);
+        reads.push_back(ReadRow(q.name));
+        continue;
+      }
+      if (const std::optional<int64_t> v = Int(rows.rows.front()[0])) Observe(q.name, *v);
+      results[sent[k]] = RenewOutcome(Renewed{q.ttl, std::nullopt});
+    }
+    if (missed.empty()) return results;
+    // Not ours any more: one more round trip says why.
+    Result<std::vector<Rows>> now = Run(reads, call);
+    for (size_t k = 0; k < missed.size(); ++k) {
+      const RenewRequest& q = batch[missed[k]];
+      if (!now.ok()) {
+        results[missed[k]] = RenewOutcome(
+            Lost{LossReason::kTakenOver, What(q.name) + ": the row no longer names this tenure"});
+        continue;
+      }
+      Result<std::optional<Row>> row = ParseRow((*now)[k], What(q.name));
+      if (!row.ok()) {
+        results[missed[k]] = RenewOutcome(Lost{LossReason::kBackendError, row.status().message()});
+      } else if (!*row) {
+        results[missed[k]] =
+            RenewOutcome(Lost{LossReason::kDeleted, What(q.name) + ": the row was deleted"});
+      } else if ((*row)->sequence == static_cast<int64_t>(q.token.sequence) && !(*row)->holder) {
+        results[missed[k]] = RenewOutcome(
+            Lost{LossReason::kExpired, What(q.name) + ": released or broken in the store"});
+      } else {
+        const Row& r = **row;
+        results[missed[k]] = RenewOutcome(
+            Lost{LossReason::kTakenOver,
+                 What(q.name) + ": now at sequence " + Str(r.sequence) +
+                     (r.holder ? " held by \"" + r.holder->substr(0, 253) + "\"" : "")});
+      }
+    }
+    return results;
+  }
+
+  Status Release(const ReleaseRequest& q, kit::SyncCall& call) override {
+    if (!OurToken(q.name, q.token)) return Status::Ok();  // nothing of ours here
+    std::lock_guard lock(mu);
+    return Run({{names.release, {q.name, q.holder, Str(static_cast<int64_t>(q.token.sequence)),
+                                 names.channel}}},
+               call)
+        .status()
+        .WithContext(kit::LeaseLabel(q.name));
+  }
+
+  Status Break(const std::string& name, kit::SyncCall& call) override {
+    std::lock_guard lock(mu);
+    return Run({{names.break_lease, {name, names.channel}}}, call)
+        .status()
+        .WithContext(kit::LeaseLabel(name));
+  }
+
+  Result<LeaseRecord> Inspect(const std::string& name, kit::SyncCall& call) override {
+    const uint64_t heard_before = Heard();
+    Result<std::vector<Rows>> out = [&] {
+      std::lock_guard lock(mu);
+      return Run({ReadRow(name)}, call);
+    }();
+    if (!out.ok()) return out.status().WithContext(kit::LeaseLabel(name));
+    Result<std::optional<Row>> row = ParseRow((*out)[0], What(name));
+    if (!row.ok()) return row.status();
+    if (!*row) return NotFoundError(What(name) + ": no row");
+    const Row& r = **row;
+    LeaseRecord record;
+    record.name = name;
+    record.holder = r.holder.value_or("");
+    record.token = Token(name, r.sequence);
+    record.version = WatchVersion(r.version, heard_before);
+    record.acquired_at = WallTime(std::chrono::milliseconds(r.acquired_ms));
+    record.renewed_at = WallTime(std::chrono::milliseconds(r.renewed_ms));
+    if (r.holder && r.ttl) {
+      const Duration seen = Observe(name, r.version);
+      record.remaining = std::max(Duration::zero(), *r.ttl - seen);
+    }
+    return record;
+  }
+
+  // --- waiting ---
+
+  void Fire(kit::WatchRegistry::Firing firing) {
+    if (firing.empty()) return;
+    // Never on the listener's thread: an on_change may drop the last
+    // reference to the store, whose destructor joins that thread.
+    auto shared = std::make_shared<kit::WatchRegistry::Firing>(std::move(firing));
+    runtime->PostCallback([shared] { shared->Run(); });
+  }
+
+  void OnUp() {
+    kit::WatchRegistry::Firing firing;
+    {
+      std::lock_guard lock(notify_mu);
+      listening_since = ++heard;
+      last_heard.clear();  // every earlier read predates this LISTEN
+      firing = watchers.TakeAll();
+    }
+    Fire(std::move(firing));
+  }
+
+  void OnNotify(const std::string& name) {
+    kit::WatchRegistry::Firing firing;
+    {
+      std::lock_guard lock(notify_mu);
+      last_heard[name] = ++heard;
+      firing = watchers.TakeName(name);
+    }
+    Fire(std::move(firing));
+  }
+
+  void OnDown() {
+    kit::WatchRegistry::Firing firing;
+    {
+      std::lock_guard lock(notify_mu);
+      listening_since.reset();
+      firing = watchers.TakeAll();  // they read again, and poll until we hear again
+    }
+    Fire(std::move(firing));
+  }
+
+  WatchId Watch(const std::string& name, const std::string& version, Task on_change) {
+    const uint64_t heard_before = ParseWatchVersion(version).second;
+    WatchId id;
+    bool start_polling = false;
+    {
+      std::lock_guard lock(notify_mu);
+      id = watchers.Add(name, version, std::move(on_change));
+      StartListening();
+      if (!listening_since) {
+        start_polling = !std::exchange(polling, true);  // deaf: poll until we hear again
+      } else {
+        // A notification heard after the read that `version` came from, or a
+        // read older than our LISTEN, may be a change this watcher missed.
+        auto it = last_heard.find(name);
+        if (*listening_since > heard_before ||
+            (it != last_heard.end() && it->second > heard_before)) {
+          Fire(watchers.Take({id}));
+        }
+      }
+    }
+    if (start_polling) SchedulePoll();
+    return id;
+  }
+
+  // Polls the watched rows (when nobody listens): fires watchers whose row
+  // changed, or could not be read.
+  void Poll() {
+    const std::vector<kit::WatchRegistry::Watcher> snapshot = watchers.Snapshot();
+    std::vector<WatchId> fire;
+    if (!snapshot.empty()) {
+      std::vector<Statement> reads;
+      for (const auto& w : snapshot) reads.push_back(ReadRow(w.name));
+      kit::SyncCall call{.what = "poll watched leases",
+                         .deadline = clock.Now() + options.connect_timeout};
+      Result<std::vector<Rows>> out = [&] {
+        std::lock_guard lock(mu);
+        return Run(reads, call);
+      }();
+      for (size_t i = 0; i < snapshot.size(); ++i) {
+        const auto [watched, heard_before] = ParseWatchVersion(snapshot[i].version);
+        Result<std::optional<Row>> row =
+            out.ok() ? ParseRow((*out)[i], description) : Result<std::optional<Row>>(out.status());
+        if (!row.ok() || !*row || !(*row)->holder || (*row)->version != watched) {
+          fire.push_back(snapshot[i].id);
+        }
+      }
+    }
+    kit::WatchRegistry::Firing firing;
+    bool more;
+    {
+      std::lock_guard lock(notify_mu);
+      firing = watchers.Take(fire);
+      more = !watchers.empty() && !listening_since;
+      polling = more;
+    }
+    Fire(std::move(firing));
+    if (more) SchedulePoll();
+  }
+
+  void SchedulePoll() {
+    runtime->RunAt(clock.Now() + options.poll_interval, [weak = self] {
+      auto s = weak.lock();
+      if (!s) return;
+      s->runtime->PostBlocking([weak] {
+        if (auto s = weak.lock()) s->Poll();
+      });
+    });
+  }
+
+  // Opens the listening connection, on the first wait (holders that never
+  // wait need no second connection). REQUIRES: notify_mu held.
+  void StartListening() {
+    if (!options.listen || listener) return;
+    listener = std::make_unique<postgres::Listener>(
+        options.listen_conninfo.empty() ? options.conninfo : options.listen_conninfo, description,
+        names.channel, options.connect_timeout, std::chrono::seconds(1),
+        postgres::ListenerCallbacks{.on_up = [this] { OnUp(); },
+                                    .on_notify = [this](const std::string& n) { OnNotify(n); },
+                                    .on_down = [this] { OnDown(); }});
+  }
+};
+
+class Impl final : public kit::SyncStore<PostgresStore> {
+ public:
+  Impl(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
+      : SyncStore(std::move(runtime), state), state_(std::move(state)) {}
+
+  std::string Describe() const override { return state_->description; }
+  StoreCapabilities capabilities() const override { return {.fencing = true, .watch = true}; }
+  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
+    return state_->Watch(name, version, std::move(on_change));
+  }
+  void CancelWatch(WatchId id) noexcept override { state_->watchers.Cancel(id); }
+
+ private:
+  const std::shared_ptr<State> state_;
+};
+
+Status CheckOptions(const PostgresOptions& o) {
+  if (o.conninfo.empty()) {
+    return InvalidArgumentError("postgresql store: a connection string is required");
+  }
+  if (o.poll_interval <= Duration::zero() || o.connect_timeout <= Duration::zero()) {
+    return InvalidArgumentError("postgresql store: poll_interval and connect_timeout must be > 0");
+  }
+  if (!(o.max_observe_factor >= 1.0) || !(o.max_observe_factor <= 1000.0)) {
+    return InvalidArgumentError("postgresql store: max_observe_factor must be in [1, 1000], got " +
+                                std::to_string(o.max_observe_factor));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<int> PostgresStore::InitSchema(const PostgresOptions& options) {
+  if (Status s = CheckOptions(options); !s.ok()) return s;
+  Result<postgres::SchemaNames> names = postgres::SchemaNames::For(options.schema, options.table);
+  if (!names.ok()) return names.status();
+  Result<std::string> describe = postgres::DescribeConninfo(options.conninfo);
+  if (!describe.ok()) return describe.status();
+  postgres::Connection conn(options.conninfo, *describe, RealClock(), options.connect_timeout);
+  Result<postgres::SchemaInfo> info = postgres::EnsureSchema(
+      conn, *names, /*create=*/true, RealClock().Now() + options.connect_timeout * 2, *describe);
+  if (!info.ok()) return info.status();
+  return info->version;
+}
+
+Result<std::shared_ptr<PostgresStore>> PostgresStore::Open(PostgresOptions options,
+                                                           std::shared_ptr<Runtime> runtime) {
+  if (Status s = CheckOptions(options); !s.ok()) return s;
+  Result<postgres::SchemaNames> names = postgres::SchemaNames::For(options.schema, options.table);
+  if (!names.ok()) return names.status();
+  Result<std::string> describe = postgres::DescribeConninfo(options.conninfo);
+  if (!describe.ok()) return describe.status();
+  if (!options.listen_conninfo.empty()) {
+    if (Result<std::string> d = postgres::DescribeConninfo(options.listen_conninfo); !d.ok()) {
+      return d.status().WithContext("listen_conninfo");
+    }
+  }
+  if (!runtime) runtime = Runtime::Default();
+  auto state = std::make_shared<State>(runtime, options, *describe, *names);
+  state->self = state;
+  {
+    std::lock_guard lock(state->mu);
+    Result<postgres::SchemaInfo> info =
+        postgres::EnsureSchema(state->conn, *names, options.create_schema,
+                               runtime->clock().Now() + options.connect_timeout * 2, *describe);
+    if (!info.ok()) return info.status();
+    state->store_id = info->id;
+  }
+  return std::shared_ptr<PostgresStore>(new Impl(std::move(runtime), std::move(state)));
+}
+
+}  // namespace leasehold

@@ -1,0 +1,145 @@
+// The CLI's postgresql:// stores: URL parsing (leasehold's own parameters
+// taken out, passwords never shown) and, against a real PostgreSQL started
+// by the fixture, init, run (the binary), status, watch, break and bench.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "cli.h"
+#include "leasehold/lease.h"
+#include "pg_server.h"
+
+namespace leasehold::cli {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(PostgresStoreUrlTest, LeaseholdsParametersAreTakenOutAndTheRestGoesToLibpq) {
+  auto spec = ParseStoreUrl(
+      "postgresql://app:s3cret-pw@db1:5433,db2/orders?sslmode=verify-full"
+      "&leasehold-table=locks&target_session_attrs=read-write&leasehold-schema=ops"
+      "&leasehold-listen=0");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->kind, StoreSpec::Kind::kPostgres);
+  EXPECT_EQ(spec->conninfo,
+            "postgresql://app:s3cret-pw@db1:5433,db2/orders?sslmode=verify-full"
+            "&target_session_attrs=read-write");
+  EXPECT_EQ(spec->schema, "ops");
+  EXPECT_EQ(spec->table, "locks");
+  EXPECT_FALSE(spec->listen);
+  EXPECT_THAT(spec->url, Not(HasSubstr("s3cret-pw")));
+  EXPECT_THAT(spec->url, HasSubstr("app:***@db1"));
+  EXPECT_EQ(ParseStoreUrl("postgres://h/d").value().kind, StoreSpec::Kind::kPostgres);
+  EXPECT_TRUE(ParseStoreUrl("postgres://h/d").value().listen);
+  auto with_param = ParseStoreUrl("postgresql://h/d?password=hunter2&leasehold-table=t");
+  ASSERT_TRUE(with_param.ok());
+  EXPECT_THAT(with_param->url, Not(HasSubstr("hunter2")));
+  for (const std::string bad :
+       {"postgresql://h/d?leasehold-listen=maybe", "postgresql://h/d?leasehold-tablee=x",
+        "postgresql://h/d?leasehold-table", "postgresql://h/d?leasehold-table=%zz"}) {
+    auto r = ParseStoreUrl(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  // Errors from the store (here: the table name) never show the password.
+  auto bad_table = OpenStore(
+      ParseStoreUrl("postgresql://u:s3cret-pw@127.0.0.1:1/d?leasehold-table=Bad-Name").value(),
+      Runtime::Create());
+  ASSERT_FALSE(bad_table.ok());
+  EXPECT_EQ(bad_table.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_table.status().message(), Not(HasSubstr("s3cret-pw")));
+}
+
+class PostgresCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = pg_test::PgServer::Start();
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    url_ = "postgresql://leasehold@127.0.0.1:" + std::to_string(server_->port()) +
+           "/leasehold?leasehold-table=cli_leases";
+  }
+
+  std::string Binary(const std::string& args, int* exit_code) {
+    const std::string cmd = std::string(LEASEHOLD_BINARY) + " --store '" + url_ + "' " + args +
+                            " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    if (!pipe) return "";
+    char buf[4096];
+    std::string output;
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) output.append(buf, n);
+    const int status = pclose(pipe);
+    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return output;
+  }
+
+  std::unique_ptr<pg_test::PgServer> server_;
+  std::string url_;
+};
+
+TEST_F(PostgresCliTest, InitRunStatusWatchAndBreakWorkOnTheStore) {
+  int code = -1;
+  std::string out = Binary("init", &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("public.cli_leases is at version 1"));
+  out = Binary("run --ttl 5s job -- sh -c 'echo seq=$LEASEHOLD_SEQUENCE'", &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("seq=1"));
+  auto rows = server_->Query("SELECT holder IS NULL, sequence FROM cli_leases WHERE name = 'job'");
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0][0], "t") << "released on exit";
+  EXPECT_EQ((*rows)[0][1], "1");
+
+  // A holder in this process; status and watch see it, break frees it.
+  auto store = OpenStore(ParseStoreUrl(url_).value(), Runtime::Create());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto lease = Lease::Create(*store, {.name = "job", .owner = "me", .ttl = 5s});
+  ASSERT_TRUE(lease.ok());
+  auto got = (*lease)->Acquire();
+  ASSERT_TRUE(got.ok() && *got) << got.status().ToString();
+  std::ostringstream sout, serr;
+  EXPECT_EQ(StatusCommand({.store_url = url_, .name = "job"}, sout, serr), 0) << serr.str();
+  EXPECT_THAT(sout.str(), HasSubstr((*lease)->identity()));
+  EXPECT_THAT(sout.str(), HasSubstr("sequence  2"));
+  EXPECT_THAT(sout.str(), HasSubstr("postgresql://leasehold@127.0.0.1"));
+  std::ostringstream wout, werr;
+  EXPECT_EQ(WatchCommand({.store_url = url_, .name = "job", .max_events = 1}, wout, werr), 0)
+      << werr.str();
+  EXPECT_THAT(wout.str(), HasSubstr((*lease)->identity()));
+
+  std::ostringstream bout, berr;
+  EXPECT_EQ(BreakCommand({.store_url = url_, .name = "job", .yes = true}, bout, berr), 0)
+      << berr.str();
+  out = Binary("run --ttl 5s job -- sh -c 'echo seq=$LEASEHOLD_SEQUENCE'", &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("seq=3"));
+
+  out = Binary("bench --ops 50 --json", &code);
+  EXPECT_EQ(code, 0) << out;
+  const auto j = nlohmann::json::parse(out.substr(out.find('{')), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_GT(j.value("cycle_p50_us", 0.0), 0.0);
+}
+
+TEST_F(PostgresCliTest, AnUnreachableServerExits69NamingTheStoreWithoutThePassword) {
+  url_ = "postgresql://leasehold:pw-in-url@127.0.0.1:1/leasehold";
+  int code = -1;
+  const std::string out = Binary("status job", &code);
+  EXPECT_EQ(code, kExitUnavailable) << out;
+  EXPECT_THAT(out, HasSubstr("127.0.0.1:1"));
+  EXPECT_THAT(out, Not(HasSubstr("pw-in-url")));
+}
+
+}  // namespace
+}  // namespace leasehold::cli
