@@ -135,6 +135,28 @@ class SyncStore : public Base {
   const SyncPolicy policy_;
 };
 
+// A SyncStore whose operations object also watches: `Ops` is a SyncOps with
+//   WatchId Watch(const std::string& name, const std::string& version, Task);
+//   void CancelWatch(WatchId) noexcept;
+// (e.g. a WatchRegistry fed by polling or by the server's notifications).
+// The store fences and watches; Describe() is the ops' describe().
+template <typename Base, typename Ops>
+class WatchingSyncStore final : public SyncStore<Base> {
+ public:
+  WatchingSyncStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<Ops> ops)
+      : SyncStore<Base>(std::move(runtime), ops), ops_(std::move(ops)) {}
+
+  std::string Describe() const override { return ops_->describe(); }
+  StoreCapabilities capabilities() const override { return {.fencing = true, .watch = true}; }
+  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
+    return ops_->Watch(name, version, std::move(on_change));
+  }
+  void CancelWatch(WatchId id) noexcept override { ops_->CancelWatch(id); }
+
+ private:
+  const std::shared_ptr<Ops> ops_;
+};
+
 }  // namespace leasehold::kit
 
 #endif  // LEASEHOLD_SRC_BACKENDS_KIT_SYNC_STORE_H_

@@ -69,8 +69,8 @@ struct State final : kit::SyncOps {
   // "hear a notification, take its watchers".
   kit::WatchRegistry watchers;
   std::mutex notify_mu;
-  uint64_t heard = 0;                                 // notifications and LISTENs so far
-  std::optional<uint64_t> listening_since;            // `heard` at the last LISTEN; unset: deaf
+  uint64_t heard = 0;                                    // notifications and LISTENs so far
+  std::optional<uint64_t> listening_since;               // `heard` at the last LISTEN; unset: deaf
   std::unordered_map<std::string, uint64_t> last_heard;  // name -> `heard` at its last notification
   bool polling = false;
   std::unique_ptr<postgres::Listener> listener;
@@ -176,8 +176,9 @@ struct State final : kit::SyncOps {
         continue;
       }
       sent.push_back(i);
-      updates.push_back({names.renew, {q.name, q.holder, Str(static_cast<int64_t>(q.token.sequence)),
-                                       Str(CeilMs(q.ttl))}});
+      updates.push_back(
+          {names.renew,
+           {q.name, q.holder, Str(static_cast<int64_t>(q.token.sequence)), Str(CeilMs(q.ttl))}});
     }
     if (sent.empty()) return results;
     std::lock_guard lock(mu);
@@ -232,8 +233,8 @@ struct State final : kit::SyncOps {
   Status Release(const ReleaseRequest& q, kit::SyncCall& call) override {
     if (!OurToken(q.name, q.token)) return Status::Ok();  // nothing of ours here
     std::lock_guard lock(mu);
-    return Run({{names.release, {q.name, q.holder, Str(static_cast<int64_t>(q.token.sequence)),
-                                 names.channel}}},
+    return Run({{names.release,
+                 {q.name, q.holder, Str(static_cast<int64_t>(q.token.sequence)), names.channel}}},
                call)
         .status()
         .WithContext(kit::LeaseLabel(q.name));
@@ -311,6 +312,8 @@ struct State final : kit::SyncOps {
     }
     Fire(std::move(firing));
   }
+
+  void CancelWatch(WatchId id) noexcept { watchers.Cancel(id); }
 
   WatchId Watch(const std::string& name, const std::string& version, Task on_change) {
     const uint64_t heard_before = ParseWatchVersion(version).second;
@@ -394,22 +397,6 @@ struct State final : kit::SyncOps {
   }
 };
 
-class Impl final : public kit::SyncStore<PostgresStore> {
- public:
-  Impl(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
-      : SyncStore(std::move(runtime), state), state_(std::move(state)) {}
-
-  std::string Describe() const override { return state_->description; }
-  StoreCapabilities capabilities() const override { return {.fencing = true, .watch = true}; }
-  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
-    return state_->Watch(name, version, std::move(on_change));
-  }
-  void CancelWatch(WatchId id) noexcept override { state_->watchers.Cancel(id); }
-
- private:
-  const std::shared_ptr<State> state_;
-};
-
 Status CheckOptions(const PostgresOptions& o) {
   if (o.conninfo.empty()) {
     return InvalidArgumentError("postgresql store: a connection string is required");
@@ -462,7 +449,8 @@ Result<std::shared_ptr<PostgresStore>> PostgresStore::Open(PostgresOptions optio
     if (!info.ok()) return info.status();
     state->store_id = info->id;
   }
-  return std::shared_ptr<PostgresStore>(new Impl(std::move(runtime), std::move(state)));
+  return std::shared_ptr<PostgresStore>(
+      new kit::WatchingSyncStore<PostgresStore, State>(std::move(runtime), std::move(state)));
 }
 
 }  // namespace leasehold

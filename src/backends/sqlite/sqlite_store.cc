@@ -437,6 +437,8 @@ struct State final : kit::SyncOps {
     if (more) SchedulePoll();
   }
 
+  void CancelWatch(WatchId id) noexcept { watchers.Cancel(id); }
+
   WatchId Watch(const std::string& name, const std::string& version, Task on_change) {
     WatchId id;
     bool start;
@@ -462,23 +464,6 @@ void State::SchedulePoll() {
     });
   });
 }
-
-// The store: the operations through the kit's adapter, plus polled watches.
-class Impl final : public kit::SyncStore<SqliteStore> {
- public:
-  Impl(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
-      : SyncStore(std::move(runtime), state), state_(std::move(state)) {}
-
-  std::string Describe() const override { return state_->description; }
-  StoreCapabilities capabilities() const override { return {.fencing = true, .watch = true}; }
-  WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
-    return state_->Watch(name, version, std::move(on_change));
-  }
-  void CancelWatch(WatchId id) noexcept override { state_->watchers.Cancel(id); }
-
- private:
-  const std::shared_ptr<State> state_;
-};
 
 }  // namespace
 
@@ -573,7 +558,8 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
       return state->Error("prepare statements (not a leasehold database?)", p.slot->prepare_rc());
     }
   }
-  return std::shared_ptr<SqliteStore>(new Impl(std::move(runtime), std::move(state)));
+  return std::shared_ptr<SqliteStore>(
+      new kit::WatchingSyncStore<SqliteStore, State>(std::move(runtime), std::move(state)));
 }
 
 }  // namespace leasehold

@@ -17,29 +17,13 @@
 #include <thread>
 
 #include "rpc.grpc.pb.h"
+#include "testing/free_port.h"
 
 namespace leasehold::etcd_test {
 namespace {
 
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 // The value of the first "field":"..." in a JSON text (etcd's gateway quotes
 // its integers).
@@ -129,7 +113,7 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::StartOnce(const ClusterOptions
   std::set<int> used;
   auto distinct_port = [&used]() {
     for (int tries = 0; tries < 50; ++tries) {
-      const int port = FreePort();
+      const int port = testing::FreePort();
       if (port == 0) return 0;
       if (used.insert(port).second) return port;
     }

@@ -28,6 +28,8 @@
 #include <string_view>
 #include <thread>
 
+#include "testing/free_port.h"
+
 extern char** environ;
 
 namespace leasehold::pg_test {
@@ -43,23 +45,6 @@ constexpr int kStartAttempts = 5;
 constexpr auto kReadyTimeout = 15s;
 constexpr char kPortTaken[] = "Address already in use";
 constexpr size_t kTailBytes = 4000;
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::string Tail(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -598,7 +583,7 @@ Result<std::unique_ptr<PgServer>> PgServer::StartOnce(const PgServerOptions& opt
     if (!st.ok()) return st;
   }
 
-  s->port_ = FreePort();
+  s->port_ = testing::FreePort();
   if (s->port_ == 0) return InternalError("pg fixture: no free port on 127.0.0.1");
   st = s->StartAgain();
   if (!st.ok()) return st;
@@ -815,7 +800,7 @@ Result<std::unique_ptr<PgBouncer>> PgBouncer::StartOnce(const PgServer& server,
   Status st = GiveTo(b->user_, b->dir_->path());
   if (!st.ok()) return st;
   b->log_file_ = b->dir_->File("pgbouncer.log");
-  b->port_ = FreePort();
+  b->port_ = testing::FreePort();
   if (b->port_ == 0) return InternalError("pg fixture: no free port on 127.0.0.1");
 
   // auth_file: "user" "password", a quote inside doubled. With trust the
