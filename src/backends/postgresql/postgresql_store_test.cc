@@ -120,6 +120,27 @@ TEST_F(PostgresStoreTest, ScramPasswordsAreCheckedAndNeverShown) {
   ASSERT_TRUE(token && token->sequence > 0);
   EXPECT_THAT(store->Describe(), Not(HasSubstr("right-horse-battery")));
   EXPECT_TRUE(lease->Release().ok());
+
+  // From the environment, as libpq takes it (or from ~/.pgpass).
+  ::setenv("PGPASSWORD", "right-horse-battery", 1);
+  o.conninfo = (*server)->user_conninfo();
+  auto from_env = PostgresStore::Open(o, rt_);
+  ::unsetenv("PGPASSWORD");
+  EXPECT_TRUE(from_env.ok()) << from_env.status().ToString();
+}
+
+// Several hosts: libpq tries them in order (target_session_attrs=read-write
+// skips standbys); the store reconnects the same way after a failure.
+TEST_F(PostgresStoreTest, SeveralHostsAreTriedInOrder) {
+  PostgresOptions o = Options();
+  o.conninfo = "host=127.0.0.1,127.0.0.1 port=1," + std::to_string(server_->port()) +
+               " dbname=leasehold user=leasehold target_session_attrs=read-write";
+  auto store = Open(o);
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(store->Describe(), HasSubstr("127.0.0.1,127.0.0.1"));
+  auto lease = Make(store, "a");
+  EXPECT_TRUE(Token(*lease).has_value());
+  EXPECT_TRUE(lease->Release().ok());
 }
 
 TEST_F(PostgresStoreTest, TlsIsVerifiedAgainstTheGivenCaAndAWrongOneFailsClosed) {
@@ -191,7 +212,8 @@ TEST_F(PostgresStoreTest, SequencesNeverRestartThroughReleaseBreakOrADeletedRow)
   EXPECT_GT(third->sequence, second->sequence);
   // Tokens carry the schema's id: another table (another "database") never
   // issues an equal token, even at the same sequence.
-  EXPECT_THAT(third->value, HasSubstr(Sql1("SELECT value FROM " + table_ + "_meta WHERE key = 'id'")));
+  EXPECT_THAT(third->value,
+              HasSubstr(Sql1("SELECT value FROM " + table_ + "_meta WHERE key = 'id'")));
   PostgresOptions o = Options();
   o.table = pg_test::FreshTable();
   auto elsewhere = Make(Open(o), "c");
@@ -245,7 +267,9 @@ TEST_F(PostgresStoreTest, FencedWritesCommitOnlyForTheCurrentTenure) {
   ASSERT_EQ(PQstatus(user.conn), CONNECTION_OK);
   const FenceLocation where{.table = table_};
   auto write = [&](const std::string& by) {
-    return [&, by](pg_conn* c) { return Exec(c, "INSERT INTO " + table_ + "_ledger (by) VALUES (" + Lit(by) + ")"); };
+    return [&, by](pg_conn* c) {
+      return Exec(c, "INSERT INTO " + table_ + "_ledger (by) VALUES (" + Lit(by) + ")");
+    };
   };
   Status fenced = RunFenced(user.conn, "job", *first, write("a-1"), where);
   ASSERT_TRUE(fenced.ok()) << fenced.ToString();
@@ -265,8 +289,7 @@ TEST_F(PostgresStoreTest, FencedWritesCommitOnlyForTheCurrentTenure) {
   forged.value = "postgresql/0000/" + std::to_string(forged.sequence) + "/job";
   EXPECT_EQ(RunFenced(user.conn, "job", forged, write("x"), where).code(),
             StatusCode::kFailedPrecondition);
-  EXPECT_EQ(Sql1("SELECT string_agg(by, ',' ORDER BY id) FROM " + table_ + "_ledger"),
-            "a-1,b-1");
+  EXPECT_EQ(Sql1("SELECT string_agg(by, ',' ORDER BY id) FROM " + table_ + "_ledger"), "a-1,b-1");
 
   // The same check written by hand, as documented.
   auto statement = MakeFenceStatement("job", *second, where);
