@@ -70,8 +70,8 @@ class PostgresCliTest : public ::testing::Test {
   }
 
   std::string Binary(const std::string& args, int* exit_code) {
-    const std::string cmd = std::string(LEASEHOLD_BINARY) + " --store '" + url_ + "' " + args +
-                            " 2>&1";
+    const std::string cmd =
+        std::string(LEASEHOLD_BINARY) + " --store '" + url_ + "' " + args + " 2>&1";
     FILE* pipe = popen(cmd.c_str(), "r");
     if (!pipe) return "";
     char buf[4096];

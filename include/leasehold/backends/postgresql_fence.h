@@ -52,8 +52,7 @@ struct FenceStatement {
   std::string sql;
   std::vector<std::string> params;
 };
-Result<FenceStatement> MakeFenceStatement(const std::string& lease_name,
-                                          const FencingToken& token,
+Result<FenceStatement> MakeFenceStatement(const std::string& lease_name, const FencingToken& token,
                                           const FenceLocation& where = {});
 
 // BEGIN; the check; body(conn); COMMIT -- rolling back when the check or the

@@ -41,8 +41,8 @@ void Listener::Loop() {
   while (!stop_) {
     if (!up) {
       const TimePoint deadline = RealClock().Now() + connect_timeout_;
-      Status s = conn.Run({{"LISTEN \"" + channel_ + "\""}}, deadline, describe_ + ": listen")
-                     .status();
+      Status s =
+          conn.Run({{"LISTEN \"" + channel_ + "\""}}, deadline, describe_ + ": listen").status();
       if (!s.ok()) {
         conn.Close();
         if (!Sleep(retry_)) return;

@@ -36,8 +36,11 @@ std::string Hex(uint64_t v) {
 // Replaces every "{key}" in `text`.
 std::string Fill(std::string text, const SchemaNames& n) {
   const std::pair<const char*, const std::string*> keys[] = {
-      {"{leases}", &n.leases}, {"{fences}", &n.fences}, {"{meta}", &n.meta},
-      {"{fence_function}", &n.fence_function}, {"{schema}", &n.schema}};
+      {"{leases}", &n.leases},
+      {"{fences}", &n.fences},
+      {"{meta}", &n.meta},
+      {"{fence_function}", &n.fence_function},
+      {"{schema}", &n.schema}};
   for (const auto& [key, value] : keys) {
     const std::string k = key;
     for (size_t at = text.find(k); at != std::string::npos; at = text.find(k, at)) {
@@ -180,10 +183,10 @@ Result<SchemaInfo> EnsureSchema(Connection& conn, const SchemaNames& names, bool
         return DataLossError(what + ": the meta table has no valid 'id'");
       }
       if (info.version > PostgresStore::kSchemaVersion) {
-        return FailedPreconditionError(
-            what + ": schema version " + std::to_string(info.version) +
-            " is newer than this leasehold understands (" +
-            std::to_string(PostgresStore::kSchemaVersion) + "); upgrade leasehold");
+        return FailedPreconditionError(what + ": schema version " + std::to_string(info.version) +
+                                       " is newer than this leasehold understands (" +
+                                       std::to_string(PostgresStore::kSchemaVersion) +
+                                       "); upgrade leasehold");
       }
       if (info.version < 1) {
         return DataLossError(what + ": the meta table has no valid 'schema_version'");
@@ -198,8 +201,9 @@ Result<SchemaInfo> EnsureSchema(Connection& conn, const SchemaNames& names, bool
                            ")");
     }
     if (!create) {
-      return FailedPreconditionError(what + ": the leasehold schema does not exist; create it"
-                                            " with `leasehold init --store URL` (" +
+      return FailedPreconditionError(what +
+                                     ": the leasehold schema does not exist; create it"
+                                     " with `leasehold init --store URL` (" +
                                      s.message() + ")");
     }
     if (attempt > 0) return s;
@@ -209,11 +213,10 @@ Result<SchemaInfo> EnsureSchema(Connection& conn, const SchemaNames& names, bool
         "SELECT pg_advisory_xact_lock(" +
         std::to_string(static_cast<int64_t>(Fnv1a("leasehold:" + names.leases))) + ");";
     const std::string id = detail::RandomHexId();
-    const std::string script =
-        lock + Fill(kCreate, names) +
-        Fill("INSERT INTO {meta} (key, value) VALUES ('id', '" + id +
-                 "'), ('schema_version', '1') ON CONFLICT (key) DO NOTHING;",
-             names);
+    const std::string script = lock + Fill(kCreate, names) +
+                               Fill("INSERT INTO {meta} (key, value) VALUES ('id', '" + id +
+                                        "'), ('schema_version', '1') ON CONFLICT (key) DO NOTHING;",
+                                    names);
     if (Status c = conn.Script(script, deadline, what + ": create"); !c.ok()) return c;
   }
 }

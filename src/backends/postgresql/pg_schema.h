@@ -31,7 +31,7 @@
 namespace leasehold::postgres {
 
 struct SchemaNames {
-  std::string schema, table;  // as given (validated)
+  std::string schema, table;                         // as given (validated)
   std::string leases, fences, meta, fence_function;  // quoted, qualified
   std::string channel;
 

@@ -48,8 +48,8 @@ Status Exec(pg_conn* conn, const std::string& sql, const std::vector<std::string
 
 }  // namespace
 
-Result<FenceStatement> MakeFenceStatement(const std::string& lease_name,
-                                          const FencingToken& token, const FenceLocation& where) {
+Result<FenceStatement> MakeFenceStatement(const std::string& lease_name, const FencingToken& token,
+                                          const FenceLocation& where) {
   Result<postgres::SchemaNames> names = postgres::SchemaNames::For(where.schema, where.table);
   if (!names.ok()) return names.status();
   const std::optional<std::string> id = StoreId(lease_name, token);

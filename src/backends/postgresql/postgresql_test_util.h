@@ -61,12 +61,12 @@ inline std::string Lit(const std::string& s) {
 inline bool ForeignTakeOver(const PgServer& server, const std::string& table,
                             const std::string& name, const std::string& holder,
                             int64_t ttl_ms = 60000) {
-  auto r = server.Query("WITH f AS (INSERT INTO " + table + "_fences (name, last) VALUES (" +
-                        Lit(name) + ", 1) ON CONFLICT (name) DO UPDATE SET last = " + table +
-                        "_fences.last + 1 RETURNING last) UPDATE " + table + " SET holder = " +
-                        Lit(holder) + ", sequence = (SELECT last FROM f), ttl_ms = " +
-                        std::to_string(ttl_ms) + ", version = version + 1 WHERE name = " +
-                        Lit(name) + " RETURNING sequence");
+  auto r = server.Query(
+      "WITH f AS (INSERT INTO " + table + "_fences (name, last) VALUES (" + Lit(name) +
+      ", 1) ON CONFLICT (name) DO UPDATE SET last = " + table +
+      "_fences.last + 1 RETURNING last) UPDATE " + table + " SET holder = " + Lit(holder) +
+      ", sequence = (SELECT last FROM f), ttl_ms = " + std::to_string(ttl_ms) +
+      ", version = version + 1 WHERE name = " + Lit(name) + " RETURNING sequence");
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() && r->size() == 1;
 }
