@@ -186,14 +186,33 @@ Status Connection::Flush(TimePoint deadline, const std::string& what) {
   }
 }
 
+bool Connection::StillUp() {
+  if (!conn_ || PQstatus(conn_) != CONNECTION_OK) return false;
+  // An idle session the server ended (a restart, pg_terminate_backend,
+  // idle_session_timeout, a pooler or firewall dropping idle connections)
+  // leaves its farewell and EOF unread: look before sending, since a request
+  // written to it would fail although it never reached any server.
+  // The farewell and the EOF may take one read each.
+  for (int reads = 0; reads < 4; ++reads) {
+    pollfd fd{PQsocket(conn_), POLLIN, 0};
+    if (poll(&fd, 1, 0) <= 0) return true;
+    if (PQconsumeInput(conn_) != 1 || PQstatus(conn_) != CONNECTION_OK) return false;
+  }
+  return true;
+}
+
 Status Connection::Connect(TimePoint deadline, const std::string& what) {
-  if (conn_ && PQstatus(conn_) == CONNECTION_OK) return Status::Ok();
+  if (StillUp()) return Status::Ok();
   Close();
   deadline = std::min(deadline, clock_.Now() + connect_timeout_);
   const char* keys[] = {"dbname", "fallback_application_name", nullptr};
   const char* values[] = {conninfo_.c_str(), "leasehold", nullptr};
   conn_ = PQconnectStartParams(keys, values, /*expand_dbname=*/1);
   if (!conn_) return UnavailableError(what + ": cannot allocate a connection");
+  // Notices (e.g. "relation already exists, skipping") are not errors: keep
+  // them off the host program's stderr.
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
   const std::string connecting = what + ": connect";
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
   while (PQstatus(conn_) != CONNECTION_BAD && st != PGRES_POLLING_OK &&

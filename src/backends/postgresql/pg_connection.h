@@ -61,8 +61,9 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Connects if not connected. Errors: kUnavailable (no server, timeout,
-  // refused TLS), kUnauthenticated (credentials refused).
+  // Connects if not connected (or if the server ended the idle session:
+  // nothing was sent on it, so nothing is lost by replacing it). Errors: kUnavailable (no server,
+  // timeout, refused TLS), kUnauthenticated (credentials refused).
   Status Connect(TimePoint deadline, const std::string& what);
   // Runs `statements` in one pipeline by `deadline`: one Rows per statement,
   // or the first error (the whole batch is one transaction).
@@ -80,6 +81,8 @@ class Connection {
   void Close() noexcept;
 
  private:
+  // Whether the session is up, as far as can be told without a round trip.
+  bool StillUp();
   Status Wait(bool for_write, TimePoint deadline, const std::string& what, int wake_fd = -1);
   Status Flush(TimePoint deadline, const std::string& what);
   Status Broken(const std::string& what);

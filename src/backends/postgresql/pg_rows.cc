@@ -63,4 +63,14 @@ std::pair<std::optional<int64_t>, uint64_t> ParseWatchVersion(const std::string&
   return {version, heard};
 }
 
+void AppendArrayElement(std::string& array, std::string_view element) {
+  if (!array.empty()) array += ',';
+  array += '"';
+  for (char c : element) {
+    if (c == '"' || c == '\\') array += '\\';
+    array += c;
+  }
+  array += '"';
+}
+
 }  // namespace leasehold::postgres

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "leasehold/clock.h"
@@ -50,6 +51,10 @@ Result<std::optional<Row>> ParseRow(const Rows& rows, const std::string& what);
 std::string WatchVersion(int64_t version, uint64_t heard);
 // Both parts; (nullopt, 0) for what this store did not make.
 std::pair<std::optional<int64_t>, uint64_t> ParseWatchVersion(const std::string& v);
+
+// Appends `element` to the inside of a PostgreSQL array literal ("a","b"),
+// quoted and escaped: the server reads back exactly `element`.
+void AppendArrayElement(std::string& array, std::string_view element);
 
 }  // namespace leasehold::postgres
 

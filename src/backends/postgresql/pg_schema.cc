@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS {leases} (
   ttl_ms bigint NOT NULL DEFAULT 0,
   version bigint NOT NULL DEFAULT 0,
   acquired_at timestamptz,
-  renewed_at timestamptz);
+  renewed_at timestamptz,
+  wanted bigint);
 CREATE TABLE IF NOT EXISTS {fences} (name text PRIMARY KEY, last bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS {meta} (key text PRIMARY KEY, value text NOT NULL);
 CREATE OR REPLACE FUNCTION {fence_function}(p_name text, p_sequence bigint,
@@ -105,6 +106,13 @@ Result<SchemaNames> SchemaNames::For(const std::string& schema, const std::strin
   n.meta = q + table + "_meta\"";
   n.fence_function = q + table + "_fence\"";
   n.channel = "leasehold_" + Hex(Fnv1a(schema + "." + table));
+  // The lesser of the call's budget and the session's own setting (a role's
+  // or database's statement_timeout, when set, stays in force).
+  n.set_timeout =
+      "SELECT set_config('statement_timeout',"
+      " (CASE WHEN u > 0 AND u < $1::bigint THEN u ELSE $1::bigint END)::text, true)"
+      " FROM (SELECT ceil(extract(epoch FROM current_setting('statement_timeout')::interval)"
+      " * 1000)::bigint AS u) AS s";
   n.select_row = Fill(
       "SELECT holder, sequence, ttl_ms, version,"
       " CASE WHEN isfinite(acquired_at) THEN (extract(epoch FROM acquired_at) * 1000)::bigint END,"
@@ -138,12 +146,27 @@ Result<SchemaNames> SchemaNames::For(const std::string& schema, const std::strin
       "  FROM fence ON CONFLICT (name) DO NOTHING RETURNING sequence, version)"
       " SELECT sequence, version, pg_notify($4::text, $1) FROM created",
       n);
-  // A plain UPDATE (FOR NO KEY UPDATE): renewals never wait for fenced
-  // transactions of their own tenure.
+  // One statement for a whole batch (arrays of names, holders, sequences,
+  // TTLs). Plain UPDATEs (FOR NO KEY UPDATE): renewals never wait for fenced
+  // transactions of their own tenure. A renewal notifies only while a
+  // contender asked to hear of changes (`wanted`, set by its acquire, no
+  // older than three renewals): waiters then count from the holder's last
+  // write, and nobody pays for notifications nobody waits for.
   n.renew = Fill(
-      "UPDATE {leases} SET ttl_ms = $4::bigint, version = version + 1,"
+      "UPDATE {leases} AS t SET ttl_ms = r.ttl_ms, version = t.version + 1,"
       " renewed_at = clock_timestamp()"
-      " WHERE name = $1 AND holder = $2 AND sequence = $3::bigint RETURNING version",
+      " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY"
+      "  AS r(name, holder, sequence, ttl_ms, k)"
+      " WHERE t.name = r.name AND t.holder = r.holder AND t.sequence = r.sequence"
+      " RETURNING r.k, t.version,"
+      "  CASE WHEN t.wanted >= t.version - 3 THEN pg_notify($5::text, t.name) END",
+      n);
+  // A contender asks to hear of the holder's renewals (no-op when it holds,
+  // or already asked at this version). `version` is not bumped: observers'
+  // windows go on.
+  n.want = Fill(
+      "UPDATE {leases} SET wanted = version WHERE name = $1 AND holder IS NOT NULL"
+      " AND holder <> $2 AND wanted IS DISTINCT FROM version",
       n);
   n.release = Fill(
       "WITH cur AS (SELECT name FROM {leases}"
@@ -166,9 +189,10 @@ Result<SchemaInfo> EnsureSchema(Connection& conn, const SchemaNames& names, bool
       Fill("SELECT key, value FROM {meta} WHERE key IN ('id', 'schema_version')", names)};
   // The lease table must have our columns (a table of someone else's with
   // the same name is refused rather than written to).
-  const Statement check_table{Fill(
-      "SELECT holder, sequence, ttl_ms, version, acquired_at, renewed_at FROM {leases} LIMIT 0",
-      names)};
+  const Statement check_table{
+      Fill("SELECT holder, sequence, ttl_ms, version, acquired_at, renewed_at, wanted FROM {leases}"
+           " LIMIT 0",
+           names)};
   for (int attempt = 0;; ++attempt) {
     Result<std::vector<Rows>> out = conn.Run({read_meta, check_table}, deadline, what);
     if (out.ok()) {

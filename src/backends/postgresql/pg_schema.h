@@ -3,7 +3,9 @@
 // Objects (S = schema, T = table; docs/postgresql.md shows the DDL):
 //   S.T          one row per lease: name, holder (NULL when free), sequence,
 //                ttl_ms, version (bumped by every write), acquired_at,
-//                renewed_at (server clock_timestamp(), for operators only)
+//                renewed_at (server clock_timestamp(), for operators only),
+//                wanted (the version at which a contender last asked to be
+//                told of renewals)
 //   S.T_fences   per name, the last sequence issued: never deleted by
 //                leasehold, so deleting a lease row does not restart it
 //   S.T_meta     'id' (random, created with the schema: in every token) and
@@ -36,11 +38,14 @@ struct SchemaNames {
   std::string channel;
 
   // Statements. Parameters in order:
+  std::string set_timeout;  // ms: this transaction's statement_timeout, at most
   std::string select_row;   // name -> holder, sequence, ttl_ms, version, acquired ms, renewed ms
   std::string acquire;      // name, holder, ttl_ms, expected version (or NULL), channel
                             //   -> sequence, version (no row: not granted)
   std::string insert;       // name, holder, ttl_ms, channel -> sequence, version
-  std::string renew;        // name, holder, sequence, ttl_ms -> version
+  std::string renew;        // arrays of name, holder, sequence, ttl_ms; channel
+                            //   -> position (1-based), version per lease renewed
+  std::string want;         // name, holder
   std::string release;      // name, holder, sequence, channel
   std::string break_lease;  // name, channel
 

@@ -101,10 +101,22 @@ struct State final : kit::SyncOps {
     return book->Observe(book_prefix + name, Str(version), clock.Now());
   }
 
-  // Runs one pipeline on the statement connection within the call's deadline.
+  // Runs one pipeline (one transaction) on the statement connection within
+  // the call's deadline. The transaction first tells the server that
+  // deadline: a request the client gave up on (and closed the connection
+  // under) is cancelled there too, rather than waiting on a row lock and
+  // landing later, where a late renewal would move the row's version and
+  // delay contenders by a window. Transaction-local, so pooler-safe.
   Result<std::vector<Rows>> Run(const std::vector<Statement>& statements, kit::SyncCall& call) {
-    if (Result<Duration> left = call.Left(clock, description); !left.ok()) return left.status();
-    return conn.Run(statements, call.deadline, description + ": " + call.what);
+    Result<Duration> left = call.Left(clock, description);
+    if (!left.ok()) return left.status();
+    std::vector<Statement> all;
+    all.reserve(statements.size() + 1);
+    all.push_back({names.set_timeout, {Str(std::max<int64_t>(1, CeilMs(*left)))}});
+    all.insert(all.end(), statements.begin(), statements.end());
+    Result<std::vector<Rows>> out = conn.Run(all, call.deadline, description + ": " + call.what);
+    if (out.ok()) out->erase(out->begin());
+    return out;
   }
 
   Statement ReadRow(const std::string& name) const { return {names.select_row, {name}}; }
@@ -132,9 +144,13 @@ struct State final : kit::SyncOps {
       const uint64_t heard_before = Heard();
       const std::optional<std::string> expect =
           expected ? std::optional<std::string>(Str(*expected)) : std::nullopt;
+      // The compare-and-swap, the row as it is now (for a contender: who
+      // holds it and what to watch), and a contender's wish to hear of the
+      // holder's renewals: one round trip.
       Result<std::vector<Rows>> out =
           Run({{names.acquire, {q.name, q.holder, Str(CeilMs(q.ttl)), expect, names.channel}},
-               ReadRow(q.name)},
+               ReadRow(q.name),
+               {names.want, {q.name, q.holder}}},
               call);
       if (!out.ok()) return out.status().WithContext(kit::LeaseLabel(q.name));
       if (!(*out)[0].rows.empty()) return Granted(q, (*out)[0]);
@@ -166,8 +182,10 @@ struct State final : kit::SyncOps {
   std::vector<Result<RenewOutcome>> Renew(const std::vector<RenewRequest>& batch,
                                           kit::SyncCall& call) override {
     std::vector<Result<RenewOutcome>> results(batch.size(), InternalError("not renewed"));
+    // One UPDATE for the batch, its rows as arrays; the server answers with
+    // the (1-based) positions it renewed.
     std::vector<size_t> sent;
-    std::vector<Statement> updates;
+    std::string names_array, holders_array, sequences_array, ttls_array;
     for (size_t i = 0; i < batch.size(); ++i) {
       const RenewRequest& q = batch[i];
       if (!OurToken(q.name, q.token)) {
@@ -176,29 +194,38 @@ struct State final : kit::SyncOps {
         continue;
       }
       sent.push_back(i);
-      updates.push_back(
-          {names.renew,
-           {q.name, q.holder, Str(static_cast<int64_t>(q.token.sequence)), Str(CeilMs(q.ttl))}});
+      postgres::AppendArrayElement(names_array, q.name);
+      postgres::AppendArrayElement(holders_array, q.holder);
+      postgres::AppendArrayElement(sequences_array, Str(static_cast<int64_t>(q.token.sequence)));
+      postgres::AppendArrayElement(ttls_array, Str(CeilMs(q.ttl)));
     }
     if (sent.empty()) return results;
+    auto close = [](std::string& a) { return "{" + a + "}"; };
     std::lock_guard lock(mu);
-    Result<std::vector<Rows>> out = Run(updates, call);
+    Result<std::vector<Rows>> out =
+        Run({{names.renew,
+              {close(names_array), close(holders_array), close(sequences_array), close(ttls_array),
+               names.channel}}},
+            call);
     if (!out.ok()) {
       for (size_t i : sent) results[i] = out.status();
       return results;
     }
+    std::vector<bool> renewed(sent.size(), false);
+    for (const auto& row : (*out)[0].rows) {
+      const std::optional<int64_t> k = row.size() < 2 ? std::nullopt : Int(row[0]);
+      if (!k || *k < 1 || *k > static_cast<int64_t>(sent.size())) continue;
+      const size_t i = sent[static_cast<size_t>(*k - 1)];
+      if (const std::optional<int64_t> v = Int(row[1])) Observe(batch[i].name, *v);
+      results[i] = RenewOutcome(Renewed{batch[i].ttl, std::nullopt});
+      renewed[static_cast<size_t>(*k - 1)] = true;
+    }
     std::vector<size_t> missed;
     std::vector<Statement> reads;
     for (size_t k = 0; k < sent.size(); ++k) {
-      const RenewRequest& q = batch[sent[k]];
-      const Rows& rows = (*out)[k];
-      if (rows.rows.empty()) {
-        missed.push_back(sent[k]);
-        reads.push_back(ReadRow(q.name));
-        continue;
-      }
-      if (const std::optional<int64_t> v = Int(rows.rows.front()[0])) Observe(q.name, *v);
-      results[sent[k]] = RenewOutcome(Renewed{q.ttl, std::nullopt});
+      if (renewed[k]) continue;
+      missed.push_back(sent[k]);
+      reads.push_back(ReadRow(batch[sent[k]].name));
     }
     if (missed.empty()) return results;
     // Not ours any more: one more round trip says why.

@@ -346,6 +346,20 @@ TEST_F(PostgresStoreTest, HostileRowsNeverFreeALeaseEarlyNorCrashTheStore) {
   EXPECT_THAT(bad.status().message(), HasSubstr("lease \"job\""));
 }
 
+// Renewals go as one statement with arrays of names: names with quotes,
+// backslashes, commas and braces renew as any other.
+TEST_F(PostgresStoreTest, NamesThatNeedQuotingInArraysRenew) {
+  auto store = Open();
+  std::vector<std::unique_ptr<Lease>> leases;
+  for (const std::string name : {"we\"ird", "back\\slash", "a,b", "{brace}", "sp ace", "NULL"}) {
+    leases.push_back(Make(store, "a", 600ms, name));
+    ASSERT_TRUE(Token(*leases.back()).has_value()) << name;
+  }
+  std::this_thread::sleep_for(1500ms);  // several renewals
+  for (auto& l : leases) EXPECT_TRUE(l->CheckAlive()) << l->name();
+  EXPECT_EQ(Sql1("SELECT count(*) FROM " + table_ + " WHERE version >= 3"), "6");
+}
+
 // A waiter blocked in Acquire is woken by the release's NOTIFY: well within
 // one poll interval (set far apart here) and the TTL.
 TEST_F(PostgresStoreTest, AReleaseWakesAWaiterByNotify) {
