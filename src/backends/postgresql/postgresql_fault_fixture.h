@@ -1,0 +1,395 @@
+// The fixture and helpers of the PostgreSQL store's fault tests
+// (postgresql_fault_*_test.cc): each test's own throwaway server, a sampler
+// that checks two holders never both believe they hold the lease, a log of
+// OnLost deliveries, a store that records how each renewal ended, and a
+// polling contender.
+#ifndef LEASEHOLD_SRC_BACKENDS_POSTGRESQL_POSTGRESQL_FAULT_FIXTURE_H_
+#define LEASEHOLD_SRC_BACKENDS_POSTGRESQL_POSTGRESQL_FAULT_FIXTURE_H_
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "conformance/fault_store.h"
+#include "leasehold/backends/postgresql.h"
+#include "leasehold/backends/postgresql_fence.h"
+#include "leasehold/forwarding_store.h"
+#include "leasehold/future.h"
+#include "leasehold/lease.h"
+#include "postgresql_test_util.h"
+#include "testing/sanitizers.h"
+
+namespace leasehold::pg_test {
+
+using namespace std::chrono_literals;
+using leasehold::testing::kSanitized;
+
+// A short TTL for the tests that wait for a loss or a takeover (as the
+// conformance suite's real-time runs), a longer one for the restart.
+constexpr Duration kTtl = kSanitized ? Duration(2s) : Duration(1s);
+constexpr Duration kRestartTtl = 3s;
+// How late after its deadline an OnLost may run.
+constexpr Duration kSlack = kSanitized ? Duration(500ms) : Duration(250ms);
+constexpr char kName[] = "job";
+
+inline std::string Ms(Duration d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
+// Polls `done` every few milliseconds until it holds or `limit` passes.
+inline bool Eventually(const std::function<bool()>& done, Duration limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+// A raw libpq session: a foreign transaction, or the connection of a fenced
+// write.
+struct PqFinish {
+  void operator()(PGconn* c) const noexcept { PQfinish(c); }
+};
+using PgConn = std::unique_ptr<PGconn, PqFinish>;
+
+inline PgConn Connect(const std::string& conninfo) {
+  PgConn conn(PQconnectdb(conninfo.c_str()));
+  EXPECT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
+  return conn;
+}
+
+// Runs `sql`: OK, or the server's message with its SQLSTATE.
+inline Status Exec(PGconn* conn, const std::string& sql) {
+  PGresult* r = PQexec(conn, sql.c_str());
+  const ExecStatusType st = PQresultStatus(r);
+  Status out;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    out = InternalError(std::string(PQerrorMessage(conn)) + " (SQLSTATE " +
+                        (state ? state : "none") + ")");
+  }
+  PQclear(r);
+  return out;
+}
+
+// Records every OnLost event with the time it was delivered.
+class LossLog {
+ public:
+  explicit LossLog(const Clock& clock) : clock_(clock) {}
+  std::function<void(const LostEvent&)> Handler() {
+    return [this](const LostEvent& e) {
+      std::lock_guard lock(mu_);
+      events_.emplace_back(e, clock_.Now());
+    };
+  }
+  size_t size() {
+    std::lock_guard lock(mu_);
+    return events_.size();
+  }
+  std::pair<LostEvent, TimePoint> at(size_t i) {
+    std::lock_guard lock(mu_);
+    return events_.at(i);
+  }
+
+ private:
+  const Clock& clock_;
+  std::mutex mu_;
+  std::vector<std::pair<LostEvent, TimePoint>> events_;
+};
+
+// Passes everything through and records how each renewal ended: "ok",
+// "lost: ..." or the error.
+class RecordingStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+
+  void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
+    ForwardingStore::Renew(std::move(batch), [this, done = std::move(done)](
+                                                 std::vector<Result<RenewOutcome>> results) {
+      {
+        std::lock_guard lock(mu_);
+        for (const auto& r : results) {
+          if (!r.ok()) {
+            renewals_.push_back(r.status().ToString());
+          } else if (const auto* lost = std::get_if<Lost>(&*r)) {
+            renewals_.push_back("lost: " + lost->message);
+          } else {
+            renewals_.push_back("ok");
+          }
+        }
+      }
+      done(std::move(results));
+    });
+  }
+
+  std::vector<std::string> renewals() {
+    std::lock_guard lock(mu_);
+    return renewals_;
+  }
+  // How many renewals ended in an error whose text contains `what`.
+  int Errors(const std::string& what) {
+    std::lock_guard lock(mu_);
+    return static_cast<int>(std::count_if(renewals_.begin(), renewals_.end(), [&](auto& s) {
+      return s != "ok" && s.find(what) != std::string::npos;
+    }));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> renewals_;
+};
+
+class PostgresFaultTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    StopSampler();
+    holder_lost_sub_.Unsubscribe();
+    leases_.clear();
+    stores_.clear();
+    recorders_.clear();
+  }
+
+  void StartServer(PgServerOptions options = {}) {
+    const auto start = std::chrono::steady_clock::now();
+    auto s = PgServer::Start(std::move(options));
+    ASSERT_TRUE(s.ok()) << "cannot start PostgreSQL: " << s.status().ToString();
+    server_ = std::move(s).value();
+    std::printf("[ server  ] started on port %d in %s\n", server_->port(),
+                Ms(std::chrono::steady_clock::now() - start).c_str());
+  }
+
+  // The conninfo of a client "process" whose sessions are named `app`.
+  std::string Conninfo(const std::string& app) const {
+    return server_->user_conninfo() + " application_name=" + app;
+  }
+  // The superuser in the leases' database, for foreign transactions.
+  std::string SuperuserConninfo(const std::string& app) const {
+    return "host=127.0.0.1 port=" + std::to_string(server_->port()) +
+           " dbname=leasehold user=postgres application_name=" + app;
+  }
+
+  // A store of its own (as another process would have), whose sessions carry
+  // application_name `app`, behind a RecordingStore.
+  RecordingStore* OpenStore(const std::string& app) {
+    PostgresOptions o;
+    o.conninfo = Conninfo(app);
+    o.table = table_;
+    o.connect_timeout = 2s;
+    auto store = PostgresStore::Open(o, runtime_);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok()) return nullptr;
+    stores_.push_back(*store);
+    recorders_.push_back(std::make_shared<RecordingStore>(*store));
+    return recorders_.back().get();
+  }
+
+  Lease* NewLease(std::shared_ptr<Store> store, const std::string& owner, Duration ttl,
+                  Duration request_timeout = Duration::zero()) {
+    auto lease = Lease::Create(std::move(store), {.name = kName,
+                                                  .owner = owner,
+                                                  .ttl = ttl,
+                                                  .request_timeout = request_timeout,
+                                                  .retry_delay = 50ms});
+    EXPECT_TRUE(lease.ok()) << lease.status().ToString();
+    if (!lease.ok()) return nullptr;
+    leases_.push_back(std::move(*lease));
+    return leases_.back().get();
+  }
+  Lease* NewLease(RecordingStore* store, const std::string& owner, Duration ttl,
+                  Duration request_timeout = Duration::zero()) {
+    for (auto& r : recorders_) {
+      if (r.get() == store) return NewLease(std::shared_ptr<Store>(r), owner, ttl, request_timeout);
+    }
+    ADD_FAILURE() << "no such store";
+    return nullptr;
+  }
+
+  std::optional<FencingToken> AcquireNow(Lease& l) {
+    auto t = l.AcquireWithToken();
+    EXPECT_TRUE(t.ok()) << l.identity() << ": " << t.status().ToString();
+    if (!t.ok()) return std::nullopt;
+    EXPECT_TRUE(t->has_value()) << l.identity() << ": contended";
+    return *t;
+  }
+
+  // The row as the server has it: {holder, sequence}.
+  std::pair<std::string, std::string> Row() {
+    auto r =
+        server_->Query("SELECT holder, sequence FROM " + table_ + " WHERE name = " + Lit(kName));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok() || r->size() != 1) return {};
+    return {(*r)[0][0], (*r)[0][1]};
+  }
+
+  // The row's version (-1 if it cannot be read).
+  int64_t Version() {
+    auto r = server_->Query("SELECT version FROM " + table_ + " WHERE name = " + Lit(kName));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() && r->size() == 1 ? std::stoll((*r)[0][0]) : -1;
+  }
+
+  // Samples every sampled lease's CheckAlive() and safe_deadline() every
+  // millisecond: counts the samples in which two leases both said true, and
+  // keeps each lease's latest safe deadline (the one its loss is judged by).
+  void Sample(Lease& l) {
+    std::lock_guard lock(mu_);
+    sampled_.push_back(&l);
+  }
+  void StartSampler() {
+    sampler_ = std::jthread([this](std::stop_token stop) {
+      while (!stop.stop_requested()) {
+        {
+          std::lock_guard lock(mu_);
+          int alive = 0;
+          for (auto* l : sampled_) {
+            if (auto d = l->safe_deadline()) {
+              auto& latest = latest_deadline_[l];
+              latest = std::max(latest, *d);
+            }
+            alive += l->CheckAlive() ? 1 : 0;
+          }
+          if (alive > 1 && overlaps_++ == 0) {
+            for (auto* l : sampled_) {
+              auto t = l->token();
+              overlap_report_ += l->identity() + ": seq " +
+                                 (t ? std::to_string(t->sequence) : std::string("-")) + "; ";
+            }
+          }
+        }
+        std::this_thread::sleep_for(1ms);
+      }
+    });
+  }
+  void StopSampler() {
+    if (sampler_.joinable()) {
+      sampler_.request_stop();
+      sampler_.join();
+    }
+  }
+  // The latest safe deadline the sampler saw `l` hold.
+  TimePoint LatestDeadline(Lease& l) {
+    std::lock_guard lock(mu_);
+    return latest_deadline_[&l];
+  }
+  int overlaps() { return overlaps_.load(); }
+  std::string overlap_report() {
+    std::lock_guard lock(mu_);
+    return overlap_report_;
+  }
+
+  // Asserts that `l` lost its tenure exactly once, as `reason`, on time.
+  void ExpectLostOnTime(Lease& l, LossLog& losses, LossReason reason) {
+    ASSERT_TRUE(Eventually([&] { return losses.size() > 0; }, kTtl * 2 + kSlack * 4))
+        << l.identity() << ": OnLost never fired";
+    EXPECT_FALSE(l.CheckAlive());
+    std::this_thread::sleep_for(kSlack);  // a second event would be a bug
+    ASSERT_EQ(losses.size(), 1u);
+    const auto [event, at] = losses.at(0);
+    EXPECT_EQ(event.reason, reason) << event.message;
+    const TimePoint deadline = LatestDeadline(l);
+    EXPECT_LE(at, deadline + kSlack)
+        << "OnLost " << Ms(at - deadline) << " after the safe deadline: " << event.message;
+    std::printf("[ lost    ] %s, %s after the safe deadline: %s\n",
+                std::string(LossReasonName(event.reason)).c_str(),
+                at >= deadline ? Ms(at - deadline).c_str() : ("-" + Ms(deadline - at)).c_str(),
+                event.message.c_str());
+  }
+
+  TimePoint Now() const { return runtime_->clock().Now(); }
+
+  // The opening most fault tests share: a server; a holder (store
+  // "holder", lease owner "h") holding the lease, its losses logged in
+  // holder_losses_; a second party (store `other`, owner other's first
+  // letter) beside it with the same TTL; both sampled for overlaps.
+  struct Scene {
+    RecordingStore* hs = nullptr;
+    RecordingStore* os = nullptr;
+    Lease* h = nullptr;
+    Lease* o = nullptr;
+    std::optional<FencingToken> th;  // the holder's tenure
+  };
+  void OpenScene(const std::string& other, Scene& scene, PgServerOptions options = {}) {
+    ASSERT_NO_FATAL_FAILURE(StartServer(std::move(options)));
+    scene.hs = OpenStore("holder");
+    scene.os = OpenStore(other);
+    ASSERT_TRUE(scene.hs && scene.os);
+    scene.h = NewLease(scene.hs, "h", kTtl);
+    scene.o = NewLease(scene.os, other.substr(0, 1), kTtl);
+    ASSERT_TRUE(scene.h && scene.o);
+    holder_lost_sub_ = scene.h->OnLost(holder_losses_.Handler());
+    scene.th = AcquireNow(*scene.h);
+    ASSERT_TRUE(scene.th.has_value());
+    Sample(*scene.h);
+    Sample(*scene.o);
+    StartSampler();
+  }
+
+  std::unique_ptr<PgServer> server_;
+  std::shared_ptr<Runtime> runtime_ = Runtime::Create();
+  const std::string table_ = pg_test::FreshTable();
+  std::vector<std::shared_ptr<PostgresStore>> stores_;
+  std::vector<std::shared_ptr<RecordingStore>> recorders_;
+  std::vector<std::unique_ptr<Lease>> leases_;
+  std::mutex mu_;
+  std::vector<Lease*> sampled_;
+  std::map<Lease*, TimePoint> latest_deadline_;
+  std::atomic<int> overlaps_{0};
+  std::string overlap_report_;  // the leases at the first overlap (under mu_)
+  std::jthread sampler_;
+  LossLog holder_losses_{runtime_->clock()};  // OpenScene's holder's
+  Subscription holder_lost_sub_;
+};
+
+// A contender that tries a non-waiting acquire every 20 ms until it wins or
+// is stopped, and notes whether the holder still believed it held the lease
+// at that moment.
+class Poller {
+ public:
+  Poller(Lease& contender, Lease& holder) {
+    thread_ = std::jthread([this, &contender, &holder](std::stop_token stop) {
+      while (!stop.stop_requested()) {
+        auto r = contender.Acquire({.attempts = 1});
+        if (r.ok() && *r) {
+          holder_alive_ = holder.CheckAlive();
+          won_ = true;
+          return;
+        }
+        if (!r.ok()) ++errors_;
+        std::this_thread::sleep_for(20ms);
+      }
+    });
+  }
+  void Stop() {
+    thread_.request_stop();
+    thread_.join();
+  }
+  bool won() const { return won_.load(); }
+  bool holder_alive_when_won() const { return holder_alive_.load(); }
+  int errors() const { return errors_.load(); }
+
+ private:
+  std::atomic<bool> won_{false};
+  std::atomic<bool> holder_alive_{false};
+  std::atomic<int> errors_{0};
+  std::jthread thread_;
+};
+
+}  // namespace leasehold::pg_test
+
+#endif  // LEASEHOLD_SRC_BACKENDS_POSTGRESQL_POSTGRESQL_FAULT_FIXTURE_H_
