@@ -12,7 +12,6 @@
 //                                     store; prints CPU % of one core over WINDOW_S
 //                                     at steady state
 #include <grpcpp/grpcpp.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -24,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "../store_bench.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/lease.h"
 #include "rpc.grpc.pb.h"
@@ -33,41 +33,16 @@ namespace {
 using namespace std::chrono_literals;
 using leasehold::Duration;
 using SteadyClock = std::chrono::steady_clock;
-
-double Micros(Duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-double Percentile(std::vector<Duration> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return Micros(v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))]);
-}
+using leasehold::bench::Check;
+using leasehold::bench::CpuSeconds;
+using leasehold::bench::NewLease;
+using leasehold::bench::Percentile;
 
 std::shared_ptr<leasehold::EtcdStore> OpenStore(const std::string& endpoint,
                                                 const std::shared_ptr<leasehold::Runtime>& rt) {
   auto s = leasehold::EtcdStore::Open({.endpoints = {endpoint}, .key_prefix = "bench/"}, rt);
-  if (!s.ok()) {
-    std::cerr << "etcd_bench: " << s.status().ToString() << "\n";
-    std::exit(2);
-  }
+  if (!s.ok()) leasehold::bench::Die(s.status().ToString());
   return *s;
-}
-
-std::unique_ptr<leasehold::Lease> NewLease(std::shared_ptr<leasehold::Store> store,
-                                           const std::string& name, const std::string& owner,
-                                           Duration ttl) {
-  auto l = leasehold::Lease::Create(std::move(store), {.name = name, .owner = owner, .ttl = ttl});
-  if (!l.ok()) {
-    std::cerr << "etcd_bench: " << l.status().ToString() << "\n";
-    std::exit(2);
-  }
-  return std::move(l).value();
-}
-
-void Check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::cerr << "etcd_bench: " << what << " failed\n";
-    std::exit(1);
-  }
 }
 
 // The floor: the two transactions a cycle needs, bare, synchronous, on a
@@ -156,38 +131,6 @@ int Handoff(const std::string& endpoint, int rounds) {
   return 0;
 }
 
-int Hold(const std::string& endpoint, const std::string& name, int ttl_s) {
-  auto rt = leasehold::Runtime::Create();
-  auto lease = NewLease(OpenStore(endpoint, rt), name, "holder", std::chrono::seconds(ttl_s));
-  auto got = lease->Acquire({.wait = true, .timeout = 30s});
-  Check(got.ok() && *got, "hold");
-  std::printf("held\n");
-  std::fflush(stdout);
-  while (true) std::this_thread::sleep_for(1s);
-}
-
-int Wait(const std::string& endpoint, const std::string& name, int ttl_s) {
-  auto rt = leasehold::Runtime::Create();
-  auto lease = NewLease(OpenStore(endpoint, rt), name, "waiter", std::chrono::seconds(ttl_s));
-  std::printf("waiting\n");
-  std::fflush(stdout);
-  auto got = lease->Acquire({.wait = true, .timeout = 60s});
-  const auto wall = std::chrono::system_clock::now().time_since_epoch();
-  Check(got.ok() && *got, "wait");
-  std::printf(
-      "acquired_at_ns %lld\n",
-      static_cast<long long>(std::chrono::duration_cast<std::chrono::nanoseconds>(wall).count()));
-  Check(lease->Release().ok(), "release");
-  return 0;
-}
-
-double CpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
 int Many(const std::string& endpoint, int count, int ttl_s, int window_s) {
   auto rt = leasehold::Runtime::Create();
   auto store = OpenStore(endpoint, rt);
@@ -222,18 +165,16 @@ int Many(const std::string& endpoint, int count, int ttl_s, int window_s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> a(argv + 1, argv + argc);
-  auto usage = [] {
-    std::cerr << "usage: etcd_bench cycle|handoff|hold|wait|many ENDPOINT ...\n";
-    return 2;
-  };
-  if (a.size() < 2) return usage();
-  if (a[0] == "cycle" && a.size() == 3) return Cycle(a[1], std::stoi(a[2]));
-  if (a[0] == "handoff" && a.size() == 3) return Handoff(a[1], std::stoi(a[2]));
-  if (a[0] == "hold" && a.size() == 4) return Hold(a[1], a[2], std::stoi(a[3]));
-  if (a[0] == "wait" && a.size() == 4) return Wait(a[1], a[2], std::stoi(a[3]));
-  if (a[0] == "many" && a.size() == 5) {
-    return Many(a[1], std::stoi(a[2]), std::stoi(a[3]), std::stoi(a[4]));
-  }
-  return usage();
+  using Args = std::vector<std::string>;
+  return leasehold::bench::Main(
+      argc, argv, "etcd_bench", "ENDPOINT",
+      {{"cycle", 1, [](const std::string& t, const Args& a) { return Cycle(t, std::stoi(a[0])); }},
+       {"handoff", 1,
+        [](const std::string& t, const Args& a) { return Handoff(t, std::stoi(a[0])); }},
+       {"many", 3,
+        [](const std::string& t, const Args& a) {
+          return Many(t, std::stoi(a[0]), std::stoi(a[1]), std::stoi(a[2]));
+        }}},
+      [](const std::string& t, std::shared_ptr<leasehold::Runtime> rt)
+          -> std::shared_ptr<leasehold::Store> { return OpenStore(t, rt); });
 }
