@@ -12,29 +12,33 @@
 // the server) are for operators only. A released or broken row (holder NULL)
 // is free at once.
 //
-// Fencing: a row's `sequence` is set on every acquisition to
-// greatest(sequence + 1, nextval(<table>_fence)) -- a database sequence
-// object, so a row deleted by hand (or the whole table emptied) does not
-// restart it. Release, break and expiry keep it. Tokens carry the random id
-// created with the schema (table <table>_meta), so tokens of two databases
-// never compare equal. Fenced writes (postgresql_fence.h): the SQL function
-// <table>_fence(name, sequence, store_id) takes a FOR KEY SHARE lock on the
-// row and raises SQLSTATE LH001 unless that tenure is current; ownership
-// changes take FOR UPDATE, so a fenced transaction that passed the check
-// commits before any newer tenure exists. Renewals do not wait for it.
+// Fencing: every acquisition takes the next number from the name's row of
+// <table>_fences (never below the lease row's own `sequence`), in the same
+// transaction; release, break and expiry keep it, and leasehold never
+// deletes a fences row, so a lease row deleted by hand does not restart the
+// sequence. Tokens carry the random id created with the schema (table
+// <table>_meta), so tokens of two databases never compare equal. Fenced
+// writes (postgresql_fence.h): the SQL function <table>_fence(name,
+// sequence, store_id) takes a FOR KEY SHARE lock on the row and raises
+// SQLSTATE LH001 unless that tenure is current; ownership changes take FOR
+// UPDATE, so a fenced transaction that passed the check commits before any
+// newer tenure exists. Renewals do not wait for it.
 //
 // Wire protocol: every operation is one round trip in libpq's pipeline mode
-// with unnamed statements (no session state: works through PgBouncer in
-// transaction pooling mode). Acquire sends the compare-and-swap and a read of
-// the row together; a batch of renewals is one pipeline of conditional
-// UPDATEs. Release and break notify waiters (pg_notify on the channel
-// <table>_changed) in the same statement.
+// with unnamed statements, one transaction (no session state: works through
+// PgBouncer in transaction pooling mode). Each transaction first sets its
+// statement_timeout to what the call has left, so the server cancels what
+// the client gave up on. Acquire sends the compare-and-swap and a read of
+// the row together; a batch of renewals is one UPDATE over arrays. Release
+// and break notify waiters (pg_notify on the store's channel) in the same
+// statement; so do renewals while a contender has asked for them (the row's
+// `wanted`), so that a waiter counts its window from the last renewal.
 //
 // Waiting: one listening connection per store (LISTEN), opened on the first
-// wait, wakes waiters when a lease is released, broken or acquired; when listening is off (behind a
-// transaction pooler: set `listen_conninfo` to a direct connection, or
-// `listen = false`) or the listener is down, watched rows are polled every
-// `poll_interval`.
+// wait, wakes waiters when a lease changes hands or (as above) is renewed;
+// when listening is off (behind a transaction pooler: set `listen_conninfo`
+// to a direct connection, or `listen = false`) or the listener is down,
+// watched rows are polled every `poll_interval`.
 //
 // Connections: one statement connection per store, serialised, reconnected
 // after a failure; connection strings and URIs exactly as libpq takes them
@@ -65,7 +69,7 @@ struct PostgresOptions {
   // (the table's companions append suffixes).
   std::string schema = "public";
   std::string table = "leasehold_leases";
-  // Create the table, its sequence, meta table and fence function on Open
+  // Create the table, its fences and meta tables and fence function on Open
   // when missing (needs CREATE on the schema). When false, Open fails with
   // kFailedPrecondition naming `leasehold init`.
   bool create_schema = true;
