@@ -582,6 +582,11 @@ void LeaseCore::ScheduleRetry(const OpPtr& op, Duration delay, const std::string
   op->retry_timer = runtime_->RunAt(clock_.Now() + delay, [weak = weak_from_this(), op] {
     if (auto self = weak.lock()) self->RetryNow(op);
   });
+  // This wait's identity: by the time the watch below is registered, its
+  // on_change may have fired, the retry run and a later wait (with a watch
+  // of its own) begun. Only if this wait is still the current one does the
+  // watch belong to it.
+  const TimerId this_wait = op->retry_timer;
   // Watch only from an observation of a contended record: an error gives no
   // version to watch from (and retrying on "changed since nothing" would spin).
   const bool watch = watch_ && op->options.wait && !version.empty();
@@ -594,7 +599,7 @@ void LeaseCore::ScheduleRetry(const OpPtr& op, Duration delay, const std::string
   });
   if (id == 0) return;
   lock.lock();
-  const bool stale = op_ != op || op->retry_timer == 0;
+  const bool stale = op_ != op || op->retry_timer != this_wait;
   WatchId previous = 0;
   if (!stale) previous = std::exchange(op->watch, id);
   lock.unlock();
