@@ -2,10 +2,11 @@
 #include <limits>
 #include <mutex>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
+#include "kit/fair_mutex.h"
 #include "kit/lease_label.h"
+#include "kit/notified_watches.h"
 #include "kit/observations.h"
 #include "kit/renew_batch.h"
 #include "kit/sync_store.h"
@@ -47,10 +48,10 @@ struct State final : kit::SyncOps {
   ~State() {
     std::unique_ptr<postgres::Listener> l;
     {
-      std::lock_guard lock(notify_mu);
+      std::lock_guard lock(listener_mu);
       l = std::move(listener);
     }
-    l.reset();  // joins its thread, whose callbacks take notify_mu
+    l.reset();  // joins its thread
   }
 
   const std::shared_ptr<Runtime> runtime;
@@ -62,17 +63,14 @@ struct State final : kit::SyncOps {
   const std::string book_prefix;
   std::string store_id;  // the schema's random id: in every token
 
-  std::mutex mu;  // one statement connection, one pipeline at a time
+  // One statement connection, one pipeline at a time, in the order asked
+  // (fair: renewals never starve behind a stream of acquires).
+  kit::FairMutex mu;
   postgres::Connection conn;
 
-  // Waiting. notify_mu orders "check what was heard, then register" against
-  // "hear a notification, take its watchers".
-  kit::WatchRegistry watchers;
-  std::mutex notify_mu;
-  uint64_t heard = 0;                                    // notifications and LISTENs so far
-  std::optional<uint64_t> listening_since;               // `heard` at the last LISTEN; unset: deaf
-  std::unordered_map<std::string, uint64_t> last_heard;  // name -> `heard` at its last notification
-  bool polling = false;
+  // Waiting: woken by the listener's notifications, polled while deaf.
+  kit::NotifiedWatches watches{runtime};
+  std::mutex listener_mu;
   std::unique_ptr<postgres::Listener> listener;
   std::weak_ptr<State> self;
 
@@ -92,10 +90,7 @@ struct State final : kit::SyncOps {
            Token(name, static_cast<int64_t>(token.sequence)) == token;
   }
 
-  uint64_t Heard() {
-    std::lock_guard lock(notify_mu);
-    return heard;
-  }
+  uint64_t Heard() { return watches.Heard(); }
 
   Duration Observe(const std::string& name, int64_t version) {
     return book->Observe(book_prefix + name, Str(version), clock.Now());
@@ -301,75 +296,20 @@ struct State final : kit::SyncOps {
 
   // --- waiting ---
 
-  void Fire(kit::WatchRegistry::Firing firing) {
-    if (firing.empty()) return;
-    // Never on the listener's thread: an on_change may drop the last
-    // reference to the store, whose destructor joins that thread.
-    auto shared = std::make_shared<kit::WatchRegistry::Firing>(std::move(firing));
-    runtime->PostCallback([shared] { shared->Run(); });
-  }
-
-  void OnUp() {
-    kit::WatchRegistry::Firing firing;
-    {
-      std::lock_guard lock(notify_mu);
-      listening_since = ++heard;
-      last_heard.clear();  // every earlier read predates this LISTEN
-      firing = watchers.TakeAll();
-    }
-    Fire(std::move(firing));
-  }
-
-  void OnNotify(const std::string& name) {
-    kit::WatchRegistry::Firing firing;
-    {
-      std::lock_guard lock(notify_mu);
-      last_heard[name] = ++heard;
-      firing = watchers.TakeName(name);
-    }
-    Fire(std::move(firing));
-  }
-
-  void OnDown() {
-    kit::WatchRegistry::Firing firing;
-    {
-      std::lock_guard lock(notify_mu);
-      listening_since.reset();
-      firing = watchers.TakeAll();  // they read again, and poll until we hear again
-    }
-    Fire(std::move(firing));
-  }
-
-  void CancelWatch(WatchId id) noexcept { watchers.Cancel(id); }
+  void CancelWatch(WatchId id) noexcept { watches.Cancel(id); }
 
   WatchId Watch(const std::string& name, const std::string& version, Task on_change) {
-    const uint64_t heard_before = ParseWatchVersion(version).second;
-    WatchId id;
-    bool start_polling = false;
-    {
-      std::lock_guard lock(notify_mu);
-      id = watchers.Add(name, version, std::move(on_change));
-      StartListening();
-      if (!listening_since) {
-        start_polling = !std::exchange(polling, true);  // deaf: poll until we hear again
-      } else {
-        // A notification heard after the read that `version` came from, or a
-        // read older than our LISTEN, may be a change this watcher missed.
-        auto it = last_heard.find(name);
-        if (*listening_since > heard_before ||
-            (it != last_heard.end() && it->second > heard_before)) {
-          Fire(watchers.Take({id}));
-        }
-      }
-    }
-    if (start_polling) SchedulePoll();
-    return id;
+    StartListening();
+    const kit::NotifiedWatches::Added added =
+        watches.Watch(name, version, ParseWatchVersion(version).second, std::move(on_change));
+    if (added.start_polling) SchedulePoll();
+    return added.id;
   }
 
   // Polls the watched rows (when nobody listens): fires watchers whose row
   // changed, or could not be read.
-  void Poll() {
-    const std::vector<kit::WatchRegistry::Watcher> snapshot = watchers.Snapshot();
+  bool Poll() {
+    const std::vector<kit::WatchRegistry::Watcher> snapshot = watches.Snapshot();
     std::vector<WatchId> fire;
     if (!snapshot.empty()) {
       std::vector<Statement> reads;
@@ -389,38 +329,23 @@ struct State final : kit::SyncOps {
         }
       }
     }
-    kit::WatchRegistry::Firing firing;
-    bool more;
-    {
-      std::lock_guard lock(notify_mu);
-      firing = watchers.Take(fire);
-      more = !watchers.empty() && !listening_since;
-      polling = more;
-    }
-    Fire(std::move(firing));
-    if (more) SchedulePoll();
+    return watches.Polled(fire);
   }
 
-  void SchedulePoll() {
-    runtime->RunAt(clock.Now() + options.poll_interval, [weak = self] {
-      auto s = weak.lock();
-      if (!s) return;
-      s->runtime->PostBlocking([weak] {
-        if (auto s = weak.lock()) s->Poll();
-      });
-    });
-  }
+  void SchedulePoll() { kit::PollEvery(runtime, options.poll_interval, self, &State::Poll); }
 
   // Opens the listening connection, on the first wait (holders that never
-  // wait need no second connection). REQUIRES: notify_mu held.
+  // wait need no second connection).
   void StartListening() {
+    std::lock_guard lock(listener_mu);
     if (!options.listen || listener) return;
     listener = std::make_unique<postgres::Listener>(
         options.listen_conninfo.empty() ? options.conninfo : options.listen_conninfo, description,
         names.channel, options.connect_timeout, std::chrono::seconds(1),
-        postgres::ListenerCallbacks{.on_up = [this] { OnUp(); },
-                                    .on_notify = [this](const std::string& n) { OnNotify(n); },
-                                    .on_down = [this] { OnDown(); }});
+        postgres::ListenerCallbacks{
+            .on_up = [this] { watches.OnUp(); },
+            .on_notify = [this](const std::string& n) { watches.OnNotify(n); },
+            .on_down = [this] { watches.OnDown(); }});
   }
 };
 
