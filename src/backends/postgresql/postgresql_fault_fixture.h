@@ -33,6 +33,7 @@
 #include "leasehold/lease.h"
 #include "postgresql_test_util.h"
 #include "testing/sanitizers.h"
+#include "testing/tenure_probe.h"
 
 namespace leasehold::pg_test {
 
@@ -47,19 +48,8 @@ constexpr Duration kRestartTtl = 3s;
 constexpr Duration kSlack = kSanitized ? Duration(500ms) : Duration(250ms);
 constexpr char kName[] = "job";
 
-inline std::string Ms(Duration d) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
-}
-
-// Polls `done` every few milliseconds until it holds or `limit` passes.
-inline bool Eventually(const std::function<bool()>& done, Duration limit) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-}
+using leasehold::testing::Eventually;
+using leasehold::testing::Ms;
 
 // A raw libpq session: a foreign transaction, or the connection of a fenced
 // write.
@@ -88,72 +78,8 @@ inline Status Exec(PGconn* conn, const std::string& sql) {
   return out;
 }
 
-// Records every OnLost event with the time it was delivered.
-class LossLog {
- public:
-  explicit LossLog(const Clock& clock) : clock_(clock) {}
-  std::function<void(const LostEvent&)> Handler() {
-    return [this](const LostEvent& e) {
-      std::lock_guard lock(mu_);
-      events_.emplace_back(e, clock_.Now());
-    };
-  }
-  size_t size() {
-    std::lock_guard lock(mu_);
-    return events_.size();
-  }
-  std::pair<LostEvent, TimePoint> at(size_t i) {
-    std::lock_guard lock(mu_);
-    return events_.at(i);
-  }
-
- private:
-  const Clock& clock_;
-  std::mutex mu_;
-  std::vector<std::pair<LostEvent, TimePoint>> events_;
-};
-
-// Passes everything through and records how each renewal ended: "ok",
-// "lost: ..." or the error.
-class RecordingStore final : public ForwardingStore {
- public:
-  using ForwardingStore::ForwardingStore;
-
-  void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
-    ForwardingStore::Renew(std::move(batch), [this, done = std::move(done)](
-                                                 std::vector<Result<RenewOutcome>> results) {
-      {
-        std::lock_guard lock(mu_);
-        for (const auto& r : results) {
-          if (!r.ok()) {
-            renewals_.push_back(r.status().ToString());
-          } else if (const auto* lost = std::get_if<Lost>(&*r)) {
-            renewals_.push_back("lost: " + lost->message);
-          } else {
-            renewals_.push_back("ok");
-          }
-        }
-      }
-      done(std::move(results));
-    });
-  }
-
-  std::vector<std::string> renewals() {
-    std::lock_guard lock(mu_);
-    return renewals_;
-  }
-  // How many renewals ended in an error whose text contains `what`.
-  int Errors(const std::string& what) {
-    std::lock_guard lock(mu_);
-    return static_cast<int>(std::count_if(renewals_.begin(), renewals_.end(), [&](auto& s) {
-      return s != "ok" && s.find(what) != std::string::npos;
-    }));
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> renewals_;
-};
+using leasehold::testing::LossLog;
+using leasehold::testing::RecordingStore;
 
 class PostgresFaultTest : public ::testing::Test {
  protected:
@@ -244,71 +170,17 @@ class PostgresFaultTest : public ::testing::Test {
     return r.ok() && r->size() == 1 ? std::stoll((*r)[0][0]) : -1;
   }
 
-  // Samples every sampled lease's CheckAlive() and safe_deadline() every
-  // millisecond: counts the samples in which two leases both said true, and
-  // keeps each lease's latest safe deadline (the one its loss is judged by).
-  void Sample(Lease& l) {
-    std::lock_guard lock(mu_);
-    sampled_.push_back(&l);
-  }
-  void StartSampler() {
-    sampler_ = std::jthread([this](std::stop_token stop) {
-      while (!stop.stop_requested()) {
-        {
-          std::lock_guard lock(mu_);
-          int alive = 0;
-          for (auto* l : sampled_) {
-            if (auto d = l->safe_deadline()) {
-              auto& latest = latest_deadline_[l];
-              latest = std::max(latest, *d);
-            }
-            alive += l->CheckAlive() ? 1 : 0;
-          }
-          if (alive > 1 && overlaps_++ == 0) {
-            for (auto* l : sampled_) {
-              auto t = l->token();
-              overlap_report_ += l->identity() + ": seq " +
-                                 (t ? std::to_string(t->sequence) : std::string("-")) + "; ";
-            }
-          }
-        }
-        std::this_thread::sleep_for(1ms);
-      }
-    });
-  }
-  void StopSampler() {
-    if (sampler_.joinable()) {
-      sampler_.request_stop();
-      sampler_.join();
-    }
-  }
-  // The latest safe deadline the sampler saw `l` hold.
-  TimePoint LatestDeadline(Lease& l) {
-    std::lock_guard lock(mu_);
-    return latest_deadline_[&l];
-  }
-  int overlaps() { return overlaps_.load(); }
-  std::string overlap_report() {
-    std::lock_guard lock(mu_);
-    return overlap_report_;
-  }
+  // The overlap sampler (testing/tenure_probe.h).
+  void Sample(Lease& l) { sampler_.Sample(l); }
+  void StartSampler() { sampler_.Start(); }
+  void StopSampler() { sampler_.Stop(); }
+  TimePoint LatestDeadline(Lease& l) { return sampler_.LatestDeadline(l); }
+  int overlaps() { return sampler_.overlaps(); }
+  std::string overlap_report() { return sampler_.overlap_report(); }
 
   // Asserts that `l` lost its tenure exactly once, as `reason`, on time.
   void ExpectLostOnTime(Lease& l, LossLog& losses, LossReason reason) {
-    ASSERT_TRUE(Eventually([&] { return losses.size() > 0; }, kTtl * 2 + kSlack * 4))
-        << l.identity() << ": OnLost never fired";
-    EXPECT_FALSE(l.CheckAlive());
-    std::this_thread::sleep_for(kSlack);  // a second event would be a bug
-    ASSERT_EQ(losses.size(), 1u);
-    const auto [event, at] = losses.at(0);
-    EXPECT_EQ(event.reason, reason) << event.message;
-    const TimePoint deadline = LatestDeadline(l);
-    EXPECT_LE(at, deadline + kSlack)
-        << "OnLost " << Ms(at - deadline) << " after the safe deadline: " << event.message;
-    std::printf("[ lost    ] %s, %s after the safe deadline: %s\n",
-                std::string(LossReasonName(event.reason)).c_str(),
-                at >= deadline ? Ms(at - deadline).c_str() : ("-" + Ms(deadline - at)).c_str(),
-                event.message.c_str());
+    testing::ExpectLostOnTime(sampler_, l, losses, reason, kTtl, kSlack);
   }
 
   TimePoint Now() const { return runtime_->clock().Now(); }
@@ -346,12 +218,7 @@ class PostgresFaultTest : public ::testing::Test {
   std::vector<std::shared_ptr<PostgresStore>> stores_;
   std::vector<std::shared_ptr<RecordingStore>> recorders_;
   std::vector<std::unique_ptr<Lease>> leases_;
-  std::mutex mu_;
-  std::vector<Lease*> sampled_;
-  std::map<Lease*, TimePoint> latest_deadline_;
-  std::atomic<int> overlaps_{0};
-  std::string overlap_report_;  // the leases at the first overlap (under mu_)
-  std::jthread sampler_;
+  testing::TenureSampler sampler_;
   LossLog holder_losses_{runtime_->clock()};  // OpenScene's holder's
   Subscription holder_lost_sub_;
 };

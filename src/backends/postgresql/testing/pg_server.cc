@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,9 +27,8 @@
 #include <string_view>
 #include <thread>
 
+#include "testing/child_process.h"
 #include "testing/free_port.h"
-
-extern char** environ;
 
 namespace leasehold::pg_test {
 namespace {
@@ -144,15 +142,7 @@ Status WriteFileFor(const detail::ServerUser& user, const std::string& path,
 // (PGPASSWORD, PGSSLMODE, ... of a test), FAKETIME* (FAKETIME overrides the
 // offset file) and LD_PRELOAD.
 std::vector<std::string> ServerEnvironment() {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string_view v(*e);
-    if (v.starts_with("PG") || v.starts_with("FAKETIME") || v.starts_with("LD_PRELOAD=")) {
-      continue;
-    }
-    env.emplace_back(v);
-  }
-  return env;
+  return testing::EnvironmentWithout({"PG", "FAKETIME", "LD_PRELOAD="});
 }
 
 struct Command {
@@ -163,78 +153,21 @@ struct Command {
   bool own_group = false;
 };
 
-// fork/exec of `cmd` as the server's user. Between fork and exec the child
-// makes async-signal-safe calls only (the test process has threads).
+// fork/exec of `cmd` as the server's user.
 Result<pid_t> Spawn(const detail::ServerUser& user, const Command& cmd) {
-  std::vector<std::string> args = cmd.argv;
-  std::vector<std::string> env = cmd.env;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  const std::string out = cmd.output.empty() ? "/dev/null" : cmd.output;
-  const std::string in = cmd.input.empty() ? "/dev/null" : cmd.input;
-  const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (out_fd < 0) return InternalError(Errno("pg fixture: open " + out));
-  const int in_fd = open(in.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in_fd < 0) {
-    close(out_fd);
-    return InternalError(Errno("pg fixture: open " + in));
-  }
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    auto fail = [](const char* msg) {
-      (void)!write(2, msg, std::strlen(msg));
-      _exit(127);
-    };
-    dup2(in_fd, 0);
-    dup2(out_fd, 1);
-    dup2(out_fd, 2);
-    close_range(3, ~0U, 0);
-    if (cmd.own_group) setpgid(0, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (user.switch_user && (setgroups(user.groups.size(), user.groups.data()) != 0 ||
-                             setgid(user.gid) != 0 || setuid(user.uid) != 0)) {
-      fail("pg fixture: cannot switch to user postgres\n");
-    }
-    // After setuid, which clears it: a test process that dies takes its
-    // servers with it.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    execve(argv[0], argv.data(), envp.data());
-    fail("pg fixture: exec failed (are postgresql-15 and pgbouncer installed?)\n");
-  }
-  close(out_fd);
-  close(in_fd);
-  if (pid < 0) return InternalError(Errno("pg fixture: fork"));
-  // Also from here, so that no signal to the group can miss the child.
-  if (cmd.own_group) setpgid(pid, pid);
-  return pid;
+  return testing::SpawnChild({.argv = cmd.argv,
+                              .env = cmd.env,
+                              .output = cmd.output,
+                              .input = cmd.input,
+                              .own_group = cmd.own_group},
+                             "pg fixture", &user);
 }
 
-// Waits up to `timeout` for `pid` (our child) to exit; its wait status.
 std::optional<int> WaitExit(pid_t pid, std::chrono::milliseconds timeout) {
-  const auto until = SteadyClock::now() + timeout;
-  while (true) {
-    int status = 0;
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
-    if (r < 0 && errno != EINTR) return -1;
-    if (SteadyClock::now() > until) return std::nullopt;
-    std::this_thread::sleep_for(2ms);
-  }
+  return testing::WaitChild(pid, timeout);
 }
 
-std::string DescribeExit(int status) {
-  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-  return "status " + std::to_string(status);
-}
+using testing::DescribeExit;
 
 // Runs `cmd` to its end; kInternal with the end of its output unless it
 // exits 0.

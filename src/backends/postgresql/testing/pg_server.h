@@ -20,9 +20,10 @@
 // Speed: a start copies a ~30 MB data directory under $TMPDIR (/tmp by
 // default). On this project's VMs that takes ~0.1 s on an idle disk and up to
 // ~1.5 s while other tests fsync; with TMPDIR=/dev/shm (tmpfs; set it in the
-// test's CTest ENVIRONMENT) it takes ~0.1 s always. fsync stays on either
-// way, but on tmpfs it costs nothing: do not measure commit latency there.
-// A killed server loses nothing either way (the page cache survives it).
+// test's CTest ENVIRONMENT) it takes ~0.1 s always. The servers run with
+// fsync=off (a stalled shared disk would fail renewals at a 1 s TTL): do not
+// measure commit latency here. A killed server loses nothing (its writes
+// are in the page cache).
 //
 // Thread-safety: Query, the conninfo accessors and LogTail may be called from
 // any thread while the server is not being started, restarted or killed; the
@@ -40,6 +41,7 @@
 #include <vector>
 
 #include "leasehold/status.h"
+#include "testing/child_process.h"
 #include "testing/temp_dir.h"
 #include "testing/test_pki.h"
 
@@ -48,12 +50,7 @@ namespace leasehold::pg_test {
 namespace detail {
 // The user server processes run as: `postgres` when the test runs as root
 // (switch), otherwise the current user.
-struct ServerUser {
-  bool switch_user = false;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::vector<gid_t> groups{};
-};
+using ServerUser = testing::ProcessUser;
 }  // namespace detail
 
 // Rows of a query result; SQL NULL reads as "".
