@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "leasehold/forwarding_store.h"
+#include "leasehold/future.h"
 #include "leasehold/lease.h"
 #include "leasehold/runtime.h"
 #include "leasehold/store.h"
@@ -94,6 +97,92 @@ inline int WaitAndReport(std::shared_ptr<Store> store, const std::string& name, 
       static_cast<long long>(std::chrono::duration_cast<std::chrono::nanoseconds>(wall).count()));
   Check(lease->Release().ok(), "release");
   return 0;
+}
+
+// The acquire+release cycle against its floor: `ops` cycles of `lease`
+// (AcquireWithToken + Release) interleaved one by one with `floor()` (the
+// same requests sent bare), after 50 warm-up rounds; prints cycle_p50_us,
+// cycle_p99_us, floor_p50_us and floor_p99_us.
+inline int CycleAgainstFloor(Lease& lease, const std::function<bool()>& floor, int ops) {
+  std::vector<Duration> ours, bare;
+  for (int i = -50; i < ops; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto got = lease.AcquireWithToken();
+    Check(got.ok() && got->has_value(), "acquire");
+    Check(lease.Release().ok(), "release");
+    auto t1 = std::chrono::steady_clock::now();
+    Check(floor(), "raw cycle");
+    auto t2 = std::chrono::steady_clock::now();
+    if (i >= 0) {
+      ours.push_back(t1 - t0);
+      bare.push_back(t2 - t1);
+    }
+  }
+  std::printf("cycle_p50_us %.1f\ncycle_p99_us %.1f\nfloor_p50_us %.1f\nfloor_p99_us %.1f\n",
+              Percentile(ours, 0.5), Percentile(ours, 0.99), Percentile(bare, 0.5),
+              Percentile(bare, 0.99));
+  return 0;
+}
+
+// Counts what the engine asks of the store: Renew() batches and the leases
+// in them.
+class CountingStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  void Renew(std::vector<RenewRequest> batch, RenewCallback done) override {
+    batches.fetch_add(1, std::memory_order_relaxed);
+    renewals.fetch_add(batch.size(), std::memory_order_relaxed);
+    ForwardingStore::Renew(std::move(batch), std::move(done));
+  }
+  std::atomic<uint64_t> batches{0};
+  std::atomic<uint64_t> renewals{0};
+};
+
+// Graceful hand-off: the holder (on `holder_store`) releases while the
+// waiter (on `waiter_store`, sharing nothing with it, as another process)
+// waits; prints handoff_p50_us, _p99_us and _max_us of `rounds` (after five
+// warm-up rounds that open the waiter's notification connection).
+inline int Handoff(std::shared_ptr<Store> holder_store, std::shared_ptr<Store> waiter_store,
+                   int rounds) {
+  using namespace std::chrono_literals;
+  auto holder = NewLease(std::move(holder_store), "handoff", "holder", 10s);
+  auto waiter = NewLease(std::move(waiter_store), "handoff", "waiter", 10s);
+  std::vector<Duration> d;
+  for (int i = -5; i < rounds; ++i) {
+    auto got = holder->Acquire();
+    Check(got.ok() && *got, "holder acquire");
+    auto f = waiter->StartAcquire({.wait = true, .timeout = 10s});
+    std::this_thread::sleep_for(20ms);  // the waiter is waiting by now
+    auto t0 = std::chrono::steady_clock::now();
+    Check(holder->Release().ok(), "release");
+    const auto& r = f.Wait();
+    auto t1 = std::chrono::steady_clock::now();
+    Check(r.ok() && r->has_value(),
+          "waiter acquire (" + (r.ok() ? std::string("not granted") : r.status().ToString()) + ")");
+    if (i >= 0) d.push_back(t1 - t0);
+    Check(waiter->Release().ok(), "waiter release");
+  }
+  std::printf("handoff_p50_us %.1f\nhandoff_p99_us %.1f\nhandoff_max_us %.1f\n", Percentile(d, 0.5),
+              Percentile(d, 0.99), Percentile(d, 1.0));
+  return 0;
+}
+
+// Acquires `count` leases "many/<i>" through `store` (at most 500 requests
+// outstanding), fatally if any is not granted.
+inline std::vector<std::unique_ptr<Lease>> AcquireMany(const std::shared_ptr<Store>& store,
+                                                       int count, Duration ttl) {
+  std::vector<std::unique_ptr<Lease>> leases;
+  std::vector<Future<AcquireResult>> futures;
+  for (int i = 0; i < count; ++i) {
+    leases.push_back(NewLease(store, "many/" + std::to_string(i), "bench", ttl));
+    futures.push_back(leases.back()->StartAcquire());
+    if (futures.size() % 500 == 0) futures.back().Wait();  // keep the queue bounded
+  }
+  for (auto& f : futures) {
+    const auto& r = f.Wait();
+    Check(r.ok() && r->has_value(), "acquire of one of many");
+  }
+  return leases;
 }
 
 // One subcommand: `name TARGET ARGS...` with `args` arguments after TARGET.

@@ -88,24 +88,8 @@ int Cycle(const std::string& endpoint, int ops) {
   auto rt = leasehold::Runtime::Create();
   auto lease = NewLease(OpenStore(endpoint, rt), "cycle", "bench", 10s);
   RawFloor raw(endpoint);
-  std::vector<Duration> ours, floor;
-  for (int i = -50; i < ops; ++i) {  // 50 warm-up rounds
-    auto t0 = SteadyClock::now();
-    auto got = lease->Acquire();
-    Check(got.ok() && *got, "acquire");
-    Check(lease->Release().ok(), "release");
-    auto t1 = SteadyClock::now();
-    Check(raw.Cycle(), "raw cycle");
-    auto t2 = SteadyClock::now();
-    if (i >= 0) {
-      ours.push_back(t1 - t0);
-      floor.push_back(t2 - t1);
-    }
-  }
-  std::printf("cycle_p50_us %.1f\ncycle_p99_us %.1f\nfloor_p50_us %.1f\nfloor_p99_us %.1f\n",
-              Percentile(ours, 0.5), Percentile(ours, 0.99), Percentile(floor, 0.5),
-              Percentile(floor, 0.99));
-  return 0;
+  return leasehold::bench::CycleAgainstFloor(
+      *lease, [&raw] { return raw.Cycle(); }, ops);
 }
 
 int Handoff(const std::string& endpoint, int rounds) {

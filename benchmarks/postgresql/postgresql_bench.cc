@@ -179,79 +179,23 @@ int Cycle(const std::string& conninfo, int ops) {
   auto names = leasehold::postgres::SchemaNames::For(kSchema, kTable);
   if (!names.ok()) Die(names.status().ToString());
   RawFloor raw(conninfo, *names);
-  std::vector<Duration> ours, floor;
-  for (int i = -50; i < ops; ++i) {  // 50 warm-up rounds
-    auto t0 = SteadyClock::now();
-    auto got = lease->AcquireWithToken();
-    Check(got.ok() && got->has_value(), "acquire");
-    Check(lease->Release().ok(), "release");
-    auto t1 = SteadyClock::now();
-    Check(raw.Cycle(), "raw cycle");
-    auto t2 = SteadyClock::now();
-    if (i >= 0) {
-      ours.push_back(t1 - t0);
-      floor.push_back(t2 - t1);
-    }
-  }
-  std::printf("cycle_p50_us %.1f\ncycle_p99_us %.1f\nfloor_p50_us %.1f\nfloor_p99_us %.1f\n",
-              Percentile(ours, 0.5), Percentile(ours, 0.99), Percentile(floor, 0.5),
-              Percentile(floor, 0.99));
-  return 0;
+  return leasehold::bench::CycleAgainstFloor(
+      *lease, [&raw] { return raw.Cycle(); }, ops);
 }
 
 int Handoff(const std::string& conninfo, int rounds) {
   auto rt = leasehold::Runtime::Create();
   // Two stores that share nothing, as two processes would.
-  auto holder = NewLease(OpenStore(conninfo, rt, false), "handoff", "holder", 10s);
-  auto waiter = NewLease(OpenStore(conninfo, rt, false), "handoff", "waiter", 10s);
-  std::vector<Duration> d;
-  for (int i = -5; i < rounds; ++i) {  // the first rounds open the listener
-    auto got = holder->Acquire();
-    Check(got.ok() && *got, "holder acquire");
-    auto f = waiter->StartAcquire({.wait = true, .timeout = 10s});
-    std::this_thread::sleep_for(20ms);  // the waiter is listening by now
-    auto t0 = SteadyClock::now();
-    Check(holder->Release().ok(), "release");
-    const auto& r = f.Wait();
-    auto t1 = SteadyClock::now();
-    Check(r.ok() && r->has_value(), "waiter acquire");
-    if (i >= 0) d.push_back(t1 - t0);
-    Check(waiter->Release().ok(), "waiter release");
-  }
-  std::printf("handoff_p50_us %.1f\nhandoff_p99_us %.1f\nhandoff_max_us %.1f\n", Percentile(d, 0.5),
-              Percentile(d, 0.99), Percentile(d, 1.0));
-  return 0;
+  return leasehold::bench::Handoff(OpenStore(conninfo, rt, false), OpenStore(conninfo, rt, false),
+                                   rounds);
 }
 
-// Counts what the engine asks of the store: every Renew() batch is one
-// pipeline (one round trip, one transaction) of one UPDATE per lease.
-class CountingStore final : public leasehold::ForwardingStore {
- public:
-  using ForwardingStore::ForwardingStore;
-  void Renew(std::vector<leasehold::RenewRequest> batch, leasehold::RenewCallback done) override {
-    batches.fetch_add(1, std::memory_order_relaxed);
-    renewals.fetch_add(batch.size(), std::memory_order_relaxed);
-    ForwardingStore::Renew(std::move(batch), std::move(done));
-  }
-  std::atomic<uint64_t> batches{0};
-  std::atomic<uint64_t> renewals{0};
-};
+using leasehold::bench::CountingStore;
 
 int Many(const std::string& conninfo, int count, int ttl_s, int window_s) {
   auto rt = leasehold::Runtime::Create();
   auto store = std::make_shared<CountingStore>(OpenStore(conninfo, rt));
-  std::vector<std::unique_ptr<leasehold::Lease>> leases;
-  std::vector<leasehold::Future<leasehold::AcquireResult>> futures;
-  for (int i = 0; i < count; ++i) {
-    leases.push_back(
-        NewLease(store, "many/" + std::to_string(i), "bench", std::chrono::seconds(ttl_s)));
-    futures.push_back(leases.back()->StartAcquire());
-    if (futures.size() % 500 == 0) futures.back().Wait();  // keep the queue bounded
-  }
-  for (auto& f : futures) {
-    const auto& r = f.Wait();
-    Check(r.ok() && r->has_value(), "acquire of one of many");
-  }
+  auto leases = leasehold::bench::AcquireMany(store, count, std::chrono::seconds(ttl_s));
   // Every lease renews at least once before the window starts.
   std::this_thread::sleep_for(std::chrono::seconds(ttl_s) / 2);
   // The server's view, read on a connection of our own (its two queries per
