@@ -25,12 +25,17 @@ bool IsEndpoint(const std::string& ep) {
 }
 
 void CheckSpec(std::string_view input, const StoreSpec& s) {
-  // Shown URLs are the input, but for PostgreSQL passwords (redacted).
-  Require(s.kind == StoreSpec::Kind::kPostgres || s.url == input);
+  // Shown URLs are the input, but for PostgreSQL and Redis passwords (redacted).
+  Require(s.kind == StoreSpec::Kind::kPostgres || s.kind == StoreSpec::Kind::kRedis ||
+          s.url == input);
   Require(input.find('\0') == std::string_view::npos);
   switch (s.kind) {
     case StoreSpec::Kind::kMemory:
       Require(input == "memory:" || input == "memory://");
+      break;
+    case StoreSpec::Kind::kRedis:
+      // Kept whole for ParseRedisUrl (fuzzed in redis_reply_fuzzer).
+      Require(s.redis_url == input);
       break;
     case StoreSpec::Kind::kSqlite:
       Require(!s.path.empty() && s.path.front() == '/' && s.path.back() != '/');

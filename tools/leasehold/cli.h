@@ -30,7 +30,7 @@ Result<Duration> ParseDuration(std::string_view text);
 
 // A parsed --store URL.
 struct StoreSpec {
-  enum class Kind { kMemory, kSqlite, kEtcd, kKubernetes, kPostgres };
+  enum class Kind { kMemory, kSqlite, kEtcd, kKubernetes, kPostgres, kRedis };
   Kind kind = Kind::kMemory;
   std::string url;   // as given, for messages (never contains secrets)
   std::string path;  // sqlite: absolute database path
@@ -50,6 +50,9 @@ struct StoreSpec {
   std::string schema = "public";
   std::string table = "leasehold_leases";
   bool listen = true;
+  // redis://, rediss://, redis-sentinel://: the URL as given (it may hold a
+  // password: never print it), for ParseRedisUrl when the store is opened.
+  std::string redis_url;
 };
 
 // Parses memory:, sqlite:///ABS/PATH.db, etcd://H:P[,H:P...][/PREFIX][?...],
@@ -57,7 +60,8 @@ struct StoreSpec {
 // kubernetes://HOST:PORT/NAMESPACE?token-file=PATH&ca-file=PATH,
 // postgresql://... or postgres://... (libpq's URI; leasehold's own query
 // parameters leasehold-schema, leasehold-table, leasehold-listen=0|1 are taken
-// out, the rest goes to libpq as it is)
+// out, the rest goes to libpq as it is), redis://, rediss:// and
+// redis-sentinel:// (leasehold/backends/redis.h: ParseRedisUrl)
 // kInvalidArgument naming what is wrong.
 Result<StoreSpec> ParseStoreUrl(std::string_view url);
 

@@ -346,10 +346,10 @@ TEST_F(CliTest, BadStoreUrlIsAUsageErrorForEveryCommand) {
 }
 
 TEST_F(CliTest, BadStoreUrlFromTheEnvironmentIsAUsageError) {
-  env_["LEASEHOLD_STORE"] = "redis://h:6379";
+  env_["LEASEHOLD_STORE"] = "zookeeper://h:2181";
   Outcome o = Cli({"status", "x"});
   EXPECT_EQ(o.code, kExitUsage);
-  EXPECT_THAT(o.err, HasSubstr("unknown scheme \"redis\""));
+  EXPECT_THAT(o.err, HasSubstr("unknown scheme \"zookeeper\""));
 }
 
 TEST_F(CliTest, BackendsNotBuiltInAreUnavailableForEveryCommand) {

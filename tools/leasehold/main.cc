@@ -28,7 +28,9 @@ int main(int argc, char** argv) {
   std::string store = cli::DefaultStoreUrl();
   const std::string store_help =
       "store URL: memory:, sqlite:///ABS/PATH.db, etcd://HOST:PORT[,...][/PREFIX], "
-      "kubernetes:///NAMESPACE, postgresql://[USER@]HOST[:PORT]/DB[?...] (default: "
+      "kubernetes:///NAMESPACE, postgresql://[USER@]HOST[:PORT]/DB[?...], "
+      "redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB][?...], redis-sentinel://HOSTS/MASTER "
+      "(default: "
       "$LEASEHOLD_STORE, else the SQLite file under "
       "$XDG_STATE_HOME or ~/.local/state)";
   // On the tool and on every command, so it can go before or after the

@@ -19,6 +19,9 @@
 #ifdef LEASEHOLD_HAVE_ETCD
 #include "leasehold/backends/etcd.h"
 #endif
+#ifdef LEASEHOLD_HAVE_REDIS
+#include "leasehold/backends/redis.h"
+#endif
 #ifdef LEASEHOLD_HAVE_POSTGRESQL
 #include "leasehold/backends/postgresql.h"
 #endif
@@ -218,8 +221,8 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
   const size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) {
     return Bad(url,
-               "expected memory:, sqlite:///PATH, etcd://HOST:PORT, kubernetes:///NAMESPACE or "
-               "postgresql://...");
+               "expected memory:, sqlite:///PATH, etcd://HOST:PORT, kubernetes:///NAMESPACE, "
+               "postgresql://... or redis://...");
   }
   const std::string_view scheme = url.substr(0, scheme_end);
   std::string_view rest = url.substr(scheme_end + 3);
@@ -229,6 +232,18 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
     rest = rest.substr(0, q);
   }
   if (scheme == "postgresql" || scheme == "postgres") return ParsePostgresUrl(url, query);
+  if (scheme == "redis" || scheme == "rediss" || scheme == "redis-sentinel") {
+    spec.kind = StoreSpec::Kind::kRedis;
+    spec.url = Redacted(url);
+#ifdef LEASEHOLD_HAVE_REDIS
+    // Checked now, so that a bad URL is a usage error before anything runs.
+    if (auto parsed = ParseRedisUrl(std::string(url)); !parsed.ok()) {
+      return Bad(spec.url, std::string(parsed.status().message()));
+    }
+#endif
+    spec.redis_url = std::string(url);
+    return spec;
+  }
   if (rest.find('#') != std::string_view::npos) return Bad(url, "fragments (#) are not allowed");
 
   if (scheme == "sqlite") {
@@ -428,6 +443,19 @@ Result<std::shared_ptr<Store>> OpenStore(const StoreSpec& spec, std::shared_ptr<
 #else
       return UnimplementedError("store " + spec.url +
                                 ": the PostgreSQL backend is not built into this leasehold");
+#endif
+    }
+    case StoreSpec::Kind::kRedis: {
+#ifdef LEASEHOLD_HAVE_REDIS
+      auto options = ParseRedisUrl(spec.redis_url);
+      if (!options.ok()) return options.status().WithContext("store " + spec.url);
+      // The store's messages name it (without the password).
+      auto store = RedisStore::Open(*std::move(options), std::move(runtime));
+      if (!store.ok()) return store.status();
+      return std::shared_ptr<Store>(*store);
+#else
+      return UnimplementedError("store " + spec.url +
+                                ": the Redis backend is not built into this leasehold");
 #endif
     }
   }

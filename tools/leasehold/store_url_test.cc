@@ -171,7 +171,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"", "expected memory:"}, BadUrl{"memory", "expected memory:"},
         BadUrl{"/tmp/leases.db", "expected memory:"},
         BadUrl{"sqlite:/tmp/x.db", "expected memory:"}, BadUrl{"memory:x", "expected memory:"},
-        BadUrl{"redis://h:6379", "unknown scheme \"redis\""},
+        BadUrl{"zookeeper://h:2181", "unknown scheme \"zookeeper\""},
         BadUrl{"SQLITE:///tmp/x.db", "unknown scheme \"SQLITE\""},
         BadUrl{"://h:1", "unknown scheme \"\""},
         // sqlite
