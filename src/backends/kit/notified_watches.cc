@@ -1,6 +1,5 @@
 #include "kit/notified_watches.h"
 
-#include <charconv>
 #include <utility>
 
 namespace leasehold::kit {
@@ -84,20 +83,6 @@ bool NotifiedWatches::Polled(const std::vector<WatchId>& changed) {
   }
   Fire(std::move(firing));
   return more;
-}
-
-std::string StampVersion(const std::string& version, uint64_t heard) {
-  return version + "@" + std::to_string(heard);
-}
-
-std::pair<std::string, uint64_t> UnstampVersion(const std::string& stamped) {
-  const size_t at = stamped.rfind('@');
-  if (at == std::string::npos) return {stamped, 0};
-  uint64_t heard = 0;
-  const char* end = stamped.data() + stamped.size();
-  auto [p, ec] = std::from_chars(stamped.data() + at + 1, end, heard);
-  if (ec != std::errc() || p != end) return {stamped, 0};
-  return {stamped.substr(0, at), heard};
 }
 
 }  // namespace leasehold::kit

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "kit/watch_registry.h"
+#include "kit/watch_version.h"
 #include "leasehold/runtime.h"
 #include "leasehold/store.h"
 
@@ -105,13 +106,6 @@ void PollEvery(const std::shared_ptr<Runtime>& rt, Duration interval, std::weak_
     });
   });
 }
-
-// A record's version as a store hands it to the engine: stamped with
-// Heard() at the read, which Watch() needs back ("<version>@<heard>").
-std::string StampVersion(const std::string& version, uint64_t heard);
-// Both parts; heard 0 when `stamped` carries none (then every later
-// notification counts as news).
-std::pair<std::string, uint64_t> UnstampVersion(const std::string& stamped);
 
 }  // namespace leasehold::kit
 

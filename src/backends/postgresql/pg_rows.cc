@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "kit/watch_version.h"
+
 namespace leasehold::postgres {
 namespace {
 
@@ -48,19 +50,12 @@ Result<std::optional<Row>> ParseRow(const Rows& rows, const std::string& what) {
 }
 
 std::string WatchVersion(int64_t version, uint64_t heard) {
-  return std::to_string(version) + "@" + std::to_string(heard);
+  return kit::StampVersion(std::to_string(version), heard);
 }
 
 std::pair<std::optional<int64_t>, uint64_t> ParseWatchVersion(const std::string& v) {
-  const size_t at = v.find('@');
-  const std::optional<int64_t> version = Int(std::optional<std::string>(v.substr(0, at)));
-  uint64_t heard = 0;
-  if (at != std::string::npos) {
-    const char* end = v.data() + v.size();
-    auto [p, ec] = std::from_chars(v.data() + at + 1, end, heard);
-    if (ec != std::errc() || p != end) heard = 0;
-  }
-  return {version, heard};
+  const auto [version, heard] = kit::UnstampVersion(v);
+  return {Int(std::optional<std::string>(version)), heard};
 }
 
 void AppendArrayElement(std::string& array, std::string_view element) {
