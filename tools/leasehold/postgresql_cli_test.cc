@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "binary_test_util.h"
 #include "cli.h"
 #include "leasehold/lease.h"
 #include "pg_server.h"
@@ -70,17 +71,7 @@ class PostgresCliTest : public ::testing::Test {
   }
 
   std::string Binary(const std::string& args, int* exit_code) {
-    const std::string cmd =
-        std::string(LEASEHOLD_BINARY) + " --store '" + url_ + "' " + args + " 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    if (!pipe) return "";
-    char buf[4096];
-    std::string output;
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) output.append(buf, n);
-    const int status = pclose(pipe);
-    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return output;
+    return RunBinary(url_, args, exit_code);
   }
 
   std::unique_ptr<pg_test::PgServer> server_;
