@@ -42,8 +42,8 @@ class KubernetesHarness final : public DecoratedHarness {
     auto server = FakeApiServer::Start({.threads = 320});
     EXPECT_TRUE(server.ok()) << server.status().ToString();
     if (server.ok()) server_ = std::move(*server);
-    // The server builds its thread pool once it listens; under sanitizers
-    // that outlasts a first request's timeout. One read waits for it.
+    // A process's first TLS handshake (loading the CA and keys) can outlast
+    // a first request's timeout under sanitizers: one slow read takes it.
     if (auto store = Open(60s); store != nullptr) {
       Promise<Result<LeaseRecord>> done(runtime());
       store->Inspect("warm-up", runtime()->clock().Now() + 60s,

@@ -234,7 +234,11 @@ Status HttpFront::Start() {
   });
   if (!server_->is_valid()) return InternalError("fake API server: TLS setup failed");
   const size_t threads = st.options.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->new_task_queue = [this, threads] {
+    auto* pool = new httplib::ThreadPool(threads);
+    pool_ready_.store(true);
+    return pool;
+  };
   server_->set_keep_alive_max_count(1000000);
   server_->set_keep_alive_timeout(60);
   server_->set_read_timeout(std::chrono::seconds(30));
@@ -260,8 +264,11 @@ Status HttpFront::Start() {
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // httplib's stop() does nothing before the listening loop has started,
   // and the loop would then block in accept() forever: a server stopped
-  // right after it was started (a short test) would never be joined.
-  while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // right after it was started (a short test) would never be joined. The
+  // loop starts once the thread pool is built, which with hundreds of
+  // threads under a sanitizer on a loaded machine outlasts a client's
+  // request timeout: a server resumed mid-test must answer at once.
+  while (!pool_ready_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return Status::Ok();
 }
 

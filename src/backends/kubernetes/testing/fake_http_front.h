@@ -68,6 +68,7 @@ class HttpFront {
   const uint64_t epoch_;
   std::unique_ptr<httplib::SSLServer> server_;
   std::thread thread_;
+  std::atomic<bool> pool_ready_{false};  // httplib built its thread pool
 };
 
 }  // namespace leasehold::kubernetes::testing::detail
