@@ -90,6 +90,7 @@ struct Lane {
   std::condition_variable cv;
   std::deque<Task> tasks;
   bool stop = false;
+  size_t idle = 0;  // threads waiting for a task
 
   void Push(Task task) {
     {
@@ -98,10 +99,24 @@ struct Lane {
     }
     cv.notify_one();
   }
+  // Push, and whether the task would wait: more tasks queued than threads
+  // idle to take them.
+  bool PushWouldWait(Task task) {
+    bool wait;
+    {
+      std::lock_guard lock(mu);
+      tasks.push_back(std::move(task));
+      wait = tasks.size() > idle;
+    }
+    cv.notify_one();
+    return wait;
+  }
   static void Serve(std::shared_ptr<Lane> lane, const char* name) {
     std::unique_lock lock(lane->mu);
     for (;;) {
+      ++lane->idle;
       lane->cv.wait(lock, [&] { return lane->stop || !lane->tasks.empty(); });
+      --lane->idle;
       if (lane->stop) return;
       Task task = std::move(lane->tasks.front());
       lane->tasks.pop_front();
@@ -214,7 +229,12 @@ class ThreadedRuntime final : public Runtime {
       }
       lane->cv.notify_all();
     }
-    for (auto& t : threads_) {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(threads_mu_);
+      threads.swap(threads_);
+    }
+    for (auto& t : threads) {
       if (t.get_id() == std::this_thread::get_id()) {
         // The last reference was dropped by a task on this very thread: it
         // cannot join itself. Its state is shared, and it returns as soon as
@@ -257,17 +277,18 @@ class ThreadedRuntime final : public Runtime {
 
   void PostCallback(Task task) override { callbacks_->Push(std::move(task)); }
 
+  // The blocking lane grows on demand: a thread is started whenever a task
+  // would wait and none is idle, up to options_.blocking_threads. Each
+  // connection with a request out holds a thread for a round trip; a fixed
+  // small pool shared by many stores queues their renewals behind each other
+  // until they miss their deadlines.
   void PostBlocking(Task task) override {
-    {
-      std::lock_guard lock(blocking_mu_);
-      if (!blocking_started_) {
-        blocking_started_ = true;
-        for (size_t i = 0; i < options_.blocking_threads; ++i) {
-          threads_.emplace_back([lane = blocking_] { Lane::Serve(lane, "blocking"); });
-        }
-      }
+    if (!blocking_->PushWouldWait(std::move(task))) return;
+    std::lock_guard lock(threads_mu_);
+    if (blocking_threads_ < options_.blocking_threads) {
+      ++blocking_threads_;
+      threads_.emplace_back([lane = blocking_] { Lane::Serve(lane, "blocking"); });
     }
-    blocking_->Push(std::move(task));
   }
 
   bool OnLoopThread() const noexcept override { return current_loop == loop_.get(); }
@@ -319,8 +340,8 @@ class ThreadedRuntime final : public Runtime {
   std::shared_ptr<LoopState> loop_;
   std::shared_ptr<Lane> callbacks_;
   std::shared_ptr<Lane> blocking_;
-  std::mutex blocking_mu_;
-  bool blocking_started_ = false;
+  std::mutex threads_mu_;  // guards threads_ and blocking_threads_
+  size_t blocking_threads_ = 0;
   std::vector<std::thread> threads_;
 };
 

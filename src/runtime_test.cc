@@ -3,14 +3,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <future>
 #include <latch>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -500,6 +504,55 @@ TEST(ThreadedRuntimeTest, ZeroBlockingThreadsStillRunsBlockingTasks) {
   ASSERT_NE(rt, nullptr);
   rt->PostBlocking([&] { ran.set_value(); });
   EXPECT_TRUE(Ready(f));
+}
+
+// A thread is started whenever a blocking task would wait and none is idle,
+// up to blocking_threads: tasks that each hold a thread for a round trip run
+// side by side, not queued behind each other.
+TEST(ThreadedRuntimeTest, TheBlockingLaneGrowsToTheTasksInFlightAndNoFurther) {
+  std::mutex mu;
+  std::condition_variable changed;
+  int running = 0, most = 0;
+  bool open = false;
+  std::promise<void> last;
+  auto lf = last.get_future();
+  auto rt = Runtime::Create({.blocking_threads = 6});
+  // One at a time: one thread is enough, and only one is started.
+  std::set<std::thread::id> ran_on;
+  for (int i = 0; i < 5; ++i) {
+    std::promise<std::thread::id> one;
+    auto f = one.get_future();
+    rt->PostBlocking([&] { one.set_value(std::this_thread::get_id()); });
+    ASSERT_TRUE(Ready(f));
+    ran_on.insert(f.get());
+    // Time for the thread to go back to waiting (idle) after the task.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(ran_on.size(), 1u) << "threads started before any task waited";
+  for (int i = 0; i < 10; ++i) {
+    rt->PostBlocking([&] {
+      std::unique_lock lock(mu);
+      most = std::max(most, ++running);
+      changed.notify_all();
+      changed.wait(lock, [&] { return open; });
+      --running;
+    });
+  }
+  rt->PostBlocking([&] { last.set_value(); });
+  {
+    std::unique_lock lock(mu);
+    EXPECT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return running == 6; }))
+        << "only " << running << " of the tasks ran at once";
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(most, 6) << "more threads than blocking_threads";
+    open = true;
+  }
+  changed.notify_all();
+  EXPECT_TRUE(Ready(lf));
+  EXPECT_TRUE(ShutDown(std::move(rt)));
 }
 
 TEST(ThreadedRuntimeTest, AThrowingTaskDoesNotKillAnyLane) {

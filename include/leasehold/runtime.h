@@ -46,8 +46,11 @@ using TimerId = uint64_t;
 
 struct RuntimeOptions {
   // Threads in the blocking lane (used only by stores whose client libraries
-  // block); 0 is taken as 1.
-  size_t blocking_threads = 4;
+  // block: each request out holds one for its round trip), at most. They are
+  // started on demand -- when a task would wait and no thread is idle -- and
+  // kept. A process with many stores (connections) needs one per request in
+  // flight, or their renewals queue behind each other. 0 is taken as 1.
+  size_t blocking_threads = 64;
 };
 
 class Runtime {
