@@ -1,7 +1,10 @@
 #include "kit/sync_store.h"
 
+#include <algorithm>
+#include <deque>
 #include <functional>
 #include <mutex>
+#include <unordered_set>
 
 #include "kit/lease_label.h"
 #include "kit/renew_batch.h"
@@ -63,6 +66,10 @@ void Run(std::shared_ptr<Runtime> runtime, std::shared_ptr<SyncOps> ops, SyncCal
   });
 }
 
+Status DeadlinePassed(const std::string& describe, const std::string& what) {
+  return DeadlineExceededError(describe + ": " + what + ": deadline passed before the request ran");
+}
+
 std::string RenewWhat(const std::vector<RenewRequest>& batch) {
   return batch.size() == 1 ? "renew " + LeaseLabel(batch.front().name)
                            : "renew " + std::to_string(batch.size()) + " leases";
@@ -70,10 +77,127 @@ std::string RenewWhat(const std::vector<RenewRequest>& batch) {
 
 }  // namespace
 
+class RenewCombiner {
+ public:
+  struct Waiting {
+    std::vector<RenewRequest> batch;
+    RenewCallback done;
+  };
+  std::mutex mu;
+  bool out = false;             // a combined call is being made
+  std::deque<Waiting> waiting;  // batches for the next call, in arrival order
+};
+
+std::shared_ptr<RenewCombiner> NewRenewCombiner() { return std::make_shared<RenewCombiner>(); }
+
+namespace {
+
+using Answer = std::vector<Result<RenewOutcome>>;
+
+// Takes the waiting batches, in order, up to the first that names a lease
+// already taken (a store renews each name once per call).
+std::vector<RenewCombiner::Waiting> TakeWaiting(RenewCombiner& c) {
+  std::vector<RenewCombiner::Waiting> taken;
+  std::unordered_set<std::string> names;
+  while (!c.waiting.empty()) {
+    const std::vector<RenewRequest>& next = c.waiting.front().batch;
+    const bool clash = std::any_of(next.begin(), next.end(),
+                                   [&](const RenewRequest& r) { return names.contains(r.name); });
+    if (clash) break;
+    for (const RenewRequest& r : next) names.insert(r.name);
+    taken.push_back(std::move(c.waiting.front()));
+    c.waiting.pop_front();
+  }
+  return taken;
+}
+
+// One combined call: the batches waiting now, less the requests whose
+// deadline has passed; when it is answered, the next call (if batches came
+// meanwhile) is posted before the answers go out.
+void CombinedCall(std::shared_ptr<Runtime> runtime, std::shared_ptr<SyncOps> ops,
+                  std::shared_ptr<RenewCombiner> combiner) {
+  std::vector<RenewCombiner::Waiting> taken;
+  {
+    std::lock_guard lock(combiner->mu);
+    taken = TakeWaiting(*combiner);
+    if (taken.empty()) {
+      combiner->out = false;
+      return;
+    }
+  }
+  const TimePoint now = runtime->clock().Now();
+  std::vector<RenewRequest> live;
+  std::vector<std::pair<size_t, size_t>> from;  // (batch, request) of each live request
+  std::vector<Answer> answers(taken.size());
+  for (size_t i = 0; i < taken.size(); ++i) {
+    std::vector<RenewRequest>& batch = taken[i].batch;
+    answers[i].assign(batch.size(), Result<RenewOutcome>(InternalError("not renewed")));
+    for (size_t j = 0; j < batch.size(); ++j) {
+      if (batch[j].deadline <= now) {
+        answers[i][j] = DeadlinePassed(ops->describe(), RenewWhat({batch[j]}));
+      } else {
+        live.push_back(std::move(batch[j]));
+        from.emplace_back(i, j);
+      }
+    }
+  }
+  auto finish = [runtime, ops, combiner, taken = std::move(taken), answers = std::move(answers),
+                 from](Answer got) mutable {
+    if (got.size() == from.size()) {
+      for (size_t k = 0; k < from.size(); ++k) {
+        answers[from[k].first][from[k].second] = std::move(got[k]);
+      }
+    } else {
+      const Status bad =
+          InternalError(ops->describe() + ": answered " + std::to_string(got.size()) +
+                        " results to a batch of " + std::to_string(from.size()) + " renewals");
+      for (const auto& [i, j] : from) answers[i][j] = bad;
+    }
+    bool more;
+    {
+      std::lock_guard lock(combiner->mu);
+      more = !combiner->waiting.empty();
+      if (!more) combiner->out = false;
+    }
+    if (more)
+      runtime->PostBlocking([runtime, ops, combiner] { CombinedCall(runtime, ops, combiner); });
+    for (size_t i = 0; i < taken.size(); ++i) taken[i].done(std::move(answers[i]));
+  };
+  if (live.empty()) {
+    finish({});
+    return;
+  }
+  SyncCall call{.what = RenewWhat(live), .deadline = EarliestDeadline(live)};
+  const size_t n = live.size();
+  Run<Answer>(
+      std::move(runtime), std::move(ops), std::move(call), n,
+      [live = std::move(live)](SyncOps& o, SyncCall& c) { return o.Renew(live, c); },
+      std::move(finish));
+}
+
+}  // namespace
+
+void CombinedRenew(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
+                   const std::shared_ptr<RenewCombiner>& combiner, std::vector<RenewRequest> batch,
+                   RenewCallback done) {
+  if (batch.empty()) {
+    done({});
+    return;
+  }
+  {
+    std::lock_guard lock(combiner->mu);
+    combiner->waiting.push_back({std::move(batch), std::move(done)});
+    if (combiner->out) return;
+    combiner->out = true;
+  }
+  RunBlocking(*runtime,
+              [runtime, ops = std::move(ops), combiner] { CombinedCall(runtime, ops, combiner); });
+}
+
 Result<Duration> SyncCall::Left(const Clock& clock, const std::string& describe) const {
   const Duration left = deadline - clock.Now();
   if (left > Duration::zero()) return left;
-  return DeadlineExceededError(describe + ": " + what + ": deadline passed before the request ran");
+  return DeadlinePassed(describe, what);
 }
 
 void RunBlocking(Runtime& runtime, Task fn) {

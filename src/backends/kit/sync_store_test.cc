@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -32,8 +33,12 @@ class ScriptedOps final : public SyncOps {
   std::vector<Result<RenewOutcome>> Renew(const std::vector<RenewRequest>& batch,
                                           SyncCall& call) override {
     Record(call);
-    std::lock_guard lock(mu);
+    std::unique_lock lock(mu);
+    ++at_gate;
+    gate_changed.notify_all();
+    gate_changed.wait(lock, [&] { return !gate_closed; });
     batch_sizes.push_back(batch.size());
+    for (const RenewRequest& r : batch) renewed.push_back(r.name);
     std::vector<Result<RenewOutcome>> out;
     for (const RenewRequest& r : batch) {
       if (r.name == "gone") {
@@ -67,7 +72,12 @@ class ScriptedOps final : public SyncOps {
   std::mutex mu;
   std::vector<Seen> calls;
   std::vector<size_t> batch_sizes;
+  std::vector<std::string> renewed;  // names, in the order renewed
   Duration rerun_every{};
+  // While closed, Renew calls wait (at_gate counts those that came).
+  bool gate_closed = false;
+  int at_gate = 0;
+  std::condition_variable gate_changed;
 
  private:
   Duration Left(const SyncCall& call) const {
@@ -126,14 +136,19 @@ TEST(SyncStoreTest, ADeadlineAlreadyPassedAnswersWithoutRunningTheOperation) {
                 for (auto& one : r) statuses.push_back(one.status());
               });
   sim->RunUntilIdle();
-  EXPECT_TRUE(ops->calls.empty()) << "nothing ran";
   ASSERT_EQ(statuses.size(), 6u);
-  for (const Status& s : statuses)
-    EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(statuses[i].code(), StatusCode::kDeadlineExceeded) << statuses[i].ToString();
+  }
   EXPECT_THAT(statuses[0].message(),
               ::testing::HasSubstr("scripted:: acquire lease \"a\": deadline passed"));
-  EXPECT_THAT(statuses[4].message(), ::testing::HasSubstr("renew 2 leases"))
-      << "a batch answers by its earliest deadline";
+  // A renewal whose deadline passed is answered alone; the rest of its
+  // batch still goes.
+  EXPECT_THAT(statuses[4].message(),
+              ::testing::HasSubstr("scripted:: renew lease \"e\": deadline passed"));
+  EXPECT_TRUE(statuses[5].ok()) << statuses[5].ToString();
+  ASSERT_EQ(ops->calls.size(), 1u) << "only the renewal of \"f\" ran";
+  EXPECT_EQ(ops->calls[0].what, "renew lease \"f\"");
 }
 
 TEST(SyncStoreTest, ARerunRunsAgainAtTheTimeAskedWithoutSleepingUntilTheDeadline) {
@@ -191,6 +206,67 @@ TEST(SyncStoreTest, ABatchIsOneCallUnlessTheStoreRenewsOneByOne) {
       EXPECT_EQ(ops->calls[0].what, "renew 3 leases");
     }
   }
+}
+
+// Batches that come while a renewal call is out go together in the next
+// call: one call per round trip however many batches the engine sends, so a
+// store with one connection never queues renewals past their deadlines.
+TEST(SyncStoreTest, BatchesThatComeWhileARenewalIsOutGoTogetherInTheNextCall) {
+  auto runtime = Runtime::Create({.blocking_threads = 2});
+  auto ops = std::make_shared<ScriptedOps>(runtime);
+  auto store = std::make_shared<TestStore>(runtime, ops, SyncPolicy{});
+  const TimePoint deadline = runtime->clock().Now() + 30s;
+  ops->gate_closed = true;
+
+  std::vector<std::promise<std::vector<Result<RenewOutcome>>>> answers(4);
+  auto answer = [&](int i) {
+    return
+        [&answers, i](std::vector<Result<RenewOutcome>> r) { answers[i].set_value(std::move(r)); };
+  };
+  runtime->Post([&] { store->Renew({{"a", "me", {}, 1s, deadline}}, answer(0)); });
+  {
+    std::unique_lock lock(ops->mu);
+    ops->gate_changed.wait(lock, [&] { return ops->at_gate == 1; });
+  }
+  // While "a" is out: {b, c}, {d, late} (whose deadline passes while it
+  // waits) and {b} again, which must wait for a call of its own.
+  const TimePoint soon = runtime->clock().Now() + 50ms;
+  std::promise<void> queued;
+  runtime->Post([&] {
+    store->Renew({{"b", "me", {}, 1s, deadline}, {"c", "me", {}, 1s, deadline}}, answer(1));
+    store->Renew({{"d", "me", {}, 1s, deadline}, {"late", "me", {}, 1s, soon}}, answer(2));
+    store->Renew({{"b", "me", {}, 1s, deadline}}, answer(3));
+    queued.set_value();
+  });
+  queued.get_future().wait();
+  std::this_thread::sleep_for(100ms);
+  {
+    std::lock_guard lock(ops->mu);
+    EXPECT_EQ(ops->at_gate, 1) << "no second call while the first is out";
+    ops->gate_closed = false;
+  }
+  ops->gate_changed.notify_all();
+
+  std::vector<std::vector<Result<RenewOutcome>>> got;
+  for (int i = 0; i < 4; ++i) got.push_back(answers[i].get_future().get());
+  {
+    std::lock_guard lock(ops->mu);
+    EXPECT_THAT(ops->batch_sizes, ::testing::ElementsAre(1u, 3u, 1u));
+    EXPECT_THAT(ops->renewed, ::testing::ElementsAre("a", "b", "c", "d", "b"));
+  }
+  ASSERT_EQ(got[1].size(), 2u);
+  ASSERT_EQ(got[2].size(), 2u);
+  ASSERT_EQ(got[3].size(), 1u);
+  for (const auto* r : {&got[0][0], &got[1][0], &got[1][1], &got[2][0], &got[3][0]}) {
+    ASSERT_TRUE(r->ok()) << r->status().ToString();
+    EXPECT_TRUE(std::holds_alternative<Renewed>(**r));
+  }
+  EXPECT_EQ(got[2][1].status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(got[2][1].status().message(),
+              ::testing::HasSubstr("renew lease \"late\": deadline passed before the request ran"));
+  store.reset();
+  ops.reset();
+  EXPECT_TRUE(ShutDown(std::move(runtime)));
 }
 
 TEST(SyncStoreTest, ALoopThreadNeverRunsTheOperationAnyOtherThreadRunsItInline) {
