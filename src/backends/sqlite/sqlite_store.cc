@@ -1,11 +1,14 @@
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <vector>
 
+#include "kit/fair_mutex.h"
 #include "kit/lease_label.h"
 #include "kit/renew_batch.h"
 #include "kit/sync_store.h"
@@ -118,6 +121,33 @@ struct Row {
   bool live = false;
 };
 
+// The turns of this process's connections to the database file at `path`:
+// one FIFO lock per file (by device and inode), shared by every store of the
+// process that opened it. SQLite's own lock between connections is taken by
+// polling -- the busy handler sleeps up to 100 ms between tries -- so many
+// stores of one process writing one file (the conformance suite's 200
+// clients, a service with a store per component) starve each other past
+// their renewal deadlines. Taking turns here, they queue fairly and only
+// other processes meet the busy handler.
+std::shared_ptr<kit::FairMutex> TurnsFor(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return std::make_shared<kit::FairMutex>();
+  struct Registry {
+    std::mutex mu;
+    std::map<std::pair<dev_t, ino_t>, std::weak_ptr<kit::FairMutex>> turns;
+  };
+  static Registry* registry = new Registry;  // never destroyed: stores may outlive statics
+  std::lock_guard lock(registry->mu);
+  std::erase_if(registry->turns, [](const auto& entry) { return entry.second.expired(); });
+  std::weak_ptr<kit::FairMutex>& slot = registry->turns[{st.st_dev, st.st_ino}];
+  std::shared_ptr<kit::FairMutex> turns = slot.lock();
+  if (!turns) {
+    turns = std::make_shared<kit::FairMutex>();
+    slot = turns;
+  }
+  return turns;
+}
+
 // The database connection and the store's operations on it.
 struct State final : kit::SyncOps {
   State(std::shared_ptr<Runtime> rt, SqliteOptions o)
@@ -143,7 +173,9 @@ struct State final : kit::SyncOps {
   const std::string boot_id;
   std::string db_id;
 
-  std::mutex mu;  // one connection, one statement at a time
+  // One statement at a time on the connection, and one connection of this
+  // process at a time on the file (TurnsFor).
+  std::shared_ptr<kit::FairMutex> mu = std::make_shared<kit::FairMutex>();
   sqlite3* db = nullptr;
   std::unique_ptr<Stmt> select, upsert, next_sequence, renew, release, break_lease;
 
@@ -270,7 +302,7 @@ struct State final : kit::SyncOps {
       return InvalidArgumentError(description + ": " + what + ": TTL " + FormatDuration(q.ttl) +
                                   " exceeds this store's maximum of " + FormatDuration(kMaxTtl));
     }
-    std::lock_guard lock(mu);
+    std::lock_guard lock(*mu);
     if (Status s = FitDeadline(call); !s.ok()) return s;
     if (Status s = Durable(true); !s.ok()) return s;
     if (Status s = Begin(what); !s.ok()) return s;
@@ -320,7 +352,7 @@ struct State final : kit::SyncOps {
                                           kit::SyncCall& call) override {
     const std::string& what = call.what;
     auto all = [&](const Status& s) { return kit::AllFailed(batch.size(), s); };
-    std::lock_guard lock(mu);
+    std::lock_guard lock(*mu);
     if (Status s = FitDeadline(call); !s.ok()) return all(s);
     if (Status s = Durable(false); !s.ok()) return all(s);
     if (Status s = Begin(what); !s.ok()) return all(s);
@@ -366,7 +398,7 @@ struct State final : kit::SyncOps {
   }
 
   Status Release(const ReleaseRequest& q, kit::SyncCall& call) override {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(*mu);
     if (Status s = FitDeadline(call); !s.ok()) return s;
     if (q.token.sequence == 0 || Token(q.name, q.token.sequence) != q.token) {
       return Status::Ok();  // not a tenure of this database: nothing of ours
@@ -381,7 +413,7 @@ struct State final : kit::SyncOps {
   }
 
   Status Break(const std::string& name, kit::SyncCall& call) override {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(*mu);
     if (Status s = FitDeadline(call); !s.ok()) return s;
     Stmt& b = *break_lease;
     b.Bind(name);
@@ -391,7 +423,7 @@ struct State final : kit::SyncOps {
   }
 
   Result<LeaseRecord> Inspect(const std::string& name, kit::SyncCall& call) override {
-    std::lock_guard lock(mu);
+    std::lock_guard lock(*mu);
     if (Status s = FitDeadline(call); !s.ok()) return s;
     const int64_t now = Ns(clock.Now());
     auto row = Read(name, now);
@@ -415,7 +447,7 @@ struct State final : kit::SyncOps {
     const std::vector<kit::WatchRegistry::Watcher> snapshot = watchers.Snapshot();
     std::vector<WatchId> fire;
     {
-      std::lock_guard lock(mu);
+      std::lock_guard lock(*mu);
       const int64_t now = Ns(clock.Now());
       for (const auto& w : snapshot) {
         auto row = Read(w.name, now);
@@ -482,6 +514,7 @@ Result<std::shared_ptr<SqliteStore>> SqliteStore::Open(SqliteOptions options,
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
   int rc = sqlite3_open_v2(options.path.c_str(), &state->db, flags, nullptr);
   if (rc != SQLITE_OK) return state->Error("open", rc);
+  state->mu = TurnsFor(options.path);
   sqlite3_extended_result_codes(state->db, 1);
   sqlite3_busy_timeout(
       state->db,
