@@ -18,7 +18,8 @@ endfunction()
 #                          OTHERS <label> [TIMEOUT <s>] [ENVIRONMENT <var=value>])
 # Registers the GoogleTest cases of <target> with CTest: those matching FILTER
 # labelled LABEL, all the others OTHERS (CTest labels: unit, integration,
-# fault, benchmark). TIMEOUT defaults to 300 s.
+# fault, benchmark). TIMEOUT defaults to 300 s. Fault tests count as two of
+# CTest's parallel jobs (PROCESSORS 2).
 function(leasehold_discover_tests target)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "FILTER;LABEL;OTHERS;TIMEOUT;ENVIRONMENT" "")
   if(NOT arg_TIMEOUT)
@@ -32,8 +33,14 @@ function(leasehold_discover_tests target)
     string(REPLACE "|" ";" half "${half}")
     list(GET half 0 filter)
     list(GET half 1 label)
+    # A fault test (servers paused, killed, clocks jumped) counts as two of
+    # CTest's parallel jobs: its timing bounds are the tightest.
+    set(processors 1)
+    if(label STREQUAL "fault")
+      set(processors 2)
+    endif()
     gtest_discover_tests(${target} TEST_FILTER "${filter}"
-      PROPERTIES LABELS ${label} TIMEOUT ${arg_TIMEOUT} ${environment}
+      PROPERTIES LABELS ${label} TIMEOUT ${arg_TIMEOUT} PROCESSORS ${processors} ${environment}
       DISCOVERY_MODE PRE_TEST)
   endforeach()
 endfunction()
