@@ -34,7 +34,9 @@
 //     fall as round trips lengthen, and a renewal waits at most for the call
 //     before it. A request whose deadline passed while it waited is answered
 //     kDeadlineExceeded alone; a batch naming a lease already in the call
-//     waits for the next.
+//     waits for the next. The call runs by its earliest deadline: if that
+//     cuts it short, its other requests fail with it and the engine retries
+//     them within their own leases' budgets.
 //
 // The SyncOps object is shared with the queued work: a store destroyed while
 // an operation waits for the blocking lane or a rerun does not pull it away.
