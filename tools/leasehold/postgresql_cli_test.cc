@@ -8,8 +8,6 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
 #include "binary_test_util.h"
@@ -93,43 +91,14 @@ TEST_F(PostgresCliTest, InitRunStatusWatchAndBreakWorkOnTheStore) {
   EXPECT_EQ((*rows)[0][1], "1");
 
   // A holder in this process; status and watch see it, break frees it.
-  auto store = OpenStore(ParseStoreUrl(url_).value(), Runtime::Create());
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  auto lease = Lease::Create(*store, {.name = "job", .owner = "me", .ttl = 5s});
-  ASSERT_TRUE(lease.ok());
-  auto got = (*lease)->Acquire();
-  ASSERT_TRUE(got.ok() && *got) << got.status().ToString();
-  std::ostringstream sout, serr;
-  EXPECT_EQ(StatusCommand({.store_url = url_, .name = "job"}, sout, serr), 0) << serr.str();
-  EXPECT_THAT(sout.str(), HasSubstr((*lease)->identity()));
-  EXPECT_THAT(sout.str(), HasSubstr("sequence  2"));
-  EXPECT_THAT(sout.str(), HasSubstr("postgresql://leasehold@127.0.0.1"));
-  std::ostringstream wout, werr;
-  EXPECT_EQ(WatchCommand({.store_url = url_, .name = "job", .max_events = 1}, wout, werr), 0)
-      << werr.str();
-  EXPECT_THAT(wout.str(), HasSubstr((*lease)->identity()));
-
-  std::ostringstream bout, berr;
-  EXPECT_EQ(BreakCommand({.store_url = url_, .name = "job", .yes = true}, bout, berr), 0)
-      << berr.str();
-  out = Binary("run --ttl 5s job -- sh -c 'echo seq=$LEASEHOLD_SEQUENCE'", &code);
-  EXPECT_EQ(code, 0) << out;
-  EXPECT_THAT(out, HasSubstr("seq=3"));
-
-  out = Binary("bench --ops 50 --json", &code);
-  EXPECT_EQ(code, 0) << out;
-  const auto j = nlohmann::json::parse(out.substr(out.find('{')), nullptr, false);
-  ASSERT_FALSE(j.is_discarded()) << out;
-  EXPECT_GT(j.value("cycle_p50_us", 0.0), 0.0);
+  std::string status;
+  ExpectStatusWatchBreakAndBenchOnTheStore(url_, &status);
+  EXPECT_THAT(status, HasSubstr("postgresql://leasehold@127.0.0.1"));
 }
 
 TEST_F(PostgresCliTest, AnUnreachableServerExits69NamingTheStoreWithoutThePassword) {
-  url_ = "postgresql://leasehold:pw-in-url@127.0.0.1:1/leasehold";
-  int code = -1;
-  const std::string out = Binary("status job", &code);
-  EXPECT_EQ(code, kExitUnavailable) << out;
-  EXPECT_THAT(out, HasSubstr("127.0.0.1:1"));
-  EXPECT_THAT(out, Not(HasSubstr("pw-in-url")));
+  ExpectUnreachableExits69WithoutThePassword(
+      "postgresql://leasehold:pw-in-url@127.0.0.1:1/leasehold", "pw-in-url");
 }
 
 }  // namespace
