@@ -4,6 +4,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string_view>
 #include <unordered_set>
 
 #include "kit/lease_label.h"
@@ -98,7 +99,12 @@ using Answer = std::vector<Result<RenewOutcome>>;
 // already taken (a store renews each name once per call).
 std::vector<RenewCombiner::Waiting> TakeWaiting(RenewCombiner& c) {
   std::vector<RenewCombiner::Waiting> taken;
-  std::unordered_set<std::string> names;
+  if (c.waiting.size() == 1) {  // the usual case: no names to compare
+    taken.push_back(std::move(c.waiting.front()));
+    c.waiting.pop_front();
+    return taken;
+  }
+  std::unordered_set<std::string_view> names;  // views into batches held in `taken`
   while (!c.waiting.empty()) {
     const std::vector<RenewRequest>& next = c.waiting.front().batch;
     const bool clash = std::any_of(next.begin(), next.end(),
