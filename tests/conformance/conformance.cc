@@ -1147,13 +1147,23 @@ TEST_P(ConformanceTest, ConcurrentStartAcquiresOnOneInstanceShareOneAttempt) {
 TEST_P(ConformanceTest, ManyLeasesAreHeldAtOnce) {
   constexpr int kLeases = 200;
   std::vector<std::unique_ptr<Lease>> leases;
+  // Each loss with its reason and time, so that a failure says why.
+  std::vector<std::unique_ptr<LossLog>> losses;
+  std::vector<Subscription> subscriptions;
+  const TimePoint start = Now();
   for (int i = 0; i < kLeases; ++i) {
     leases.push_back(MakeLease("l" + std::to_string(i), "a"));
+    losses.push_back(std::make_unique<LossLog>(harness().runtime()->clock()));
+    subscriptions.push_back(leases.back()->OnLost(losses.back()->Handler()));
     ASSERT_TRUE(Acquires(*leases.back())) << "lease " << i;
   }
   harness().Sleep(harness().ttl() * 3);
   for (int i = 0; i < kLeases; ++i) {
     EXPECT_TRUE(leases[i]->CheckAlive()) << "lease " << i;
+    for (size_t k = 0; k < losses[i]->count(); ++k) {
+      ADD_FAILURE() << "lease " << i << " lost " << FormatDuration(losses[i]->time(k) - start)
+                    << " after the first acquire: " << losses[i]->event(k).message;
+    }
   }
   auto first = MakeLease("l0", "b");
   auto last = MakeLease("l" + std::to_string(kLeases - 1), "b");
