@@ -130,6 +130,7 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
         drift_(*options_.drift_allowance),
         identity_(options_.unique_identity ? options_.owner + "#" + RandomSuffix()
                                            : options_.owner),
+        what_("lease \"" + options_.name + "\" on " + store_->Describe()),
         scheduler_(Scheduler::For(*store_)),
         fencing_(store_->capabilities().fencing),
         watch_(store_->capabilities().watch) {}
@@ -204,7 +205,8 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
   };
   void Run(Deferred& d);
 
-  std::string What() const { return "lease \"" + options_.name + "\" on " + store_->Describe(); }
+  // Names the lease and its store in messages.
+  const std::string& What() const { return what_; }
   void SendAttempt(const OpPtr& op);
   void OnAcquireAnswer(const OpPtr& op, const RequestPtr& req, Result<AcquireOutcome> result);
   // The request outlived its settling bound without an answer: the operation
@@ -256,6 +258,7 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
   const LeaseOptions options_;
   const Duration drift_;
   const std::string identity_;
+  const std::string what_;  // What(): built once, not per message
   // Shared by every lease of the same underlying store (scheduler.h).
   const std::shared_ptr<Scheduler> scheduler_;
   const bool fencing_;
@@ -348,12 +351,13 @@ Future<AcquireResult> LeaseCore::StartAcquire(AcquireOptions options) {
     op->options = std::move(options);
     op_ = op;
     if (op->deadline != TimePoint::max()) {
-      const std::string budget = op->options.timeout > Duration::zero()
-                                     ? "its timeout of " + FormatDuration(op->options.timeout)
-                                     : "the budget of its attempts";
-      op->timeout_timer = runtime_->RunAt(op->deadline, [weak = weak_from_this(), op, budget] {
+      op->timeout_timer = runtime_->RunAt(op->deadline, [weak = weak_from_this(), op] {
         auto self = weak.lock();
         if (!self) return;
+        const Duration timeout = op->options.timeout;
+        const std::string budget = timeout > Duration::zero()
+                                       ? "its timeout of " + FormatDuration(timeout)
+                                       : "the budget of its attempts";
         std::unique_lock lock(self->mu_);
         self->Finish(
             op, DeadlineExceededError(self->What() + ": acquire did not complete within " + budget),
@@ -914,11 +918,13 @@ Future<Status> LeaseCore::SendRelease(FencingToken token) {
   // settles only when the store answers or one request timeout later, since
   // it may still land meanwhile.
   auto settled = std::make_shared<std::atomic<bool>>(false);
-  const TimerId answer_timer = runtime_->RunAt(
-      deadline, [done, what = What(), timeout = options_.request_timeout]() mutable {
-        done.Set(DeadlineExceededError(what + ": the store did not answer the release within " +
-                                       FormatDuration(timeout)));
-      });
+  // The timer owns the core: its message names the lease (the store's
+  // answer, which cancels it, owns the core too).
+  const TimerId answer_timer = runtime_->RunAt(deadline, [done,
+                                                          self = shared_from_this()]() mutable {
+    done.Set(DeadlineExceededError(self->What() + ": the store did not answer the release within " +
+                                   FormatDuration(self->options_.request_timeout)));
+  });
   const TimerId settle_timer =
       runtime_->RunAt(deadline + options_.request_timeout, [weak = weak_from_this(), settled] {
         if (settled->exchange(true)) return;
@@ -977,9 +983,10 @@ Future<Status> LeaseCore::StartRelease() {
     ended_token_ = token_;
   }
   Promise<Status> done(runtime_);
-  SendRelease(std::move(token)).Then([done, what = What()](const Status& s) mutable {
-    done.Set(
-        s.ok() ? s : s.WithContext(what + ": release not confirmed, the record is left to expire"));
+  SendRelease(std::move(token)).Then([done, self = shared_from_this()](const Status& s) mutable {
+    done.Set(s.ok() ? s
+                    : s.WithContext(self->What() +
+                                    ": release not confirmed, the record is left to expire"));
   });
   return done.future();
 }
