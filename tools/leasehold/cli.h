@@ -87,9 +87,13 @@ struct RunArgs {
   std::string owner{};  // default: hostname
   bool wait = false;
   std::optional<Duration> timeout{};
-  Duration kill_after = std::chrono::seconds(2);
+  // Grace between SIGTERM and SIGKILL; unset: DefaultKillAfter(ttl).
+  std::optional<Duration> kill_after{};
   std::vector<std::string> command{};
 };
+// The grace `run` gives a command when none is asked for: a quarter of the
+// TTL, at most 2 s -- always less than half the TTL, which Run requires.
+Duration DefaultKillAfter(Duration ttl);
 // Runs the command under the lease; returns the process exit code.
 int Run(const RunArgs& args, std::ostream& err);
 

@@ -24,6 +24,7 @@ std::string SelfPath(const char* argv0) {
 
 int main(int argc, char** argv) {
   CLI::App app{"leasehold: distributed leases with fencing tokens"};
+  app.set_version_flag("--version", "leasehold " LEASEHOLD_VERSION);
   app.require_subcommand(1);
   std::string store = cli::DefaultStoreUrl();
   const std::string store_help =
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
 
   // run
   cli::RunArgs run;
-  std::string ttl = "15s", timeout, kill_after = "2s";
+  std::string ttl = "15s", timeout, kill_after;
   auto* run_cmd = app.add_subcommand("run", "run a command while holding a lease");
   run_cmd->add_option("name", run.name, "lease name")->required();
   run_cmd->add_option("--ttl", ttl, "lease TTL (default 15s)");
@@ -49,7 +50,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--timeout", timeout, "give up waiting after this long (exit 75)");
   run_cmd->add_option(
       "--kill-after", kill_after,
-      "grace between SIGTERM and SIGKILL when the lease is being lost (default 2s)");
+      "grace between SIGTERM and SIGKILL when the lease is being lost (default: a quarter of "
+      "--ttl, at most 2s)");
   run_cmd->add_option("command", run.command, "command and arguments (after --)")->required();
   run_cmd->footer(
       "Exit codes: the command's own; 75 not acquired; 76 lease lost while the command ran; "
@@ -105,6 +107,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "leasehold: " << e.what() << "\n";
     const CLI::App* sub = app.get_subcommands().empty() ? &app : app.get_subcommands().front();
@@ -124,10 +128,13 @@ int main(int argc, char** argv) {
   if (*run_cmd) {
     run.store_url = store;
     auto t = duration("--ttl", ttl);
-    auto k = duration("--kill-after", kill_after);
-    if (!t || !k) return cli::kExitUsage;
+    if (!t) return cli::kExitUsage;
     run.ttl = *t;
-    run.kill_after = *k;
+    if (!kill_after.empty()) {
+      auto k = duration("--kill-after", kill_after);
+      if (!k) return cli::kExitUsage;
+      run.kill_after = *k;
+    }
     if (!timeout.empty()) {
       auto to = duration("--timeout", timeout);
       if (!to) return cli::kExitUsage;

@@ -81,13 +81,22 @@ int MsUntil(const Clock& clock, TimePoint t, int cap) {
 
 }  // namespace
 
+Duration DefaultKillAfter(Duration ttl) {
+  return std::min<Duration>(std::chrono::seconds(2), ttl / 4);
+}
+
 int Run(const RunArgs& args, std::ostream& err) {
   if (args.command.empty()) {
     err << "leasehold run: a command is required after --\n";
     return kExitUsage;
   }
-  if (args.kill_after * 2 >= args.ttl) {
-    err << "leasehold run: --kill-after (" << FormatDuration(args.kill_after)
+  if (args.ttl <= Duration::zero()) {
+    err << "leasehold run: --ttl must be positive\n";
+    return kExitUsage;
+  }
+  const Duration kill_after = args.kill_after.value_or(DefaultKillAfter(args.ttl));
+  if (kill_after * 2 >= args.ttl) {
+    err << "leasehold run: --kill-after (" << FormatDuration(kill_after)
         << ") must be less than half of --ttl (" << FormatDuration(args.ttl) << ")\n";
     return kExitUsage;
   }
@@ -228,11 +237,11 @@ int Run(const RunArgs& args, std::ostream& err) {
     const auto deadline = l.safe_deadline();
     if (deadline) last_deadline = *deadline;
     const TimePoint now = clock.Now();
-    if (!losing && (lost || !deadline || now >= *deadline - args.kill_after)) {
+    if (!losing && (lost || !deadline || now >= *deadline - kill_after)) {
       // Lost, or no renewal confirmed in time to give the command its grace:
       // SIGTERM now, SIGKILL after the grace but never after the deadline.
       losing = true;
-      kill_at = std::min(last_deadline, now + args.kill_after);
+      kill_at = std::min(last_deadline, now + kill_after);
     }
     if (losing && !termed) {
       kill(-group, SIGTERM);
@@ -243,7 +252,7 @@ int Run(const RunArgs& args, std::ostream& err) {
       killed = true;
     }
     int wait_ms = 1000;
-    if (!losing && deadline) wait_ms = MsUntil(clock, *deadline - args.kill_after, 1000);
+    if (!losing && deadline) wait_ms = MsUntil(clock, *deadline - kill_after, 1000);
     if (losing && !killed) wait_ms = MsUntil(clock, kill_at, 1000);
     pollfd fds[2] = {{sigfd.get(), POLLIN, 0}, {lostfd.get(), POLLIN, 0}};
     if (poll(fds, 2, wait_ms) < 0 && errno != EINTR) break;

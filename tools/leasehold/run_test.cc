@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli.h"
 #include "leasehold/backends/sqlite.h"
 #include "leasehold/future.h"
 
@@ -217,6 +218,27 @@ TEST_F(RunTest, TheDemoPrintsATimelineAndItsChecksHold) {
        {"killed with SIGKILL", "failover", "hand-off", "strictly increasing", "OK"}) {
     EXPECT_NE(log.find(line), std::string::npos) << "missing \"" << line << "\" in:\n" << log;
   }
+}
+
+// The default grace fits every TTL: short ones run with default flags (the
+// grace used to be a fixed 2 s, refused for any TTL up to 4 s).
+TEST_F(RunTest, ShortTtlsRunWithTheDefaultGrace) {
+  for (const char* ttl : {"1s", "2s", "3s"}) {
+    EXPECT_EQ(RunToEnd({"run", "job", "--ttl", ttl, "--", "sh", "-c", "exit 3"}), 3)
+        << "--ttl " << ttl << ": " << Log();
+  }
+  EXPECT_EQ(cli::DefaultKillAfter(1s), 250ms);
+  EXPECT_EQ(cli::DefaultKillAfter(3s), 750ms);
+  EXPECT_EQ(cli::DefaultKillAfter(15s), 2s);
+  // A grace asked for is still checked against the TTL.
+  EXPECT_EQ(RunToEnd({"run", "job", "--ttl", "2s", "--kill-after", "1s", "--", "true"}), 64);
+  EXPECT_NE(Log().find("--kill-after (1s) must be less than half of --ttl (2s)"), std::string::npos)
+      << Log();
+}
+
+TEST_F(RunTest, VersionNamesTheRelease) {
+  EXPECT_EQ(RunToEnd({"--version"}), 0);
+  EXPECT_EQ(Log(), "leasehold " LEASEHOLD_VERSION "\n");
 }
 
 TEST_F(RunTest, UsageErrorsExit64AndUnbuiltBackendsExit69) {
