@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   const std::string store_help =
       "store URL: memory:, sqlite:///ABS/PATH.db, etcd://HOST:PORT[,...][/PREFIX], "
       "kubernetes:///NAMESPACE, postgresql://[USER@]HOST[:PORT]/DB[?...], "
-      "redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB][?...], redis-sentinel://HOSTS/MASTER "
+      "redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB][?...], redis[s]-sentinel://HOSTS/MASTER "
       "(default: "
       "$LEASEHOLD_STORE, else the SQLite file under "
       "$XDG_STATE_HOME or ~/.local/state)";

@@ -28,6 +28,7 @@ TEST(RedisStoreUrlTest, UrlsAreCheckedWhenParsedAndPasswordsNeverShown) {
   EXPECT_EQ(ok->kind, StoreSpec::Kind::kRedis);
   EXPECT_THAT(ok->url, Not(HasSubstr("s3cret")));
   EXPECT_TRUE(ParseStoreUrl("redis-sentinel://127.0.0.1:26379/mymaster").ok());
+  EXPECT_TRUE(ParseStoreUrl("rediss-sentinel://127.0.0.1:26379/mymaster").ok());
   auto bad = ParseStoreUrl("rediss://app:s3cret@127.0.0.1?nope=1");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);

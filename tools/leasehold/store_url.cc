@@ -232,7 +232,8 @@ Result<StoreSpec> ParseStoreUrl(std::string_view url) {
     rest = rest.substr(0, q);
   }
   if (scheme == "postgresql" || scheme == "postgres") return ParsePostgresUrl(url, query);
-  if (scheme == "redis" || scheme == "rediss" || scheme == "redis-sentinel") {
+  if (scheme == "redis" || scheme == "rediss" || scheme == "redis-sentinel" ||
+      scheme == "rediss-sentinel") {
     spec.kind = StoreSpec::Kind::kRedis;
     spec.url = Redacted(url);
 #ifdef LEASEHOLD_HAVE_REDIS

@@ -113,6 +113,8 @@ struct RedisOptions {
 //   redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]
 //   rediss://...            (TLS)
 //   redis-sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB][?OPTIONS]
+//   rediss-sentinel://...   (TLS to the sentinels and to the servers they
+//                            name, verified against the same CA and options)
 // OPTIONS: prefix=, ca=, cert=, key=, server-name=, allow-eviction=0|1,
 // require-aof=0|1, wait-replicas=N, wait-timeout-ms=N, subscribe=0|1,
 // sentinel-user=. A password in the URL is taken; without one, the

@@ -46,6 +46,8 @@ class RedisFaultTest : public ::testing::Test {
     stores_.clear();
   }
 
+  void SentinelFailover(bool tls);
+
   void StartServer(RedisServerOptions options = {}) {
     auto s = RedisServer::Start(std::move(options));
     ASSERT_TRUE(s.ok()) << "cannot start redis-server: " << s.status().ToString();
@@ -254,26 +256,39 @@ TEST_F(RedisFaultTest, ServerWallClockJumpsNeitherExpireNorExtendATenure) {
 // waits. The sentinels promote a replica and the stores follow it. Whatever
 // the failover does to the tenure -- ridden out (the acquire had reached the
 // replicas) or lost on time -- two leases never both believe they hold, and
-// a contender that gets the lease has a higher sequence.
-TEST_F(RedisFaultTest, SentinelFailoverIsFollowedAndNeverMakesTwoHolders) {
-  ASSERT_NO_FATAL_FAILURE(StartServer());
+// a contender that gets the lease has a higher sequence. With `tls`, every
+// connection is TLS (rediss-sentinel://; tls-replication between servers
+// and sentinels), as managed Sentinel deployments run.
+void RedisFaultTest::SentinelFailover(bool tls) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({.tls = tls}));
   const int primary_port = server_->port();
   std::vector<std::unique_ptr<RedisServer>> replicas;
   for (int i = 0; i < 2; ++i) {
-    auto r = RedisServer::Start({.replica_of = primary_port});
+    auto r =
+        RedisServer::Start({.tls = tls, .pki = server_->shared_pki(), .replica_of = primary_port});
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     replicas.push_back(std::move(*r));
   }
   for (auto& r : replicas) ASSERT_TRUE(redis_test::WaitForSync(*r)) << "a replica did not sync";
   std::vector<std::unique_ptr<redis_test::RedisSentinel>> sentinels;
-  std::string url = "redis-sentinel://";
+  std::string url = tls ? "rediss-sentinel://" : "redis-sentinel://";
   for (int i = 0; i < 3; ++i) {
-    auto s = redis_test::RedisSentinel::Start(primary_port);
+    auto s = redis_test::RedisSentinel::Start(primary_port, 2, server_->pki());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     url += (i ? ",127.0.0.1:" : "127.0.0.1:") + std::to_string((*s)->port());
     sentinels.push_back(std::move(*s));
   }
   url += "/mymaster";
+  if (tls) {
+    // Sentinels whose certificate the CA given did not sign: refused.
+    auto wrong = ParseRedisUrl(url + "?ca=" + server_->pki()->other_ca_file);
+    ASSERT_TRUE(wrong.ok()) << wrong.status().ToString();
+    wrong->connect_timeout = 1s;
+    auto refused = RedisStore::Open(*wrong, runtime_);
+    ASSERT_FALSE(refused.ok()) << "a sentinel was trusted on the wrong CA";
+    EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().ToString();
+    url += "?ca=" + server_->pki()->ca_file;
+  }
   // Sentinels find each other (hello messages every 2 s) before they can
   // elect a leader.
   std::this_thread::sleep_for(5s);
@@ -330,6 +345,14 @@ TEST_F(RedisFaultTest, SentinelFailoverIsFollowedAndNeverMakesTwoHolders) {
   }
   sampler_.Stop();
   EXPECT_EQ(sampler_.overlaps(), 0) << sampler_.overlap_report();
+}
+
+TEST_F(RedisFaultTest, SentinelFailoverIsFollowedAndNeverMakesTwoHolders) {
+  SentinelFailover(/*tls=*/false);
+}
+
+TEST_F(RedisFaultTest, SentinelFailoverOverTlsIsFollowedAndNeverMakesTwoHolders) {
+  SentinelFailover(/*tls=*/true);
 }
 
 }  // namespace

@@ -508,9 +508,10 @@ std::string DescribeOptions(const RedisOptions& o) {
     if (!hosts.empty()) hosts += ',';
     hosts += redis::Endpoint{e.host, e.port}.ToString();
   }
-  std::string out = o.sentinel_master.empty()
-                        ? (o.tls ? "rediss://" : "redis://") + hosts
-                        : "redis-sentinel://" + hosts + "/" + o.sentinel_master;
+  std::string out =
+      o.sentinel_master.empty()
+          ? (o.tls ? "rediss://" : "redis://") + hosts
+          : (o.tls ? "rediss-sentinel://" : "redis-sentinel://") + hosts + "/" + o.sentinel_master;
   out += "/" + std::to_string(o.database);
   if (!o.username.empty()) out.insert(out.find("//") + 2, o.username + "@");
   return out;

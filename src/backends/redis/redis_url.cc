@@ -138,8 +138,14 @@ Result<RedisOptions> ParseRedisUrl(const std::string& url) {
   } else if (rest.substr(0, 17) == "redis-sentinel://") {
     rest.remove_prefix(17);
     sentinel = true;
+  } else if (rest.substr(0, 18) == "rediss-sentinel://") {
+    // TLS to the sentinels and to the servers they name, as Redis does with
+    // tls-replication: one CA, one set of options for both.
+    rest.remove_prefix(18);
+    sentinel = true;
+    o.tls = true;
   } else {
-    return Bad("must start with redis://, rediss:// or redis-sentinel://");
+    return Bad("must start with redis://, rediss://, redis-sentinel:// or rediss-sentinel://");
   }
   // Options.
   if (const size_t q = rest.find('?'); q != std::string_view::npos) {
@@ -187,7 +193,8 @@ Result<RedisOptions> ParseRedisUrl(const std::string& url) {
     if (comma != std::string_view::npos && authority.empty()) return Bad("empty host after ','");
   }
   if (!sentinel && o.endpoints.size() > 1) {
-    return Bad("several hosts are for redis-sentinel:// (one server per redis:// URL)");
+    return Bad(
+        "several hosts are for redis-sentinel:// (one server per redis:// or rediss:// URL)");
   }
   // Path: [/MASTER][/DB].
   std::vector<std::string> parts;

@@ -47,6 +47,13 @@ TEST(RedisUrlTest, PlainTlsAndSentinelUrlsParse) {
   EXPECT_EQ(c->password, "pw");
   EXPECT_EQ(c->username, "");
   EXPECT_EQ(c->wait_replicas, 1);
+  EXPECT_FALSE(c->tls);
+
+  auto d = ParseRedisUrl("rediss-sentinel://127.0.0.1:26379/mymaster?ca=/x/ca.crt");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(d->tls);
+  EXPECT_EQ(d->sentinel_master, "mymaster");
+  EXPECT_EQ(d->tls_ca_file, "/x/ca.crt");
 }
 
 TEST(RedisUrlTest, APasswordComesFromTheEnvironmentWhenTheUrlHasNone) {

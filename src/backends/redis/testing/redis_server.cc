@@ -67,10 +67,12 @@ Result<std::unique_ptr<RedisServer>> RedisServer::Start(RedisServerOptions optio
   s->dir_ = std::make_unique<testing::TempDir>("redis");
   if (!s->dir_->ok()) return InternalError("redis fixture: cannot create a temporary directory");
   s->log_file_ = s->dir_->File("redis.log");
-  if (s->options_.tls) {
+  if (s->options_.tls && s->options_.pki) {
+    s->pki_ = s->options_.pki;
+  } else if (s->options_.tls) {
     Result<testing::TestPki> pki = testing::TestPki::Create(s->dir_->path());
     if (!pki.ok()) return pki.status();
-    s->pki_ = std::make_unique<testing::TestPki>(*pki);
+    s->pki_ = std::make_shared<const testing::TestPki>(*pki);
   }
   if (s->options_.faketime) {
     s->offset_file_ = s->dir_->File("clock-offset");
@@ -115,6 +117,7 @@ Status RedisServer::Spawn() {
   if (!options_.password.empty()) argv.insert(argv.end(), {"--requirepass", options_.password});
   if (options_.replica_of > 0) {
     argv.insert(argv.end(), {"--replicaof", "127.0.0.1", std::to_string(options_.replica_of)});
+    if (options_.tls) argv.insert(argv.end(), {"--tls-replication", "yes"});
     if (!options_.primary_password.empty()) {
       argv.insert(argv.end(), {"--masterauth", options_.primary_password});
     }
@@ -237,7 +240,8 @@ std::string RedisServer::LogTail() const {
   return text.size() > 2000 ? text.substr(text.size() - 2000) : text;
 }
 
-Result<std::unique_ptr<RedisSentinel>> RedisSentinel::Start(int primary_port, int quorum) {
+Result<std::unique_ptr<RedisSentinel>> RedisSentinel::Start(int primary_port, int quorum,
+                                                            const testing::TestPki* tls) {
   constexpr char kSentinel[] = "/usr/bin/redis-sentinel";
   if (access(kSentinel, X_OK) != 0) {
     return FailedPreconditionError(
@@ -248,12 +252,20 @@ Result<std::unique_ptr<RedisSentinel>> RedisSentinel::Start(int primary_port, in
   s->dir_ = std::make_unique<testing::TempDir>("sentinel");
   if (!s->dir_->ok()) return InternalError("redis fixture: cannot create a temporary directory");
   s->port_ = testing::FreePort();
-  if (s->port_ == 0) return InternalError("redis fixture: no free port");
+  s->admin_port_ = tls ? testing::FreePort() : s->port_;
+  if (s->port_ == 0 || s->admin_port_ == 0) return InternalError("redis fixture: no free port");
   const std::string conf = s->dir_->File("sentinel.conf");
   {
     std::ofstream f(conf);
-    f << "port " << s->port_ << "\nbind 127.0.0.1\ndir " << s->dir_->path()
-      << "\nsentinel monitor mymaster 127.0.0.1 " << primary_port << " " << quorum
+    f << "port " << s->admin_port_ << "\nbind 127.0.0.1\ndir " << s->dir_->path();
+    if (tls) {
+      // tls-replication: TLS to the servers and the other sentinels, and
+      // the TLS port announced to them.
+      f << "\ntls-port " << s->port_ << "\ntls-cert-file " << tls->server_cert_file
+        << "\ntls-key-file " << tls->server_key_file << "\ntls-ca-cert-file " << tls->ca_file
+        << "\ntls-auth-clients optional\ntls-replication yes";
+    }
+    f << "\nsentinel monitor mymaster 127.0.0.1 " << primary_port << " " << quorum
       << "\nsentinel down-after-milliseconds mymaster 1000\n"
          "sentinel failover-timeout mymaster 5000\nsentinel parallel-syncs mymaster 1\n";
     if (!f) return InternalError("redis fixture: cannot write " + conf);
@@ -283,7 +295,7 @@ void RedisSentinel::Kill() {
 
 Result<std::string> RedisSentinel::Primary() {
   const timeval timeout{2, 0};
-  redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, timeout);
+  redisContext* c = redisConnectWithTimeout("127.0.0.1", admin_port_, timeout);
   if (!c || c->err) {
     if (c) redisFree(c);
     return UnavailableError("redis fixture: sentinel not reachable");

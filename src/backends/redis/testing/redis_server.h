@@ -33,8 +33,12 @@
 namespace leasehold::redis_test {
 
 struct RedisServerOptions {
-  bool aof = false;        // appendonly yes, appendfsync always
-  bool tls = false;        // clients over TLS (test PKI), the fixture in plain text
+  bool aof = false;  // appendonly yes, appendfsync always
+  bool tls = false;  // clients over TLS (test PKI), the fixture in plain text
+  // With tls: the PKI to use (servers of one replication group share one),
+  // else one of the server's own. A TLS replica replicates over TLS
+  // (tls-replication yes) from replica_of, the primary's TLS port.
+  std::shared_ptr<const testing::TestPki> pki{};
   std::string password{};  // requirepass (the default user's)
   std::vector<std::string>
       acl{};  // ACL SETUSER rules, one user per entry, e.g. "app on >pw ~* +@all"
@@ -59,6 +63,7 @@ class RedisServer {
   // redis://127.0.0.1:PORT (rediss:// with ?ca=... when TLS).
   std::string url() const;
   const testing::TestPki* pki() const { return pki_.get(); }
+  std::shared_ptr<const testing::TestPki> shared_pki() const { return pki_; }
 
   // One command on the admin connection: the reply as text (integers in
   // decimal, nil as "", arrays as their elements joined by '\n'); an error
@@ -82,7 +87,7 @@ class RedisServer {
 
   const RedisServerOptions options_;
   std::unique_ptr<testing::TempDir> dir_;
-  std::unique_ptr<testing::TestPki> pki_;
+  std::shared_ptr<const testing::TestPki> pki_;
   std::string log_file_, offset_file_;
   int port_ = 0, admin_port_ = 0;
   pid_t pid_ = -1;
@@ -91,15 +96,19 @@ class RedisServer {
 
 // A redis-sentinel process monitoring the primary at 127.0.0.1:primary_port
 // as "mymaster" (down after 1 s, quorum 2), with a writable config file of
-// its own in a temporary directory.
+// its own in a temporary directory. With `tls`: clients reach it over TLS
+// (port()), and it talks TLS to the servers and to the other sentinels
+// (tls-replication yes: primary_port is the primary's TLS port); the fixture
+// asks it in plain text on a port of its own.
 class RedisSentinel {
  public:
-  static Result<std::unique_ptr<RedisSentinel>> Start(int primary_port, int quorum = 2);
+  static Result<std::unique_ptr<RedisSentinel>> Start(int primary_port, int quorum = 2,
+                                                      const testing::TestPki* tls = nullptr);
   ~RedisSentinel();
   RedisSentinel(const RedisSentinel&) = delete;
   RedisSentinel& operator=(const RedisSentinel&) = delete;
 
-  int port() const { return port_; }
+  int port() const { return port_; }  // what clients use (TLS with tls)
   // SENTINEL get-master-addr-by-name mymaster: "host:port", or an error.
   Result<std::string> Primary();
   void Kill();
@@ -107,7 +116,7 @@ class RedisSentinel {
  private:
   RedisSentinel() = default;
   std::unique_ptr<testing::TempDir> dir_;
-  int port_ = 0;
+  int port_ = 0, admin_port_ = 0;
   pid_t pid_ = -1;
 };
 
