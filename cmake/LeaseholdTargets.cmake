@@ -11,7 +11,7 @@ function(leasehold_add_backend name)
     OUTPUT_NAME leasehold_${name})
   target_link_libraries(leasehold_${name} PUBLIC leasehold::core
     PRIVATE leasehold::kit ${arg_LINK} $<BUILD_INTERFACE:leasehold_warnings>)
-  install(TARGETS leasehold_${name} EXPORT leaseholdTargets)
+  install(TARGETS leasehold_${name} EXPORT leaseholdTargets COMPONENT dev)
 endfunction()
 
 # leasehold_discover_tests(<target> FILTER <gtest filter> LABEL <label>
