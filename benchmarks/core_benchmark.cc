@@ -7,6 +7,10 @@
 //   BM_MemoryStoreRawCycle        floor of the cycle: MemoryStore::Acquire and
 //                                 Release called directly, inline callbacks
 //   BM_MemoryAcquireReleaseCycle  Lease::Acquire() + Lease::Release()
+//   .../observer:N                the same with LeaseOptions::observer (and
+//   BM_CheckAlive/observer:N      CheckAlive): 0 none, 1 a LeaseObserver that
+//                                 does nothing (the seam's own cost), 2 the
+//                                 Prometheus adapter (with LEASEHOLD_HAVE_PROMETHEUS)
 //   BM_HeldLeasesSteadyState      100,000 held leases (TTL 15 s): heap bytes per
 //                                 lease and the CPU the renewals cost
 //
@@ -27,6 +31,10 @@
 
 #include "leasehold/backends/memory.h"
 #include "leasehold/lease.h"
+#include "leasehold/observer.h"
+#ifdef LEASEHOLD_HAVE_PROMETHEUS
+#include "leasehold/observers/prometheus.h"
+#endif
 
 namespace leasehold {
 namespace {
@@ -54,10 +62,23 @@ size_t HeapInUse() {
   return mi.uordblks + mi.hblkhd;
 }
 
+// The observer of the benchmark's `observer` argument (see the top).
+std::shared_ptr<LeaseObserver> Observer(int64_t kind) {
+  if (kind == 1) return std::make_shared<LeaseObserver>();
+#ifdef LEASEHOLD_HAVE_PROMETHEUS
+  if (kind == 2) {
+    return std::make_shared<PrometheusObserver>(std::make_shared<prometheus::Registry>());
+  }
+#endif
+  return nullptr;
+}
+
 std::unique_ptr<Lease> MakeLease(benchmark::State& state, std::shared_ptr<Store> store,
-                                 std::string name, Duration ttl) {
-  auto lease =
-      Lease::Create(std::move(store), {.name = std::move(name), .owner = "bench", .ttl = ttl});
+                                 std::string name, Duration ttl,
+                                 std::shared_ptr<LeaseObserver> observer = nullptr) {
+  auto lease = Lease::Create(
+      std::move(store),
+      {.name = std::move(name), .owner = "bench", .ttl = ttl, .observer = std::move(observer)});
   if (!lease.ok()) {
     state.SkipWithError(lease.status().ToString().c_str());
     return nullptr;
@@ -75,7 +96,7 @@ BENCHMARK(BM_SteadyClockNow);
 void BM_CheckAlive(benchmark::State& state) {
   auto runtime = Runtime::Create();
   auto store = MemoryStore::Create(runtime);
-  auto lease = MakeLease(state, store, "bench-check-alive", 15s);
+  auto lease = MakeLease(state, store, "bench-check-alive", 15s, Observer(state.range(0)));
   if (!lease) return;
   if (auto held = lease->Acquire(); !held.ok() || !*held) {
     state.SkipWithError(held.ok() ? "not acquired" : held.status().ToString().c_str());
@@ -84,7 +105,12 @@ void BM_CheckAlive(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(lease->CheckAlive());
   if (!lease->CheckAlive()) state.SkipWithError("the lease was lost during the benchmark");
 }
-BENCHMARK(BM_CheckAlive);
+#ifdef LEASEHOLD_HAVE_PROMETHEUS
+constexpr int64_t kObservers = 2;
+#else
+constexpr int64_t kObservers = 1;
+#endif
+BENCHMARK(BM_CheckAlive)->ArgName("observer")->DenseRange(0, kObservers);
 
 // --- acquire + release ---------------------------------------------------------
 
@@ -117,7 +143,7 @@ BENCHMARK(BM_MemoryStoreRawCycle);
 void BM_MemoryAcquireReleaseCycle(benchmark::State& state) {
   auto runtime = Runtime::Create();
   auto store = MemoryStore::Create(runtime);
-  auto lease = MakeLease(state, store, "bench-cycle", 15s);
+  auto lease = MakeLease(state, store, "bench-cycle", 15s, Observer(state.range(0)));
   if (!lease) return;
   for (auto _ : state) {
     auto held = lease->Acquire();
@@ -131,7 +157,7 @@ void BM_MemoryAcquireReleaseCycle(benchmark::State& state) {
     }
   }
 }
-BENCHMARK(BM_MemoryAcquireReleaseCycle);
+BENCHMARK(BM_MemoryAcquireReleaseCycle)->ArgName("observer")->DenseRange(0, kObservers);
 
 // --- many held leases ----------------------------------------------------------
 

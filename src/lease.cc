@@ -118,6 +118,13 @@ std::string RandomSuffix() {
   return buf;
 }
 
+// The observer of one lease's events (LeaseObserver::ForLease).
+std::shared_ptr<LeaseObserver> ObserverFor(const LeaseOptions& o) {
+  if (!o.observer) return nullptr;
+  std::shared_ptr<LeaseObserver> own = o.observer->ForLease(o.name);
+  return own ? own : o.observer;
+}
+
 }  // namespace
 
 class LeaseCore final : public Sleeper, public std::enable_shared_from_this<LeaseCore> {
@@ -133,7 +140,8 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
         what_("lease \"" + options_.name + "\" on " + store_->Describe()),
         scheduler_(Scheduler::For(*store_)),
         fencing_(store_->capabilities().fencing),
-        watch_(store_->capabilities().watch) {}
+        watch_(store_->capabilities().watch),
+        observer_(ObserverFor(options_)) {}
 
   bool CheckAlive() const noexcept {
     const int64_t deadline = deadline_ns_.load(std::memory_order_acquire);
@@ -183,7 +191,8 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
     explicit AcquireOp(std::shared_ptr<Runtime> rt) : promise(std::move(rt)) {}
     Promise<AcquireResult> promise;
     AcquireOptions options;
-    int attempts = 1;  // AcquireOptions::attempts, defaulted
+    TimePoint started;  // for LeaseObserver::AcquireFinished
+    int attempts = 1;   // AcquireOptions::attempts, defaulted
     TimePoint deadline = TimePoint::max();
     int contended = 0;         // contended answers so far
     int errors = 0;            // errors and given-back grants so far
@@ -233,6 +242,13 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
   void SendRenewal(RenewRequest request, uint64_t epoch, uint64_t seq, TimePoint sent,
                    TimePoint wake_at);
   void OnRenewAnswer(uint64_t epoch, uint64_t seq, TimePoint sent, Result<RenewOutcome> r);
+  // A renewal's answer (or the engine giving up on it), for the observer.
+  struct RenewalReport {
+    bool ok = false;
+    Duration latency{0};
+    Duration time_left{0};
+  };
+  void Report(const RenewalReport& r);
 
  public:
   // Called by the scheduler when a wake-up this lease asked for is due.
@@ -263,6 +279,7 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
   const std::shared_ptr<Scheduler> scheduler_;
   const bool fencing_;
   const bool watch_;
+  const std::shared_ptr<LeaseObserver> observer_;  // options_.observer
 
   std::atomic<int64_t> deadline_ns_{kNotHeld};
 
@@ -286,6 +303,7 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
   // which it has landed or never will.
   uint64_t renew_seq_ = 0;
   TimePoint renew_give_up_;
+  TimePoint renew_sent_;  // when the renewal in flight was sent
   // The epoch of the tenure whose acquire Future is running its
   // continuations (0: none): no renewal of it goes out until they have (see
   // HandleAnswer). Per tenure, so the end of one delivery never ends
@@ -329,10 +347,15 @@ Future<AcquireResult> LeaseCore::StartAcquire(AcquireOptions options) {
     }
     if (op_) return op_->promise.future();  // single flight: share it
     const TimePoint now = clock_.Now();
+    op->started = now;
     if (held_) {
       if (Ns(now) < deadline_ns_.load(std::memory_order_acquire)) {
         FencingToken token = token_;
         lock.unlock();
+        if (observer_) {
+          observer_->AcquireFinished(options_.name, LeaseObserver::AcquireOutcome::kAcquired,
+                                     Duration::zero());
+        }
         op->promise.Set(std::optional<FencingToken>(std::move(token)));
         return future;
       }
@@ -403,6 +426,7 @@ void LeaseCore::SendAttempt(const OpPtr& op) {
     request.ttl = options_.ttl;
     request.deadline = req->deadline;
   }
+  if (observer_) observer_->AcquireAttempted(options_.name);
   store_->Acquire(
       std::move(request),
       [weak = weak_from_this(), op, req, store = store_, name = options_.name, identity = identity_,
@@ -546,6 +570,11 @@ void LeaseCore::HandleAnswer(const OpPtr& op, TimePoint sent, Result<AcquireOutc
     DetachOpLocked(op, d);
     lock.unlock();
     Run(d);
+    if (observer_) {
+      observer_->HeldChanged(options_.name, true);
+      observer_->AcquireFinished(options_.name, LeaseObserver::AcquireOutcome::kAcquired,
+                                 now - op->started);
+    }
     {
       // Ends the delivery of this tenure (and no other) even if a
       // continuation throws: the tenure is then renewed as usual.
@@ -642,6 +671,13 @@ void LeaseCore::Finish(const OpPtr& op, AcquireResult result, std::unique_lock<s
   DetachOpLocked(op, d);
   lock.unlock();
   Run(d);
+  if (observer_) {
+    using Outcome = LeaseObserver::AcquireOutcome;
+    const Outcome outcome = !result.ok()          ? Outcome::kFailed
+                            : result->has_value() ? Outcome::kAcquired
+                                                  : Outcome::kContended;
+    observer_->AcquireFinished(options_.name, outcome, clock_.Now() - op->started);
+  }
   op->promise.Set(std::move(result));
 }
 
@@ -726,6 +762,7 @@ void LeaseCore::OnWake() {
   Deferred d;
   RenewRequest request;
   TimePoint sent;
+  std::optional<RenewalReport> gave_up;
   uint64_t epoch = 0;
   uint64_t seq = 0;
   TimePoint wake_at;
@@ -759,6 +796,7 @@ void LeaseCore::OnWake() {
         last_renew_error_ = DeadlineExceededError(
             What() + ": the store did not answer a renewal within its deadline");
         renew_at_ = now;
+        gave_up = RenewalReport{false, now - renew_sent_, deadline_ - now};
       }
       if (!renewing_ && delivering_ != epoch_ && now >= renew_at_) {
         if (deadline_ - now < kMinAttempt) {
@@ -766,6 +804,7 @@ void LeaseCore::OnWake() {
         } else {
           renewing_ = true;  // never two in flight
           sent = now;
+          renew_sent_ = now;
           epoch = epoch_;
           seq = ++renew_seq_;
           request.name = options_.name;
@@ -780,6 +819,7 @@ void LeaseCore::OnWake() {
     }
     ArmLocked();
   }
+  if (gave_up) Report(*gave_up);
   Run(d);
   if (!request.name.empty()) SendRenewal(std::move(request), epoch, seq, sent, wake_at);
 }
@@ -797,6 +837,7 @@ void LeaseCore::SendRenewal(RenewRequest request, uint64_t epoch, uint64_t seq, 
 void LeaseCore::OnRenewAnswer(uint64_t epoch, uint64_t seq, TimePoint sent,
                               Result<RenewOutcome> r) {
   Deferred d;
+  RenewalReport report;
   {
     std::unique_lock lock(mu_);
     if (epoch != epoch_) {
@@ -818,6 +859,8 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, uint64_t seq, TimePoint sent,
     if (seq != renew_seq_ || !renewing_) return;
     renewing_ = false;
     const TimePoint now = clock_.Now();
+    report = {r.ok() && std::holds_alternative<Renewed>(*r) && now < deadline_, now - sent,
+              deadline_ - now};
     if (r.ok()) {
       if (auto* lost = std::get_if<Lost>(&*r)) {
         LoseLocked(lost->reason, lost->message, d);
@@ -846,6 +889,7 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, uint64_t seq, TimePoint sent,
         renew_failures_ = 0;
         last_renew_error_ = Status::Ok();
         SetRenewAtLocked(anchor + RenewInterval(ttl));
+        report.time_left = deadline_ - now;
       }
     } else {
       const Status& s = r.status();
@@ -863,7 +907,12 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, uint64_t seq, TimePoint sent,
     }
     ArmLocked();
   }
+  Report(report);
   Run(d);
+}
+
+void LeaseCore::Report(const RenewalReport& r) {
+  if (observer_) observer_->RenewalAnswered(options_.name, r.ok, r.latency, r.time_left);
 }
 
 Duration LeaseCore::Backoff(int failures) {
@@ -896,8 +945,12 @@ void LeaseCore::LoseLocked(LossReason reason, std::string message, Deferred& d) 
   auto handlers = handlers_;
   auto previous = std::move(d.then);
   d.then = [previous = std::move(previous), rt = runtime_, handlers = std::move(handlers),
-            event = std::move(event)]() mutable {
+            event = std::move(event), observer = observer_, name = options_.name]() mutable {
     if (previous) previous();
+    if (observer) {
+      observer->Lost(name, event.reason);
+      observer->HeldChanged(name, false);
+    }
     if (handlers.empty()) return;
     rt->PostCallback([handlers = std::move(handlers), event = std::move(event)] {
       for (const auto& slot : handlers) slot->Invoke(event);
@@ -982,8 +1035,10 @@ Future<Status> LeaseCore::StartRelease() {
     token = token_;
     ended_token_ = token_;
   }
+  if (observer_) observer_->HeldChanged(options_.name, false);
   Promise<Status> done(runtime_);
   SendRelease(std::move(token)).Then([done, self = shared_from_this()](const Status& s) mutable {
+    if (self->observer_) self->observer_->Released(self->options_.name, s.ok());
     done.Set(s.ok() ? s
                     : s.WithContext(self->What() +
                                     ": release not confirmed, the record is left to expire"));
@@ -1017,7 +1072,11 @@ void LeaseCore::Shutdown() {
   const bool wait = HandlerSlot::MayWait(runtime_);
   for (auto& slot : handlers) slot->Deactivate(wait);
   Run(d);
-  if (release) ReleaseDetached(std::move(token));
+  if (!release) return;
+  if (observer_) observer_->HeldChanged(options_.name, false);
+  SendRelease(std::move(token)).Then([observer = observer_, name = options_.name](const Status& s) {
+    if (observer) observer->Released(name, s.ok());
+  });
 }
 
 std::shared_ptr<HandlerSlot> LeaseCore::AddHandler(std::function<void(const LostEvent&)> fn) {

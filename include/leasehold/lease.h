@@ -72,6 +72,7 @@
 #include "leasehold/clock.h"
 #include "leasehold/fencing.h"
 #include "leasehold/future.h"
+#include "leasehold/observer.h"
 #include "leasehold/status.h"
 #include "leasehold/store.h"
 
@@ -120,6 +121,9 @@ struct LeaseOptions {
   // processes -- or a restarted process -- never shares a tenure. Turn off only
   // when `owner` is already unique per incarnation (e.g. a pod name + uid).
   bool unique_identity = true;
+  // Told of acquires, renewals, losses and releases (observer.h), e.g. for
+  // metrics; null: nobody is.
+  std::shared_ptr<LeaseObserver> observer{};
 };
 
 // Per-call options of an acquire.
