@@ -10,6 +10,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "leasehold/runtime.h"
@@ -127,6 +128,21 @@ struct BenchArgs {
 };
 int BenchCommand(const BenchArgs& args, std::ostream& out, std::ostream& err);
 
+struct ElectArgs {
+  std::string store_url{};
+  std::string name{};
+  std::string listen{};  // HOST:PORT or [IPv6]:PORT for the HTTP face
+  Duration ttl = std::chrono::seconds(15);
+  std::string owner{};                  // default: hostname
+  std::string on_elected{}, on_lost{};  // shell commands (sh -c)
+};
+// `leasehold elect`: the leader-election sidecar (elect.cc); runs until
+// SIGTERM/SIGINT/SIGHUP, then releases and returns 0.
+int Elect(const ElectArgs& args, std::ostream& err);
+// "HOST:PORT" or "[IPv6]:PORT" -> host and port; kInvalidArgument naming the
+// flag and what is wrong.
+Result<std::pair<std::string, int>> ParseListenAddress(std::string_view text);
+
 struct DemoArgs {
   std::string store_url{};
   std::string self{};  // path of this executable, to start `run` contenders
@@ -158,8 +174,11 @@ namespace internal {
 std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& name,
                                     const std::shared_ptr<Runtime>& runtime, std::ostream& err,
                                     int* exit_code);
-// The record, or nullopt when the store has none.
-Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& name);
+// The record, or nullopt when the store has none, read within `timeout`.
+Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& name,
+                                              Duration timeout = std::chrono::seconds(10));
+// This host's name ("localhost" if it has none): the default owner.
+std::string HostName();
 bool IsHeld(const std::optional<LeaseRecord>& record);
 // The `status --json` object (keys: name, held, holder, sequence, token,
 // expires_in_ms) and the human-readable line.

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cli.h"
+#include "elect_test_util.h"
 #include "fake_api_server.h"
 #include "leasehold/lease.h"
 #include "testing/temp_dir.h"
@@ -96,6 +97,12 @@ TEST_F(KubernetesCliTest, TheBinaryRunsACommandUnderALeaseObjectAndReleasesIt) {
   const auto lease = nlohmann::json::parse(*object);
   EXPECT_EQ(lease["spec"]["leaseTransitions"], 1);
   EXPECT_FALSE(lease["spec"].contains("holderIdentity")) << "released";
+}
+
+// The sidecar on Lease objects (elect_test_util.h): two instances, the
+// leader SIGKILLed, the standby leads within TTL + 1 s.
+TEST_F(KubernetesCliTest, TwoSidecarsFailOver) {
+  ExpectSidecarsFailOver(url_, std::chrono::seconds(2));
 }
 
 TEST_F(KubernetesCliTest, AnInsecureKubeconfigIsRefusedUnlessTheUrlOptsIn) {

@@ -93,11 +93,29 @@ int main(int argc, char** argv) {
   auto* init_cmd = app.add_subcommand(
       "init", "create or migrate the store's schema (postgresql://; needs CREATE on the schema)");
 
+  // elect
+  cli::ElectArgs elect;
+  std::string elect_ttl = "15s";
+  auto* elect_cmd = app.add_subcommand(
+      "elect",
+      "leader-election sidecar: campaign for a lease, answer GET /leader, /healthz, "
+      "/metrics over HTTP; SIGTERM releases at once");
+  elect_cmd->add_option("name", elect.name, "lease name")->required();
+  elect_cmd->add_option("--listen", elect.listen, "HTTP address, HOST:PORT (e.g. 127.0.0.1:8080)")
+      ->required();
+  elect_cmd->add_option("--ttl", elect_ttl, "lease TTL (default 15s)");
+  elect_cmd->add_option("--owner", elect.owner, "owner identity (default: this host's name)");
+  elect_cmd->add_option("--on-elected", elect.on_elected,
+                        "shell command run when this instance starts leading");
+  elect_cmd->add_option("--on-lost", elect.on_lost,
+                        "shell command run when this instance stops leading");
+
   // demo
   cli::DemoArgs demo;
   auto* demo_cmd = app.add_subcommand(
       "demo", "three `run` contenders for one lease: a crash, a failover, a hand-off");
-  for (CLI::App* cmd : {run_cmd, status_cmd, watch_cmd, break_cmd, bench_cmd, init_cmd, demo_cmd}) {
+  for (CLI::App* cmd :
+       {run_cmd, status_cmd, watch_cmd, break_cmd, bench_cmd, init_cmd, elect_cmd, demo_cmd}) {
     add_store(cmd);
   }
 
@@ -141,6 +159,13 @@ int main(int argc, char** argv) {
       run.timeout = *to;
     }
     return cli::Run(run, std::cerr);
+  }
+  if (*elect_cmd) {
+    elect.store_url = store;
+    auto t = duration("--ttl", elect_ttl);
+    if (!t) return cli::kExitUsage;
+    elect.ttl = *t;
+    return cli::Elect(elect, std::cerr);
   }
   if (*init_cmd) {
     auto spec = cli::ParseStoreUrl(store);

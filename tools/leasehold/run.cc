@@ -32,14 +32,21 @@
 #include "cli.h"
 #include "leasehold/lease.h"
 
-namespace leasehold::cli {
-namespace {
+namespace leasehold::cli::internal {
 
 std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
   return buf;
 }
+
+}  // namespace leasehold::cli::internal
+
+namespace leasehold::cli {
+
+using internal::HostName;
+
+namespace {
 
 // Owns a file descriptor.
 class Fd {

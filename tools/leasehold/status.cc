@@ -13,9 +13,6 @@
 
 namespace leasehold::cli::internal {
 
-// How long one store request of a CLI command may take.
-constexpr Duration kRequestTimeout = std::chrono::seconds(10);
-
 // Parses `url`, opens the store on `runtime` and checks that it can hold
 // `name`. On failure writes "leasehold: <why>" to `err`, sets `*exit_code` and
 // returns null.
@@ -44,9 +41,10 @@ std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& n
 }
 
 // Reads the record of `name`; std::nullopt when the store has none.
-Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& name) {
+Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& name,
+                                              Duration timeout) {
   Promise<Result<LeaseRecord>> promise(nullptr);
-  store.Inspect(name, store.runtime()->clock().Now() + kRequestTimeout,
+  store.Inspect(name, store.runtime()->clock().Now() + timeout,
                 [promise](Result<LeaseRecord> r) mutable { promise.Set(std::move(r)); });
   const Result<LeaseRecord>& r = promise.future().Wait();
   if (!r.ok()) {
