@@ -135,10 +135,10 @@ TEST_F(ObserverTest, AnAcquireRenewalsAndAReleaseAreReportedInOrder) {
   ASSERT_TRUE(*a->Acquire());
   rt_->RunFor(milliseconds(2500));  // renewals every second
   ASSERT_TRUE(a->Release().ok());
-  EXPECT_THAT(recorder_->lines(),
-              ::testing::ElementsAre("job: attempt", "job: held", "job: acquire acquired",
-                                     "job: renewed", "job: renewed", "job: not held",
-                                     "job: released"));
+  EXPECT_THAT(
+      recorder_->lines(),
+      ::testing::ElementsAre("job: attempt", "job: held", "job: acquire acquired", "job: renewed",
+                             "job: renewed", "job: not held", "job: released"));
   // The simulated store answers at once: no latency, and each renewal
   // leaves a whole TTL.
   for (Duration d : recorder_->latencies()) EXPECT_EQ(d, Duration::zero());

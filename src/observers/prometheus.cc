@@ -99,8 +99,7 @@ namespace {
 // One lease's metrics, looked up once.
 class LeaseMetrics final : public LeaseObserver {
  public:
-  LeaseMetrics(PrometheusObserver::Families& f_, std::string_view lease)
-      : registry_(f_.registry) {
+  LeaseMetrics(PrometheusObserver::Families& f_, std::string_view lease) : registry_(f_.registry) {
     const std::string name(lease);
     attempts_ = &f_.attempts.Add({{"lease", name}});
     acquires_ = {&f_.acquires.Add({{"lease", name}, {"outcome", "acquired"}}),

@@ -115,8 +115,7 @@ TEST_F(PrometheusObserverTest, EventsByNameFindTheSameMetrics) {
   metrics_->Lost("jobs", LossReason::kBackendError);
   const std::string text = Text();
   EXPECT_THAT(text, HasSubstr("leasehold_acquire_attempts_total{lease=\"jobs\"} 1"));
-  EXPECT_THAT(text,
-              HasSubstr("leasehold_losses_total{lease=\"jobs\",reason=\"backend_error\"} 1"));
+  EXPECT_THAT(text, HasSubstr("leasehold_losses_total{lease=\"jobs\",reason=\"backend_error\"} 1"));
 }
 
 }  // namespace

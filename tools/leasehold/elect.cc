@@ -17,6 +17,7 @@
 // its environment; they are not waited for (reaped when they exit).
 // SIGTERM / SIGINT / SIGHUP: stop campaigning, release at once (the next
 // standby's watch wakes it: a hand-off of about one round trip), exit 0.
+#include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/signalfd.h>
@@ -25,7 +26,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <httplib.h>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -212,9 +212,9 @@ int Elect(const ElectArgs& args, std::ostream& err) {
     auto record = InspectNow(*store, args.name, kStandbyReadTimeout);
     if (!record.ok()) {
       res.status = 503;
-      res.set_content(nlohmann::json{{"name", args.name}, {"error", record.status().message()}}
-                          .dump(),
-                      "application/json");
+      res.set_content(
+          nlohmann::json{{"name", args.name}, {"error", record.status().message()}}.dump(),
+          "application/json");
       return;
     }
     // Our own ended tenure, still in the store: nobody leads.
@@ -224,9 +224,8 @@ int Elect(const ElectArgs& args, std::ostream& err) {
     j["is_leader"] = false;
     j["sequence"] = *record ? (*record)->token.sequence : 0;
     j["token"] = held ? nlohmann::json((*record)->token.value) : nlohmann::json(nullptr);
-    j["expires_in_ms"] = held && (*record)->remaining
-                             ? nlohmann::json(Ms(*(*record)->remaining))
-                             : nlohmann::json(nullptr);
+    j["expires_in_ms"] = held && (*record)->remaining ? nlohmann::json(Ms(*(*record)->remaining))
+                                                      : nlohmann::json(nullptr);
     res.set_content(j.dump(), "application/json");
   });
   server.Get("/healthz", [&](const httplib::Request&, httplib::Response& res) {

@@ -63,7 +63,8 @@ TEST(ElectTest, BadListenAddressesAreRefusedNamingThem) {
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
     EXPECT_THAT(r.status().message(), HasSubstr(std::string("--listen \"") + bad + "\""));
   }
-  EXPECT_EQ(ParseListenAddress("127.0.0.1:8080").value(), std::make_pair(std::string("127.0.0.1"), 8080));
+  EXPECT_EQ(ParseListenAddress("127.0.0.1:8080").value(),
+            std::make_pair(std::string("127.0.0.1"), 8080));
   EXPECT_EQ(ParseListenAddress("[::1]:9").value(), std::make_pair(std::string("::1"), 9));
 }
 
@@ -75,8 +76,8 @@ TEST(ElectTest, AnAddressInUseIsUnavailable) {
   // A second sidecar on the first one's port.
   int code = -1;
   const std::string port = first.Port();
-  const std::string out = RunBinary("sqlite://" + dir.File("leases.db"),
-                                            "elect job --listen 127.0.0.1:" + port, &code);
+  const std::string out =
+      RunBinary("sqlite://" + dir.File("leases.db"), "elect job --listen 127.0.0.1:" + port, &code);
   EXPECT_EQ(code, kExitUnavailable) << out;
   EXPECT_THAT(out, HasSubstr("cannot listen on 127.0.0.1:" + port));
 }

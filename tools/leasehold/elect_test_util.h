@@ -10,13 +10,13 @@
 #include <signal.h>
 
 #include <atomic>
-#include <fstream>
-#include <sstream>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,10 +36,17 @@ class Sidecar {
           std::vector<std::string> extra = {})
       : port_(testing::FreePort()), log_(dir_.File("elect.log")) {
     std::vector<std::string> argv = {
-        LEASEHOLD_BINARY, "--store", store_url, "elect", "job", "--listen",
-        "127.0.0.1:" + std::to_string(port_), "--ttl",
+        LEASEHOLD_BINARY,
+        "--store",
+        store_url,
+        "elect",
+        "job",
+        "--listen",
+        "127.0.0.1:" + std::to_string(port_),
+        "--ttl",
         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(ttl).count()) + "ms",
-        "--owner", owner};
+        "--owner",
+        owner};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto pid = testing::SpawnChild(
         {.argv = argv, .env = testing::EnvironmentWithout({}), .output = log_}, "sidecar");
@@ -163,9 +170,9 @@ inline void ExpectSidecarsFailOver(const std::string& store_url, Duration ttl) {
   const auto killed = std::chrono::steady_clock::now();
   leader->Kill();
   const Duration bound = ttl + 1s + (testing::kSanitized ? Duration(1s) : Duration::zero());
-  const bool flipped = EventuallyTrue([&] { return standby->IsLeader(); },
-                                      std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          bound + 5s));
+  const bool flipped =
+      EventuallyTrue([&] { return standby->IsLeader(); },
+                     std::chrono::duration_cast<std::chrono::milliseconds>(bound + 5s));
   const auto flipped_at = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(200ms);
   stop = true;
