@@ -222,7 +222,9 @@ int Elect(const ElectArgs& args, std::ostream& err) {
                       (!(*record)->remaining || *(*record)->remaining > Duration::zero());
     j["holder"] = held ? nlohmann::json((*record)->holder) : nlohmann::json(nullptr);
     j["is_leader"] = false;
-    j["sequence"] = *record ? (*record)->token.sequence : 0;
+    // The holder's tenure; null when nobody holds (a store may have deleted
+    // an expired record, and with it the last sequence: etcd does).
+    j["sequence"] = held ? nlohmann::json((*record)->token.sequence) : nlohmann::json(nullptr);
     j["token"] = held ? nlohmann::json((*record)->token.value) : nlohmann::json(nullptr);
     j["expires_in_ms"] = held && (*record)->remaining ? nlohmann::json(Ms(*(*record)->remaining))
                                                       : nlohmann::json(nullptr);
