@@ -40,18 +40,18 @@ TEST(ElectTest, HooksRunWithTheTenureInTheirEnvironment) {
     Sidecar s("sqlite://" + dir.File("leases.db"), "a", 2s,
               {"--on-elected", "echo \"$LEASEHOLD_NAME $LEASEHOLD_SEQUENCE\" > " + elected,
                "--on-lost", "echo \"lost $LEASEHOLD_SEQUENCE\" > " + lost});
-    ASSERT_TRUE(EventuallyTrue([&] { return s.IsLeader(); }, 20s)) << s.Log();
+    ASSERT_TRUE(testing::Eventually([&] { return s.IsLeader(); }, 20s)) << s.Log();
     auto read = [](const std::string& path) {
       std::ifstream f(path);
       std::string line;
       std::getline(f, line);
       return line;
     };
-    ASSERT_TRUE(EventuallyTrue([&] { return read(elected) == "job 1"; }, 10s))
+    ASSERT_TRUE(testing::Eventually([&] { return read(elected) == "job 1"; }, 10s))
         << read(elected) << "\n"
         << s.Log();
     ASSERT_TRUE(s.Terminate(10s).has_value());
-    ASSERT_TRUE(EventuallyTrue([&] { return read(lost) == "lost 1"; }, 10s)) << s.Log();
+    ASSERT_TRUE(testing::Eventually([&] { return read(lost) == "lost 1"; }, 10s)) << s.Log();
   }
 }
 
@@ -71,7 +71,7 @@ TEST(ElectTest, BadListenAddressesAreRefusedNamingThem) {
 TEST(ElectTest, AnAddressInUseIsUnavailable) {
   testing::TempDir dir("elect-busy");
   Sidecar first("sqlite://" + dir.File("leases.db"), "a", 2s);
-  ASSERT_TRUE(EventuallyTrue([&] { return first.Get("/healthz").first == 200; }, 20s))
+  ASSERT_TRUE(testing::Eventually([&] { return first.Get("/healthz").first == 200; }, 20s))
       << first.Log();
   // A second sidecar on the first one's port.
   int code = -1;

@@ -26,6 +26,7 @@
 #include "testing/free_port.h"
 #include "testing/sanitizers.h"
 #include "testing/temp_dir.h"
+#include "testing/tenure_probe.h"
 
 namespace leasehold::cli {
 
@@ -108,16 +109,6 @@ class Sidecar {
   pid_t pid_ = -1;
 };
 
-template <typename F>
-bool EventuallyTrue(F f, std::chrono::milliseconds limit) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return f();
-}
-
 // Two sidecars for lease "job" on `store_url` (free): one leads, the other
 // reports it; the leader is SIGKILLed and the standby's /leader says it leads
 // within TTL + 1 s (+1 s more sanitized). Sampled every 20 ms meanwhile, the
@@ -130,7 +121,7 @@ inline void ExpectSidecarsFailOver(const std::string& store_url, Duration ttl) {
   using namespace std::chrono_literals;
   auto a = std::make_unique<Sidecar>(store_url, "a", ttl);
   auto b = std::make_unique<Sidecar>(store_url, "b", ttl);
-  ASSERT_TRUE(EventuallyTrue([&] { return a->IsLeader() || b->IsLeader(); }, 20s))
+  ASSERT_TRUE(testing::Eventually([&] { return a->IsLeader() || b->IsLeader(); }, 20s))
       << "nobody leads\n--- a:\n"
       << a->Log() << "--- b:\n"
       << b->Log();
@@ -140,7 +131,7 @@ inline void ExpectSidecarsFailOver(const std::string& store_url, Duration ttl) {
   ASSERT_TRUE(led);
   const std::string leader_id = (*led)["holder"];
   const uint64_t leader_seq = (*led)["sequence"];
-  ASSERT_TRUE(EventuallyTrue(
+  ASSERT_TRUE(testing::Eventually(
       [&] {
         auto s = standby->Leader();
         return s && !(*s)["holder"].is_null() && (*s)["holder"] == leader_id;
@@ -170,9 +161,7 @@ inline void ExpectSidecarsFailOver(const std::string& store_url, Duration ttl) {
   const auto killed = std::chrono::steady_clock::now();
   leader->Kill();
   const Duration bound = ttl + 1s + (testing::kSanitized ? Duration(1s) : Duration::zero());
-  const bool flipped =
-      EventuallyTrue([&] { return standby->IsLeader(); },
-                     std::chrono::duration_cast<std::chrono::milliseconds>(bound + 5s));
+  const bool flipped = testing::Eventually([&] { return standby->IsLeader(); }, bound + 5s);
   const auto flipped_at = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(200ms);
   stop = true;
