@@ -285,10 +285,16 @@ class ThreadedRuntime final : public Runtime {
   void PostBlocking(Task task) override {
     if (!blocking_->PushWouldWait(std::move(task))) return;
     std::lock_guard lock(threads_mu_);
-    if (blocking_threads_ < options_.blocking_threads) {
+    const size_t reserved = reserved_ > 0 ? static_cast<size_t>(reserved_) : 0;
+    if (blocking_threads_ < std::max(options_.blocking_threads, reserved)) {
       ++blocking_threads_;
       threads_.emplace_back([lane = blocking_] { Lane::Serve(lane, "blocking"); });
     }
+  }
+
+  void ReserveBlocking(std::ptrdiff_t delta) noexcept override {
+    std::lock_guard lock(threads_mu_);
+    reserved_ += delta;
   }
 
   bool OnLoopThread() const noexcept override { return current_loop == loop_.get(); }
@@ -340,8 +346,9 @@ class ThreadedRuntime final : public Runtime {
   std::shared_ptr<LoopState> loop_;
   std::shared_ptr<Lane> callbacks_;
   std::shared_ptr<Lane> blocking_;
-  std::mutex threads_mu_;  // guards threads_ and blocking_threads_
+  std::mutex threads_mu_;  // guards threads_, blocking_threads_ and reserved_
   size_t blocking_threads_ = 0;
+  std::ptrdiff_t reserved_ = 0;  // by open stores (ReserveBlocking)
   std::vector<std::thread> threads_;
 };
 

@@ -506,16 +506,48 @@ TEST(ThreadedRuntimeTest, ZeroBlockingThreadsStillRunsBlockingTasks) {
   EXPECT_TRUE(Ready(f));
 }
 
-// A thread is started whenever a blocking task would wait and none is idle,
-// up to blocking_threads: tasks that each hold a thread for a round trip run
-// side by side, not queued behind each other.
-TEST(ThreadedRuntimeTest, TheBlockingLaneGrowsToTheTasksInFlightAndNoFurther) {
+// Posts `tasks` blocking tasks that each hold their thread until all that
+// can run at once have started; returns how many ran at once.
+int MostBlockingAtOnce(Runtime& rt, int tasks, int expected) {
   std::mutex mu;
   std::condition_variable changed;
   int running = 0, most = 0;
   bool open = false;
   std::promise<void> last;
   auto lf = last.get_future();
+  for (int i = 0; i < tasks; ++i) {
+    rt.PostBlocking([&] {
+      std::unique_lock lock(mu);
+      most = std::max(most, ++running);
+      changed.notify_all();
+      changed.wait(lock, [&] { return open; });
+      --running;
+    });
+  }
+  rt.PostBlocking([&] { last.set_value(); });
+  {
+    std::unique_lock lock(mu);
+    EXPECT_TRUE(
+        changed.wait_for(lock, std::chrono::seconds(10), [&] { return running == expected; }))
+        << "only " << running << " of the tasks ran at once";
+  }
+  // Time for a thread too many to start and take a task.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  int seen;
+  {
+    std::lock_guard lock(mu);
+    seen = most;
+    open = true;
+  }
+  changed.notify_all();
+  EXPECT_TRUE(Ready(lf));
+  return seen;
+}
+
+// A thread is started whenever a blocking task would wait and none is idle,
+// up to blocking_threads: tasks that each hold a thread for a round trip run
+// side by side, not queued behind each other.
+TEST(ThreadedRuntimeTest, TheBlockingLaneGrowsToTheTasksInFlightAndNoFurther) {
   auto rt = Runtime::Create({.blocking_threads = 6});
   // One at a time: one thread is enough, and only one is started.
   std::set<std::thread::id> ran_on;
@@ -529,29 +561,23 @@ TEST(ThreadedRuntimeTest, TheBlockingLaneGrowsToTheTasksInFlightAndNoFurther) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(ran_on.size(), 1u) << "threads started before any task waited";
-  for (int i = 0; i < 10; ++i) {
-    rt->PostBlocking([&] {
-      std::unique_lock lock(mu);
-      most = std::max(most, ++running);
-      changed.notify_all();
-      changed.wait(lock, [&] { return open; });
-      --running;
-    });
-  }
-  rt->PostBlocking([&] { last.set_value(); });
-  {
-    std::unique_lock lock(mu);
-    EXPECT_TRUE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return running == 6; }))
-        << "only " << running << " of the tasks ran at once";
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  {
-    std::lock_guard lock(mu);
-    EXPECT_EQ(most, 6) << "more threads than blocking_threads";
-    open = true;
-  }
-  changed.notify_all();
-  EXPECT_TRUE(Ready(lf));
+  EXPECT_EQ(MostBlockingAtOnce(*rt, 10, 6), 6) << "more threads than blocking_threads";
+  EXPECT_TRUE(ShutDown(std::move(rt)));
+}
+
+// Stores' reservations raise the ceiling above blocking_threads while they
+// last: eight single-connection stores get a thread each.
+TEST(ThreadedRuntimeTest, ReservationsRaiseTheBlockingLaneCeilingWhileTheyLast) {
+  auto rt = Runtime::Create({.blocking_threads = 2});
+  for (int store = 0; store < 8; ++store) rt->ReserveBlocking(1);
+  EXPECT_EQ(MostBlockingAtOnce(*rt, 12, 8), 8) << "the reservations were not honoured";
+  EXPECT_TRUE(ShutDown(std::move(rt)));
+
+  // Withdrawn before any task waited: back to blocking_threads.
+  rt = Runtime::Create({.blocking_threads = 2});
+  rt->ReserveBlocking(8);
+  rt->ReserveBlocking(-8);
+  EXPECT_EQ(MostBlockingAtOnce(*rt, 12, 2), 2) << "a withdrawn reservation still counted";
   EXPECT_TRUE(ShutDown(std::move(rt)));
 }
 

@@ -46,10 +46,11 @@ using TimerId = uint64_t;
 
 struct RuntimeOptions {
   // Threads in the blocking lane (used only by stores whose client libraries
-  // block: each request out holds one for its round trip), at most. They are
-  // started on demand -- when a task would wait and no thread is idle -- and
-  // kept. A process with many stores (connections) needs one per request in
-  // flight, or their renewals queue behind each other. 0 is taken as 1.
+  // block: each request out holds one for its round trip), at most -- or, if
+  // more, as many as the open stores have reserved (ReserveBlocking): one
+  // per connection that can have a request out. They are started on demand
+  // -- when a task would wait and no thread is idle -- and kept. 0 is taken
+  // as 1.
   size_t blocking_threads = 64;
 };
 
@@ -79,6 +80,18 @@ class Runtime {
   virtual void PostCallback(Task task) = 0;
   // Runs `task` on the blocking lane.
   virtual void PostBlocking(Task task) = 0;
+
+  // For stores whose client library blocks: a store reserves, while it is
+  // open, one blocking-lane thread per request it can have out at once (its
+  // connections), and withdraws them (a negative `delta`) when it closes.
+  // The lane may grow to the larger of RuntimeOptions::blocking_threads and
+  // the live reservations, so that many single-connection stores -- one per
+  // database, or one per process a test plays -- never queue their renewals
+  // behind a fixed ceiling, each waiting for another store's round trip
+  // until it has missed its deadline. Reserved threads are still started
+  // only when a task would wait. The default does nothing (a runtime that
+  // runs blocking tasks inline needs no threads).
+  virtual void ReserveBlocking(std::ptrdiff_t delta) noexcept { (void)delta; }
 
   // True when the calling thread is one of this runtime's loop threads: code
   // that would block there must use PostBlocking instead.

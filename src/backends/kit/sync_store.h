@@ -38,6 +38,10 @@
 //     cuts it short, its other requests fail with it and the engine retries
 //     them within their own leases' budgets.
 //
+// Threads: a SyncStore reserves one blocking-lane thread (its connection's)
+// for as long as it is open (Runtime::ReserveBlocking), so a process of many
+// stores has a thread for each store's request in flight.
+//
 // The SyncOps object is shared with the queued work: a store destroyed while
 // an operation waits for the blocking lane or a rerun does not pull it away.
 //
@@ -158,7 +162,10 @@ class SyncStore : public Base {
       : Base(std::move(runtime)),
         ops_(std::move(ops)),
         policy_(policy),
-        renewals_(NewRenewCombiner()) {}
+        renewals_(NewRenewCombiner()) {
+    this->runtime()->ReserveBlocking(1);
+  }
+  ~SyncStore() override { this->runtime()->ReserveBlocking(-1); }
 
  private:
   const std::shared_ptr<SyncOps> ops_;

@@ -549,9 +549,16 @@ Result<std::shared_ptr<KubernetesStore>> KubernetesStore::Open(KubernetesOptions
 }
 
 KubernetesStore::KubernetesStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> state)
-    : Store(std::move(runtime)), state_(std::move(state)) {}
+    : Store(std::move(runtime)), state_(std::move(state)) {
+  // A thread of the blocking lane for this client's requests (see
+  // Runtime::ReserveBlocking): many clients in one process do not queue.
+  this->runtime()->ReserveBlocking(1);
+}
 
-KubernetesStore::~KubernetesStore() { state_->watches.CancelAll(); }
+KubernetesStore::~KubernetesStore() {
+  state_->watches.CancelAll();
+  runtime()->ReserveBlocking(-1);
+}
 
 std::string KubernetesStore::Describe() const { return state_->description; }
 
