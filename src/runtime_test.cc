@@ -507,40 +507,42 @@ TEST(ThreadedRuntimeTest, ZeroBlockingThreadsStillRunsBlockingTasks) {
 }
 
 // Posts `tasks` blocking tasks that each hold their thread until all that
-// can run at once have started; returns how many ran at once.
+// can run at once have started; returns how many ran at once. Returns only
+// after every task has finished: the tasks share the state with the caller
+// through a shared_ptr, so a task still waking up never touches a dead frame.
 int MostBlockingAtOnce(Runtime& rt, int tasks, int expected) {
-  std::mutex mu;
-  std::condition_variable changed;
-  int running = 0, most = 0;
-  bool open = false;
-  std::promise<void> last;
-  auto lf = last.get_future();
+  struct State {
+    std::mutex mu;
+    std::condition_variable changed;
+    int running = 0, most = 0, finished = 0;
+    bool open = false;
+  };
+  auto state = std::make_shared<State>();
   for (int i = 0; i < tasks; ++i) {
-    rt.PostBlocking([&] {
-      std::unique_lock lock(mu);
-      most = std::max(most, ++running);
-      changed.notify_all();
-      changed.wait(lock, [&] { return open; });
-      --running;
+    rt.PostBlocking([state] {
+      std::unique_lock lock(state->mu);
+      state->most = std::max(state->most, ++state->running);
+      state->changed.notify_all();
+      state->changed.wait(lock, [&] { return state->open; });
+      --state->running;
+      ++state->finished;
+      state->changed.notify_all();
     });
   }
-  rt.PostBlocking([&] { last.set_value(); });
-  {
-    std::unique_lock lock(mu);
-    EXPECT_TRUE(
-        changed.wait_for(lock, std::chrono::seconds(10), [&] { return running == expected; }))
-        << "only " << running << " of the tasks ran at once";
-  }
+  std::unique_lock lock(state->mu);
+  EXPECT_TRUE(state->changed.wait_for(lock, std::chrono::seconds(10),
+                                      [&] { return state->running == expected; }))
+      << "only " << state->running << " of the tasks ran at once";
   // Time for a thread too many to start and take a task.
+  lock.unlock();
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  int seen;
-  {
-    std::lock_guard lock(mu);
-    seen = most;
-    open = true;
-  }
-  changed.notify_all();
-  EXPECT_TRUE(Ready(lf));
+  lock.lock();
+  const int seen = state->most;
+  state->open = true;
+  state->changed.notify_all();
+  EXPECT_TRUE(state->changed.wait_for(lock, std::chrono::seconds(10),
+                                      [&] { return state->finished == tasks; }))
+      << "only " << state->finished << " of " << tasks << " tasks finished";
   return seen;
 }
 
