@@ -53,6 +53,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Require(row.status().code() == StatusCode::kDataLoss);
   }
 
+  // The same fields as a listing's row: sorted, every name kept.
+  auto listing = postgres::ParseListing(AsRow(input), "list leases");
+  if (listing.ok()) {
+    Require(listing->size() == 1);
+    Require(AsRow(input).rows.front().back() == listing->front().first);
+  } else {
+    Require(listing.status().code() == StatusCode::kDataLoss);
+  }
+
   const auto [version, heard] = postgres::ParseWatchVersion(std::string(input));
   if (version) {
     Require(postgres::ParseWatchVersion(postgres::WatchVersion(*version, heard)) ==

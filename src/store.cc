@@ -38,6 +38,10 @@ void Store::Break(std::string name, TimePoint, StatusCallback done) {
   done(UnimplementedError(Describe() + ": breaking lease \"" + name + "\" is not supported"));
 }
 
+void Store::List(std::string, TimePoint, ListCallback done) {
+  done(UnimplementedError(Describe() + ": listing leases is not supported"));
+}
+
 WatchId Store::Watch(const std::string&, const std::string&, Task) { return 0; }
 void Store::CancelWatch(WatchId) noexcept {}
 

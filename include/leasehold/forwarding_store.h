@@ -44,6 +44,9 @@ class ForwardingStore : public Store {
   void Break(std::string name, TimePoint deadline, StatusCallback done) override {
     inner_->Break(std::move(name), deadline, std::move(done));
   }
+  void List(std::string prefix, TimePoint deadline, ListCallback done) override {
+    inner_->List(std::move(prefix), deadline, std::move(done));
+  }
   WatchId Watch(const std::string& name, const std::string& version, Task on_change) override {
     return inner_->Watch(name, version, std::move(on_change));
   }

@@ -146,6 +146,7 @@ using AcquireCallback = std::function<void(Result<AcquireOutcome>)>;
 using RenewCallback = std::function<void(std::vector<Result<RenewOutcome>>)>;
 using StatusCallback = std::function<void(Status)>;
 using InspectCallback = std::function<void(Result<LeaseRecord>)>;
+using ListCallback = std::function<void(Result<std::vector<LeaseRecord>>)>;
 using WatchId = uint64_t;
 
 class Store {
@@ -186,6 +187,15 @@ class Store {
   // reject the broken holder. OK also when nobody held it. Default:
   // kUnimplemented.
   virtual void Break(std::string name, TimePoint deadline, StatusCallback done);
+
+  // Operator's tool: every record whose name starts with `prefix` (all of
+  // them when it is empty), sorted by name (bytewise), each as Inspect would
+  // read it -- free records that keep a sequence included, with an empty
+  // holder. Reads only; a listing is not a snapshot of one instant on every
+  // store. A record that cannot be read as a lease (hand-edited, hostile)
+  // fails the whole listing with an error naming it, rather than being
+  // skipped. Default: kUnimplemented.
+  virtual void List(std::string prefix, TimePoint deadline, ListCallback done);
 
   // Calls `on_change` once, from any thread, when the record for `name` may have
   // changed after the observation `version` (released, deleted, expired, taken

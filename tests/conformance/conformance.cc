@@ -35,6 +35,7 @@
 #include "leasehold/runtime.h"
 #include "leasehold/status.h"
 #include "leasehold/store.h"
+#include "testing/store_calls.h"
 
 namespace leasehold::conformance {
 
@@ -50,6 +51,7 @@ Harness::~Harness() {
 namespace {
 
 using namespace std::chrono_literals;
+using leasehold::testing::ListRecords;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -1169,6 +1171,69 @@ TEST_P(ConformanceTest, ManyLeasesAreHeldAtOnce) {
   auto last = MakeLease("l" + std::to_string(kLeases - 1), "b");
   EXPECT_TRUE(IsContended(*first));
   EXPECT_TRUE(IsContended(*last));
+}
+
+// ---------------------------------------------------------------------------
+// Operators' tools.
+
+// Store::List: the records under a prefix, sorted by name, each as Inspect
+// reads it -- holder and sequence of the held ones, time left within the
+// TTL; a released lease as Inspect sees it (free with its sequence, or gone
+// where the store deletes it); nothing outside the prefix.
+TEST_P(ConformanceTest, ListShowsTheLeasesUnderAPrefixAsInspectReadsThem) {
+  auto b = MakeLease("ls-b", "owner-b");
+  auto a = MakeLease("ls-a", "owner-a");
+  auto c = MakeLease("ls-c", "owner-c");
+  auto outside = MakeLease("other", "owner-o");
+  for (Lease* l : {b.get(), a.get(), c.get(), outside.get()}) ASSERT_TRUE(Acquires(*l));
+  const uint64_t c_sequence = c->token()->sequence;
+  ASSERT_TRUE(c->Release().ok());
+
+  auto store = harness().NewClient();
+  const auto listed = ListRecords(*store, name_prefix_ + "ls-", harness().ttl());
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  const auto c_record = InspectRecord(*store, name_prefix_ + "ls-c", harness().ttl());
+  const bool keeps_free = c_record.ok();
+  if (!keeps_free) {
+    EXPECT_EQ(c_record.status().code(), StatusCode::kNotFound);
+  }
+  ASSERT_EQ(listed->size(), keeps_free ? 3u : 2u);
+  const LeaseRecord& ra = (*listed)[0];
+  const LeaseRecord& rb = (*listed)[1];
+  EXPECT_EQ(ra.name, name_prefix_ + "ls-a");
+  EXPECT_THAT(ra.holder, ::testing::StartsWith("owner-a#")) << "holder: owner#tenure";
+  EXPECT_EQ(ra.token.sequence, a->token()->sequence);
+  EXPECT_EQ(ra.token, *a->token());
+  EXPECT_EQ(rb.name, name_prefix_ + "ls-b");
+  EXPECT_THAT(rb.holder, ::testing::StartsWith("owner-b#"));
+  EXPECT_EQ(rb.token, *b->token());
+  for (const LeaseRecord* r : {&ra, &rb}) {
+    ASSERT_TRUE(r->remaining.has_value()) << r->name;
+    EXPECT_GT(*r->remaining, Duration::zero()) << r->name;
+    // Stores round TTLs up to what they grant (etcd: whole seconds, its minimum).
+    EXPECT_LE(*r->remaining, Max(harness().ttl(), std::chrono::seconds(5))) << r->name;
+  }
+  if (keeps_free) {
+    const LeaseRecord& rc = (*listed)[2];
+    EXPECT_EQ(rc.name, name_prefix_ + "ls-c");
+    EXPECT_EQ(rc.holder, "");
+    EXPECT_EQ(rc.token.sequence, c_sequence);
+    EXPECT_FALSE(rc.remaining.has_value());
+    EXPECT_EQ(c_record->token.sequence, c_sequence);
+  }
+
+  // Everything: the prefix's leases and the one outside it, in name order.
+  const auto all = ListRecords(*store, "", harness().ttl());
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  const std::vector<std::string> names = testing::Names(*all);
+  EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+  EXPECT_THAT(names, ::testing::IsSupersetOf(
+                         {name_prefix_ + "ls-a", name_prefix_ + "ls-b", name_prefix_ + "other"}));
+
+  // A prefix nothing has.
+  const auto none = ListRecords(*store, name_prefix_ + "zz-", harness().ttl());
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty());
 }
 
 // ---------------------------------------------------------------------------

@@ -37,7 +37,7 @@ inline std::string RunBinary(const std::string& store_url, const std::string& ar
 }
 
 // With lease "job" free at sequence 1 on `store_url`: a holder in this
-// process (sequence 2) is seen by status and watch, `break` frees it, the
+// process (sequence 2) is seen by status, watch and list, `break` frees it, the
 // next `run` gets sequence 3, and `bench` measures the store. `status_out`
 // gets what status printed, for the store's own checks.
 inline void ExpectStatusWatchBreakAndBenchOnTheStore(const std::string& store_url,
@@ -59,6 +59,14 @@ inline void ExpectStatusWatchBreakAndBenchOnTheStore(const std::string& store_ur
   EXPECT_EQ(WatchCommand({.store_url = store_url, .name = "job", .max_events = 1}, wout, werr), 0)
       << werr.str();
   EXPECT_THAT(wout.str(), HasSubstr((*lease)->identity()));
+  std::ostringstream lout, lerr;
+  EXPECT_EQ(ListCommand({.store_url = store_url, .prefix = "jo", .json = true}, lout, lerr), 0)
+      << lerr.str();
+  const auto listed = nlohmann::json::parse(lout.str(), nullptr, false);
+  ASSERT_TRUE(listed.is_array() && listed.size() == 1) << lout.str();
+  EXPECT_EQ(listed[0]["name"], "job");
+  EXPECT_EQ(listed[0]["holder"], (*lease)->identity());
+  EXPECT_EQ(listed[0]["sequence"], 2);
 
   std::ostringstream bout, berr;
   EXPECT_EQ(BreakCommand({.store_url = store_url, .name = "job", .yes = true}, bout, berr), 0)

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -105,6 +106,16 @@ struct StatusArgs {
 };
 int StatusCommand(const StatusArgs& args, std::ostream& out, std::ostream& err);
 
+// `leasehold list [PREFIX]`: every lease whose name starts with PREFIX, with
+// holder, sequence and time left; --json: a JSON array of `status --json`
+// objects. Exit 0 also when there is none.
+struct ListArgs {
+  std::string store_url{};
+  std::string prefix{};
+  bool json = false;
+};
+int ListCommand(const ListArgs& args, std::ostream& out, std::ostream& err);
+
 struct WatchArgs {
   std::string store_url{};
   std::string name{};
@@ -174,6 +185,10 @@ namespace internal {
 std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& name,
                                     const std::shared_ptr<Runtime>& runtime, std::ostream& err,
                                     int* exit_code);
+// The same, for commands that name no lease.
+std::shared_ptr<Store> OpenStoreOrReport(const std::string& url,
+                                         const std::shared_ptr<Runtime>& runtime, std::ostream& err,
+                                         int* exit_code);
 // The record, or nullopt when the store has none, read within `timeout`.
 Result<std::optional<LeaseRecord>> InspectNow(Store& store, const std::string& name,
                                               Duration timeout = std::chrono::seconds(10));
@@ -183,6 +198,12 @@ bool IsHeld(const std::optional<LeaseRecord>& record);
 // The `status --json` object (keys: name, held, holder, sequence, token,
 // expires_in_ms) and the human-readable line.
 std::string RecordJson(const std::string& name, const std::optional<LeaseRecord>& record);
+// For a terminal: `text` with control bytes (escape sequences, newlines) shown
+// as \xNN. Holders, names and tokens come from records anyone may have written.
+std::string Printable(std::string_view text);
+// `j` as compact JSON text; bytes that are not UTF-8 (a hostile record's)
+// become U+FFFD instead of throwing.
+std::string JsonText(const nlohmann::json& j);
 std::string RecordLine(const std::string& name, const std::optional<LeaseRecord>& record,
                        WallTime now);
 }  // namespace internal

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -267,7 +268,8 @@ class CliTest : public ::testing::Test {
 // --- usage ----------------------------------------------------------------------
 
 TEST_F(CliTest, HelpOnEveryCommandExitsZero) {
-  for (const std::string cmd : {"", "run", "status", "watch", "break", "bench", "demo"}) {
+  for (const std::string cmd :
+       {"", "run", "status", "list", "watch", "break", "bench", "elect", "demo"}) {
     std::vector<std::string> args;
     if (!cmd.empty()) args.push_back(cmd);
     args.push_back("--help");
@@ -284,7 +286,7 @@ TEST_F(CliTest, HelpOnEveryCommandExitsZero) {
 // accepted after the command's name.
 TEST_F(CliTest, StoreOptionIsOnEveryCommand) {
   env_["LEASEHOLD_STORE"] = "etcd://127.0.0.1:2379";
-  for (const std::string cmd : {"run", "status", "watch", "break", "bench", "demo"}) {
+  for (const std::string cmd : {"run", "status", "list", "watch", "break", "bench", "demo"}) {
     Outcome help = Cli({cmd, "--help"});
     EXPECT_THAT(help.out, HasSubstr("--store")) << cmd << " --help";
   }
@@ -333,8 +335,14 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Every command that opens a store, with arguments that are otherwise valid.
 const std::vector<std::vector<std::string>> kStoreCommands = {
-    {"status", "x"},         {"status", "x", "--json"}, {"watch", "x", "--max-events", "1"},
-    {"break", "x", "--yes"}, {"bench", "--ops", "1"},   {"run", "x", "--", "true"},
+    {"status", "x"},
+    {"status", "x", "--json"},
+    {"watch", "x", "--max-events", "1"},
+    {"break", "x", "--yes"},
+    {"bench", "--ops", "1"},
+    {"run", "x", "--", "true"},
+    {"list"},
+    {"list", "x", "--json"},
 };
 
 TEST_F(CliTest, BadStoreUrlIsAUsageErrorForEveryCommand) {
@@ -479,6 +487,93 @@ TEST_F(CliTest, StatusAfterReleaseIsFreeAndKeepsTheLastSequence) {
   EXPECT_TRUE(j["holder"].is_null());
   EXPECT_EQ(j["sequence"], sequence);
   EXPECT_TRUE(j["expires_in_ms"].is_null());
+}
+
+// `list`: every lease with holder, sequence and time left, sorted; a prefix
+// narrows it; --json is an array of `status --json` objects.
+TEST_F(CliTest, ListShowsEveryLeaseWithHolderSequenceAndTimeLeft) {
+  Outcome empty = Cli({"list", "--json"});
+  ASSERT_EQ(empty.code, 0) << empty.err;
+  EXPECT_EQ(ParseJson(empty.out), Json::array());
+
+  Lease& b = Hold("jobs/b", "host-b", 10s);
+  Lease& a = Hold("jobs/a", "host-a", 10s);
+  Lease& r = Hold("reports", "host-r", 10s);
+  const uint64_t reports_sequence = r.token()->sequence;
+  ASSERT_TRUE(r.Release().ok());
+
+  Outcome all = Cli({"list", "--json"});
+  ASSERT_EQ(all.code, 0) << all.err;
+  Json j = ParseJson(all.out);
+  ASSERT_TRUE(j.is_array()) << all.out;
+  ASSERT_EQ(j.size(), 3u) << all.out;
+  EXPECT_EQ(j[0]["name"], "jobs/a");
+  EXPECT_EQ(j[0]["holder"], a.identity());
+  EXPECT_EQ(j[0]["sequence"], a.token()->sequence);
+  EXPECT_EQ(j[0]["token"], a.token()->value);
+  EXPECT_EQ(j[1]["name"], "jobs/b");
+  EXPECT_EQ(j[1]["holder"], b.identity());
+  for (int i : {0, 1}) {
+    EXPECT_EQ(Keys(j[i]), kRecordKeys);
+    EXPECT_EQ(j[i]["held"], true);
+    ASSERT_TRUE(j[i]["expires_in_ms"].is_number_integer()) << j[i].dump();
+    EXPECT_GT(j[i]["expires_in_ms"].get<int64_t>(), 0);
+    EXPECT_LE(j[i]["expires_in_ms"].get<int64_t>(), 10'000);
+  }
+  EXPECT_EQ(j[2]["name"], "reports");
+  EXPECT_EQ(j[2]["held"], false);
+  EXPECT_EQ(j[2]["sequence"], reports_sequence);
+
+  Outcome jobs = Cli({"list", "jobs/", "--json"});
+  ASSERT_EQ(jobs.code, 0) << jobs.err;
+  EXPECT_EQ(ParseJson(jobs.out).size(), 2u) << jobs.out;
+
+  Outcome text = Cli({"list", "jobs/"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, MatchesRegex("NAME +HOLDER +SEQUENCE +TIME LEFT\n"
+                                     "jobs/a +" +
+                                     a.identity() +
+                                     " +[0-9]+ +[0-9.]+m?s\n"
+                                     "jobs/b +" +
+                                     b.identity() + " +[0-9]+ +[0-9.]+m?s\n"));
+}
+
+// A holder anyone could have written into the store -- a terminal escape
+// sequence, a newline, a byte that is not UTF-8 -- is shown escaped, and the
+// JSON stays JSON.
+TEST_F(CliTest, AHostileHolderIsShownEscapedAndTheJsonStaysValid) {
+  Hold("evil", "x", 30s);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  const int rc =
+      sqlite3_exec(db, "UPDATE leasehold_leases SET holder = CAST(X'1b5b324a0a66616b65ff' AS TEXT)",
+                   nullptr, nullptr, &error);
+  EXPECT_EQ(rc, SQLITE_OK) << (error ? error : "");
+  sqlite3_free(error);
+  sqlite3_close(db);
+
+  for (const auto& args : std::vector<std::vector<std::string>>{{"status", "evil"}, {"list"}}) {
+    Outcome o = Cli(args);
+    ASSERT_EQ(o.code, 0) << args[0] << ": " << o.err;
+    EXPECT_THAT(o.out, HasSubstr("\\x1b[2J\\x0afake")) << args[0];
+    EXPECT_EQ(o.out.find('\x1b'), std::string::npos) << args[0] << ": " << o.out;
+  }
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"status", "evil", "--json"}, {"list", "--json"}}) {
+    Outcome o = Cli(args);
+    ASSERT_EQ(o.code, 0) << args[0] << ": " << o.err;
+    Json j = ParseJson(o.out);
+    const Json& record = j.is_array() && !j.empty() ? j[0] : j;
+    EXPECT_EQ(record["holder"], "\x1b[2J\nfake\xef\xbf\xbd") << args[0] << ": " << o.out;
+  }
+}
+
+TEST_F(CliTest, ListOnTheMemoryStoreIsEmpty) {
+  env_["LEASEHOLD_STORE"] = "memory:";
+  Outcome o = Cli({"list"});
+  EXPECT_EQ(o.code, 0) << o.err;
+  EXPECT_EQ(o.out, "NAME  HOLDER  SEQUENCE  TIME LEFT\n");
 }
 
 TEST_F(CliTest, StatusRejectsANameTheStoreCannotHold) {
@@ -755,6 +850,14 @@ TEST_F(CliTest, CommandsWorkAgainstARealEtcd) {
   EXPECT_EQ(j["held"], true) << held.out;
   EXPECT_EQ(j["holder"], (*lease)->identity()) << held.out;
   EXPECT_EQ(j["sequence"], (*token)->sequence) << held.out;
+
+  Outcome listed = Cli({"list", "--json"});
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  auto l = ParseJson(listed.out);
+  ASSERT_EQ(l.size(), 1u) << listed.out;
+  EXPECT_EQ(l[0]["name"], "job") << listed.out;
+  EXPECT_EQ(l[0]["holder"], (*lease)->identity()) << listed.out;
+  EXPECT_EQ(l[0]["sequence"], (*token)->sequence) << listed.out;
 
   Outcome broke = Cli({"break", "job", "--yes"});
   EXPECT_EQ(broke.code, 0) << broke.err;

@@ -206,14 +206,14 @@ int Elect(const ElectArgs& args, std::ostream& err) {
       j["sequence"] = token->sequence;
       j["token"] = token->value;
       j["expires_in_ms"] = std::max<int64_t>(0, Ms(*deadline - store->runtime()->clock().Now()));
-      res.set_content(j.dump(), "application/json");
+      res.set_content(JsonText(j), "application/json");
       return;
     }
     auto record = InspectNow(*store, args.name, kStandbyReadTimeout);
     if (!record.ok()) {
       res.status = 503;
       res.set_content(
-          nlohmann::json{{"name", args.name}, {"error", record.status().message()}}.dump(),
+          JsonText(nlohmann::json{{"name", args.name}, {"error", record.status().message()}}),
           "application/json");
       return;
     }
@@ -228,7 +228,7 @@ int Elect(const ElectArgs& args, std::ostream& err) {
     j["token"] = held ? nlohmann::json((*record)->token.value) : nlohmann::json(nullptr);
     j["expires_in_ms"] = held && (*record)->remaining ? nlohmann::json(Ms(*(*record)->remaining))
                                                       : nlohmann::json(nullptr);
-    res.set_content(j.dump(), "application/json");
+    res.set_content(JsonText(j), "application/json");
   });
   server.Get("/healthz", [&](const httplib::Request&, httplib::Response& res) {
     const Status health = (*elector)->CheckHealth();

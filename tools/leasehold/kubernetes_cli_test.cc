@@ -78,6 +78,12 @@ TEST_F(KubernetesCliTest, AKubeconfigStoreHoldsLeasesAndStatusShowsThem) {
   EXPECT_THAT(out.str(), HasSubstr((*lease)->identity()));
   EXPECT_THAT(out.str(), HasSubstr("sequence  1"));
   EXPECT_THAT(out.str(), HasSubstr("kubernetes://team"));
+
+  std::ostringstream lout, lerr;
+  EXPECT_EQ(ListCommand({.store_url = url_, .prefix = "cli-"}, lout, lerr), 0) << lerr.str();
+  EXPECT_THAT(lout.str(), ::testing::MatchesRegex("NAME +HOLDER +SEQUENCE +TIME LEFT\n"
+                                                  "cli-lease +" +
+                                                  (*lease)->identity() + " +1 +[0-9.]+m?s\n"));
 }
 
 TEST_F(KubernetesCliTest, TheBinaryRunsACommandUnderALeaseObjectAndReleasesIt) {

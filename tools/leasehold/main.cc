@@ -64,6 +64,15 @@ int main(int argc, char** argv) {
   status_cmd->add_option("name", status.name, "lease name")->required();
   status_cmd->add_flag("--json", status.json, "one JSON object");
 
+  // list
+  cli::ListArgs list;
+  auto* list_cmd = app.add_subcommand(
+      "list",
+      "every lease in the store (or whose name starts with PREFIX): holder, sequence, "
+      "time left");
+  list_cmd->add_option("prefix", list.prefix, "only names that start with this");
+  list_cmd->add_flag("--json", list.json, "a JSON array of `status --json` objects");
+
   // watch
   cli::WatchArgs watch;
   auto* watch_cmd =
@@ -114,8 +123,8 @@ int main(int argc, char** argv) {
   cli::DemoArgs demo;
   auto* demo_cmd = app.add_subcommand(
       "demo", "three `run` contenders for one lease: a crash, a failover, a hand-off");
-  for (CLI::App* cmd :
-       {run_cmd, status_cmd, watch_cmd, break_cmd, bench_cmd, init_cmd, elect_cmd, demo_cmd}) {
+  for (CLI::App* cmd : {run_cmd, status_cmd, list_cmd, watch_cmd, break_cmd, bench_cmd, init_cmd,
+                        elect_cmd, demo_cmd}) {
     add_store(cmd);
   }
 
@@ -177,6 +186,10 @@ int main(int argc, char** argv) {
   if (*status_cmd) {
     status.store_url = store;
     return cli::StatusCommand(status, std::cout, std::cerr);
+  }
+  if (*list_cmd) {
+    list.store_url = store;
+    return cli::ListCommand(list, std::cout, std::cerr);
   }
   if (*watch_cmd) {
     watch.store_url = store;

@@ -19,6 +19,19 @@ namespace leasehold::cli::internal {
 std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& name,
                                     const std::shared_ptr<Runtime>& runtime, std::ostream& err,
                                     int* exit_code) {
+  std::shared_ptr<Store> store = OpenStoreOrReport(url, runtime, err, exit_code);
+  if (!store) return nullptr;
+  if (Status s = store->ValidateName(name); !s.ok()) {
+    err << "leasehold: " << s.message() << "\n";
+    *exit_code = kExitUsage;
+    return nullptr;
+  }
+  return store;
+}
+
+std::shared_ptr<Store> OpenStoreOrReport(const std::string& url,
+                                         const std::shared_ptr<Runtime>& runtime, std::ostream& err,
+                                         int* exit_code) {
   auto spec = ParseStoreUrl(url);
   if (!spec.ok()) {
     err << "leasehold: " << spec.status().message() << "\n";
@@ -30,11 +43,6 @@ std::shared_ptr<Store> OpenOrReport(const std::string& url, const std::string& n
     err << "leasehold: " << store.status().message() << "\n";
     *exit_code = store.status().code() == StatusCode::kUnimplemented ? kExitUnavailable
                                                                      : ExitCodeFor(store.status());
-    return nullptr;
-  }
-  if (Status s = (*store)->ValidateName(name); !s.ok()) {
-    err << "leasehold: " << s.message() << "\n";
-    *exit_code = kExitUsage;
     return nullptr;
   }
   return *store;
@@ -87,15 +95,36 @@ std::string RecordJson(const std::string& name, const std::optional<LeaseRecord>
   } else {
     j["expires_in_ms"] = nullptr;
   }
-  return j.dump();
+  return JsonText(j);
+}
+
+std::string Printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      out += escaped;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string JsonText(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // One line for `watch`: "<time> NAME held by H (sequence S, N left)" or free.
 std::string RecordLine(const std::string& name, const std::optional<LeaseRecord>& record,
                        WallTime now) {
-  std::string line = FormatWallTime(now) + " \"" + name + "\" ";
+  std::string line = FormatWallTime(now) + " \"" + Printable(name) + "\" ";
   if (IsHeld(record)) {
-    line += "held by " + record->holder + " (sequence " + std::to_string(record->token.sequence);
+    line += "held by " + Printable(record->holder) + " (sequence " +
+            std::to_string(record->token.sequence);
     if (record->remaining) line += ", " + FormatDuration(*record->remaining) + " left";
     line += ")";
   } else if (record) {
@@ -135,9 +164,9 @@ int StatusCommand(const StatusArgs& args, std::ostream& out, std::ostream& err) 
   }
   if (IsHeld(r)) {
     out << "state     held\n"
-        << "holder    " << r->holder << "\n"
+        << "holder    " << Printable(r->holder) << "\n"
         << "sequence  " << r->token.sequence << "\n"
-        << "token     " << r->token.value << "\n"
+        << "token     " << Printable(r->token.value) << "\n"
         << "acquired  " << FormatWallTime(r->acquired_at) << "\n"
         << "renewed   " << FormatWallTime(r->renewed_at) << "\n"
         << "time left "

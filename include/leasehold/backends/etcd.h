@@ -105,6 +105,9 @@ class EtcdStore final : public Store {
   void Release(ReleaseRequest request, StatusCallback done) override;
   void Inspect(std::string name, TimePoint deadline, InspectCallback done) override;
   void Break(std::string name, TimePoint deadline, StatusCallback done) override;
+  // The keys under key_prefix + `prefix`: etcd deletes an expired key, so
+  // only held leases are listed.
+  void List(std::string prefix, TimePoint deadline, ListCallback done) override;
   WatchId Watch(const std::string& name, const std::string& version, Task on_change) override;
   void CancelWatch(WatchId id) noexcept override;
 

@@ -110,6 +110,8 @@ class KubernetesStore final : public Store {
   void Renew(std::vector<RenewRequest> batch, RenewCallback done) override;
   void Release(ReleaseRequest request, StatusCallback done) override;
   void Inspect(std::string name, TimePoint deadline, InspectCallback done) override;
+  // The Lease objects of the namespace (RBAC verb "list").
+  void List(std::string prefix, TimePoint deadline, ListCallback done) override;
   void Break(std::string name, TimePoint deadline, StatusCallback done) override;
   WatchId Watch(const std::string& name, const std::string& version, Task on_change) override;
   void CancelWatch(WatchId id) noexcept override;

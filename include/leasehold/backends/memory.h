@@ -95,6 +95,7 @@ class MemoryStore final : public Store {
   void Inspect(std::string name, TimePoint deadline, InspectCallback done) override;
   // Delete(): the record goes, the counter stays.
   void Break(std::string name, TimePoint deadline, StatusCallback done) override;
+  void List(std::string prefix, TimePoint deadline, ListCallback done) override;
   WatchId Watch(const std::string& name, const std::string& version, Task on_change) override;
   void CancelWatch(WatchId id) noexcept override;
 

@@ -476,6 +476,33 @@ void EtcdStore::Release(ReleaseRequest request, StatusCallback done) {
           });
 }
 
+namespace {
+
+// The end of etcd's range of keys that start with `prefix` ("\0": every key
+// from the start on, when no key is greater than all of them).
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty()) {
+    if (static_cast<unsigned char>(prefix.back()) != 0xff) {
+      prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');
+}
+
+// The time a session (etcd lease) has left, as etcd reports it in whole
+// seconds, rounded down. Rounded up here, capped at the granted TTL, so a live
+// session with less than a second left is not shown as one without expiry;
+// none when etcd says the session is gone (-1).
+std::optional<Duration> SessionRemaining(const pb::LeaseTimeToLiveResponse& t) {
+  if (t.ttl() < 0) return std::nullopt;
+  return std::chrono::seconds(t.grantedttl() > 0 ? std::min(t.ttl() + 1, t.grantedttl())
+                                                 : t.ttl() + 1);
+}
+
+}  // namespace
+
 void EtcdStore::Inspect(std::string name, TimePoint deadline, InspectCallback done) {
   auto st = state_;
   done = OnLoop(runtime(), std::move(done));
@@ -513,7 +540,7 @@ void EtcdStore::Inspect(std::string name, TimePoint deadline, InspectCallback do
                           done(t.status());
                           return;
                         }
-                        if (t->ttl() > 0) rec.remaining = std::chrono::seconds(t->ttl());
+                        rec.remaining = SessionRemaining(*t);
                         done(std::move(rec));
                       });
            });
@@ -528,6 +555,80 @@ void EtcdStore::Break(std::string name, TimePoint deadline, StatusCallback done)
            &pb::KV::Stub::async::DeleteRange,
            [done = std::move(done)](Result<pb::DeleteRangeResponse> r) {
              done(r.ok() ? Status::Ok() : r.status());
+           });
+}
+
+// One Range over the keys of `prefix`, then one LeaseTimeToLive per distinct
+// session (the keys of one client share few), side by side; answered when the
+// last is in. etcd deletes an expired key, so only held leases are listed.
+void EtcdStore::List(std::string prefix, TimePoint deadline, ListCallback done) {
+  auto st = state_;
+  done = OnLoop(runtime(), std::move(done));
+  const std::string start = st->Key(prefix);
+  pb::RangeRequest req;
+  req.set_key(start.empty() ? std::string(1, '\0') : start);
+  req.set_range_end(PrefixEnd(start));
+  // etcd answers a range in key order (bytewise): already sorted by name.
+  std::string what = "list leases";
+  if (!prefix.empty()) what += " starting with " + etcd::Quote(prefix);
+  st->Call(what, std::move(req), deadline, &Endpoint::kv, &pb::KV::Stub::async::Range,
+           [st, deadline, what, done = std::move(done)](Result<pb::RangeResponse> r) {
+             if (!r.ok()) {
+               done(r.status());
+               return;
+             }
+             st->NoteHeader(r->header());
+             struct Gather {
+               std::mutex mu;
+               std::vector<LeaseRecord> records;
+               std::map<int64_t, std::vector<size_t>> sessions;  // etcd lease -> records
+               size_t left = 0;
+               Status failed;
+               ListCallback done;
+             };
+             auto g = std::make_shared<Gather>();
+             g->done = done;
+             const size_t skip = st->Key("").size();
+             for (const auto& kv : r->kvs()) {
+               LeaseRecord rec;
+               rec.name = kv.key().substr(std::min(skip, kv.key().size()));
+               rec.holder = kv.value();
+               rec.token = st->Token(kv.key(), kv.create_revision());
+               rec.version = std::to_string(r->header().revision());
+               if (kv.lease() != 0) g->sessions[kv.lease()].push_back(g->records.size());
+               g->records.push_back(std::move(rec));
+             }
+             if (g->sessions.empty()) {
+               done(std::move(g->records));
+               return;
+             }
+             g->left = g->sessions.size();
+             for (const auto& [id, _] : g->sessions) {
+               pb::LeaseTimeToLiveRequest q;
+               q.set_id(id);
+               st->Call(what + " (session time to live)", std::move(q), deadline, &Endpoint::lease,
+                        &pb::Lease::Stub::async::LeaseTimeToLive,
+                        [g, id](Result<pb::LeaseTimeToLiveResponse> t) {
+                          bool last;
+                          {
+                            std::lock_guard lock(g->mu);
+                            if (!t.ok()) {
+                              if (g->failed.ok()) g->failed = t.status();
+                            } else {
+                              for (size_t i : g->sessions[id]) {
+                                g->records[i].remaining = SessionRemaining(*t);
+                              }
+                            }
+                            last = --g->left == 0;
+                          }
+                          if (!last) return;
+                          if (!g->failed.ok()) {
+                            g->done(g->failed);
+                          } else {
+                            g->done(std::move(g->records));
+                          }
+                        });
+             }
            });
 }
 

@@ -30,6 +30,11 @@ Result<LeaseRecord> Failed<Result<LeaseRecord>>(const Status& status, size_t) {
   return status;
 }
 template <>
+Result<std::vector<LeaseRecord>> Failed<Result<std::vector<LeaseRecord>>>(const Status& status,
+                                                                          size_t) {
+  return status;
+}
+template <>
 std::vector<Result<RenewOutcome>> Failed<std::vector<Result<RenewOutcome>>>(const Status& status,
                                                                             size_t n) {
   return AllFailed(n, status);
@@ -302,6 +307,21 @@ void SyncBreak(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps>
       runtime, std::move(ops), std::move(call), 1,
       [name = std::move(name)](SyncOps& o, SyncCall& c) { return o.Break(name, c); },
       std::move(done));
+}
+
+void SyncList(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
+              std::string prefix, TimePoint deadline, ListCallback done) {
+  std::string what = "list leases";
+  if (!prefix.empty()) what += " starting with \"" + prefix + "\"";
+  SyncCall call{.what = std::move(what), .deadline = deadline};
+  Run<Result<std::vector<LeaseRecord>>>(
+      runtime, std::move(ops), std::move(call), 1,
+      [prefix = std::move(prefix)](SyncOps& o, SyncCall& c) { return o.List(prefix, c); },
+      std::move(done));
+}
+
+Result<std::vector<LeaseRecord>> SyncOps::List(const std::string&, SyncCall&) {
+  return UnimplementedError(describe() + ": listing leases is not supported");
 }
 
 }  // namespace leasehold::kit

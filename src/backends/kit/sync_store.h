@@ -97,6 +97,8 @@ class SyncOps {
   virtual Status Release(const ReleaseRequest& request, SyncCall& call) = 0;
   virtual Result<LeaseRecord> Inspect(const std::string& name, SyncCall& call) = 0;
   virtual Status Break(const std::string& name, SyncCall& call) = 0;
+  // Store::List. Default: kUnimplemented.
+  virtual Result<std::vector<LeaseRecord>> List(const std::string& prefix, SyncCall& call);
 };
 
 struct SyncPolicy {
@@ -119,6 +121,8 @@ void SyncInspect(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOp
                  std::string name, TimePoint deadline, InspectCallback done);
 void SyncBreak(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
                std::string name, TimePoint deadline, StatusCallback done);
+void SyncList(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
+              std::string prefix, TimePoint deadline, ListCallback done);
 
 // The renewal batches of one store waiting to be combined (CombinedRenew).
 class RenewCombiner;
@@ -130,7 +134,7 @@ void CombinedRenew(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<Sync
                    const std::shared_ptr<RenewCombiner>& combiner, std::vector<RenewRequest> batch,
                    RenewCallback done);
 
-// The five request/answer operations of Store, served by `ops`. `Base` is
+// The six request/answer operations of Store, served by `ops`. `Base` is
 // Store or a backend's public class (which derives from Store and leaves
 // these to its implementation); the backend still implements Describe,
 // capabilities and, if it can, Watch/CancelWatch.
@@ -155,6 +159,9 @@ class SyncStore : public Base {
   }
   void Break(std::string name, TimePoint deadline, StatusCallback done) final {
     SyncBreak(this->runtime(), ops_, std::move(name), deadline, std::move(done));
+  }
+  void List(std::string prefix, TimePoint deadline, ListCallback done) final {
+    SyncList(this->runtime(), ops_, std::move(prefix), deadline, std::move(done));
   }
 
  protected:

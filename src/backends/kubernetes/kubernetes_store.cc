@@ -156,26 +156,31 @@ struct KubernetesStore::State final : kit::SyncOps {
   }
 
   Status HttpError(const HttpResponse& r, std::string_view verb, const std::string& name) const {
+    return HttpErrorAbout(r, verb, What(name));
+  }
+  // `about` starts the message (the store and what the request was for).
+  Status HttpErrorAbout(const HttpResponse& r, std::string_view verb,
+                        const std::string& about) const {
     const ApiStatus st = detail::DecodeStatus(r.body);
     const std::string words = st.message.empty() ? "" : ": " + st.message;
     const std::string code = std::to_string(r.status);
     switch (r.status) {
       case 401:
         return UnauthenticatedError(
-            What(name) + ": the API server refused our credentials (401" + words +
+            about + ": the API server refused our credentials (401" + words +
             "); check the token or client certificate of " +
             (options.credentials.source.empty() ? "the credentials" : options.credentials.source));
       case 403:
-        return PermissionDeniedError(
-            What(name) + ": RBAC: not allowed to " + std::string(verb) +
-            " leases.coordination.k8s.io in namespace " + ns + words +
-            "; grant verbs get, create, update, watch on leases (group coordination.k8s.io) in "
-            "namespace " +
-            ns);
+        return PermissionDeniedError(about + ": RBAC: not allowed to " + std::string(verb) +
+                                     " leases.coordination.k8s.io in namespace " + ns + words +
+                                     "; grant verbs get, create, update, watch (and list, for "
+                                     "listing) on leases (group coordination.k8s.io) in "
+                                     "namespace " +
+                                     ns);
       case 422:
-        return InvalidArgumentError(What(name) +
-                                    ": the API server rejected the Lease (422 Invalid" + words +
-                                    (st.causes.empty() ? "" : "; causes: " + st.causes) + ")");
+        return InvalidArgumentError(about + ": the API server rejected the Lease (422 Invalid" +
+                                    words + (st.causes.empty() ? "" : "; causes: " + st.causes) +
+                                    ")");
       default:
         break;
     }
@@ -187,12 +192,11 @@ struct KubernetesStore::State final : kit::SyncOps {
                     std::chrono::duration_cast<std::chrono::seconds>(*r.retry_after).count()) +
                 "s";
       }
-      const std::string msg = What(name) + ": the API server answered " + std::string(verb) +
+      const std::string msg = about + ": the API server answered " + std::string(verb) +
                               " with HTTP " + code + words + retry;
       return r.status == 429 ? ResourceExhaustedError(msg) : UnavailableError(msg);
     }
-    return InternalError(What(name) + ": unexpected HTTP " + code + " to " + std::string(verb) +
-                         words);
+    return InternalError(about + ": unexpected HTTP " + code + " to " + std::string(verb) + words);
   }
 
   Result<LeaseObject> Decode(const HttpResponse& r, const std::string& name) const {
@@ -436,19 +440,59 @@ struct KubernetesStore::State final : kit::SyncOps {
     if (r->status != 200) return HttpError(*r, "get", name);
     Result<LeaseObject> obj = Decode(*r, name);
     if (!obj.ok()) return obj.status();
+    return Record(*obj, now);
+  }
+
+  // Pages of the namespace's Lease collection (limit/continue, in the API
+  // server's name order); Lease objects of other programs are leases too.
+  Result<std::vector<LeaseRecord>> List(const std::string& prefix, kit::SyncCall& call) override {
+    const std::string about = description + ": " + call.what;
+    std::vector<LeaseRecord> records;
+    std::string next;
+    do {
+      std::string path = collection + "?limit=500";
+      if (!next.empty()) path += "&continue=" + UrlEncode(next);
+      Result<HttpResponse> r = Call(call, "GET", path, nullptr);
+      if (!r.ok()) return r.status().WithContext(call.what);
+      const TimePoint now = clock.Now();
+      if (r->status != 200) return HttpErrorAbout(*r, "list", about);
+      nlohmann::json list = nlohmann::json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+      if (!list.is_object() || !list.contains("items") || !list["items"].is_array()) {
+        return DataLossError(about + ": malformed reply: not a LeaseList");
+      }
+      for (nlohmann::json& item : list["items"]) {
+        Result<LeaseObject> obj = detail::DecodeLeaseJson(std::move(item));
+        if (!obj.ok()) return DataLossError(about + ": malformed item: " + obj.status().message());
+        if (obj->name.starts_with(prefix)) records.push_back(Record(*obj, now));
+      }
+      next.clear();
+      if (const auto m = list.find("metadata"); m != list.end() && m->is_object()) {
+        if (const auto c = m->find("continue"); c != m->end() && c->is_string()) {
+          next = c->get<std::string>();
+        }
+      }
+    } while (!next.empty());
+    std::sort(records.begin(), records.end(),
+              [](const LeaseRecord& a, const LeaseRecord& b) { return a.name < b.name; });
+    return records;
+  }
+
+  // A Lease as Inspect reports it: the time left counts from when this client
+  // first saw its version (the expiry rule), read at `now`.
+  LeaseRecord Record(const LeaseObject& obj, TimePoint now) {
     LeaseRecord rec;
-    rec.name = name;
-    rec.holder = obj->holder;
-    const int64_t tr = std::max<int64_t>(0, obj->transitions.value_or(0));
-    rec.token = Token(name, obj->uid, static_cast<uint64_t>(tr));
-    rec.version = obj->resource_version;
-    if (obj->acquire_time) rec.acquired_at = *obj->acquire_time;
-    if (obj->renew_time) rec.renewed_at = *obj->renew_time;
-    if (!obj->holder.empty()) {
-      const Duration seen = Observe(obj->name, obj->uid + "/" + obj->resource_version, now);
-      if (obj->duration_seconds && *obj->duration_seconds > 0 &&
-          *obj->duration_seconds <= std::numeric_limits<int32_t>::max()) {
-        const Duration d = std::chrono::seconds(*obj->duration_seconds);
+    rec.name = obj.name;
+    rec.holder = obj.holder;
+    const int64_t tr = std::max<int64_t>(0, obj.transitions.value_or(0));
+    rec.token = Token(obj.name, obj.uid, static_cast<uint64_t>(tr));
+    rec.version = obj.resource_version;
+    if (obj.acquire_time) rec.acquired_at = *obj.acquire_time;
+    if (obj.renew_time) rec.renewed_at = *obj.renew_time;
+    if (!obj.holder.empty()) {
+      const Duration seen = Observe(obj.name, obj.uid + "/" + obj.resource_version, now);
+      if (obj.duration_seconds && *obj.duration_seconds > 0 &&
+          *obj.duration_seconds <= std::numeric_limits<int32_t>::max()) {
+        const Duration d = std::chrono::seconds(*obj.duration_seconds);
         rec.remaining = std::max(Duration::zero(), d - seen);
       }
     }
@@ -587,6 +631,9 @@ void KubernetesStore::Inspect(std::string name, TimePoint deadline, InspectCallb
 }
 void KubernetesStore::Break(std::string name, TimePoint deadline, StatusCallback done) {
   kit::SyncBreak(runtime(), state_, std::move(name), deadline, std::move(done));
+}
+void KubernetesStore::List(std::string prefix, TimePoint deadline, ListCallback done) {
+  kit::SyncList(runtime(), state_, std::move(prefix), deadline, std::move(done));
 }
 
 WatchId KubernetesStore::Watch(const std::string& name, const std::string& version,

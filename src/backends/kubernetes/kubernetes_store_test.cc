@@ -24,6 +24,7 @@
 #include "leasehold/lease.h"
 #include "testing/run_command.h"
 #include "testing/sanitizers.h"
+#include "testing/store_calls.h"
 #include "testing/temp_dir.h"
 
 namespace leasehold::kubernetes {
@@ -268,6 +269,44 @@ TEST_F(KubernetesStoreTest, ARenewalWhoseAnswerWasLostIsKeptAfterOneRead) {
   ASSERT_TRUE(std::holds_alternative<Lost>(*lost));
   EXPECT_EQ(std::get<Lost>(*lost).reason, LossReason::kTakenOver);
   EXPECT_THAT(std::get<Lost>(*lost).message, HasSubstr("intruder"));
+}
+
+// A listing pages through the namespace 500 objects at a time and shows
+// Leases written by others (client-go's leader election) as Inspect reads
+// them: a spec that is not an object is a free lease.
+TEST_F(KubernetesStoreTest, ListingPagesThroughEveryLeaseInTheNamespace) {
+  constexpr int kObjects = 1203;
+  for (int i = 0; i < kObjects; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "job-%04d", i);
+    PutForeign(name, {{"holderIdentity", "pod-" + std::to_string(i)},
+                      {"leaseDurationSeconds", 15},
+                      {"leaseTransitions", i}});
+  }
+  PutForeign("other", {{"holderIdentity", "x"}});
+  auto store = Open();
+  server_->ClearRequests();
+  auto listed = leasehold::testing::ListRecords(*store, "job-", 10s);
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  EXPECT_EQ(server_->CountRequests(Verb::kList), 3u) << "pages of 500";
+  ASSERT_EQ(listed->size(), static_cast<size_t>(kObjects));
+  for (int i = 0; i < kObjects; ++i) {
+    const LeaseRecord& r = (*listed)[i];
+    char name[16];
+    std::snprintf(name, sizeof name, "job-%04d", i);
+    ASSERT_EQ(r.name, name);
+    EXPECT_EQ(r.holder, "pod-" + std::to_string(i));
+    EXPECT_EQ(r.token.sequence, static_cast<uint64_t>(i));
+    ASSERT_TRUE(r.remaining.has_value()) << r.name;
+    EXPECT_LE(*r.remaining, 15s);
+  }
+
+  PutForeign("job-odd", "not a spec");
+  auto odd = leasehold::testing::ListRecords(*store, "job-o", 10s);
+  ASSERT_TRUE(odd.ok()) << odd.status().ToString();
+  ASSERT_EQ(odd->size(), 1u);
+  EXPECT_EQ((*odd)[0].holder, "");
+  EXPECT_FALSE((*odd)[0].remaining.has_value());
 }
 
 TEST_F(KubernetesStoreTest, ARenewalOfADeletedOrRecreatedObjectIsLostAsDeleted) {

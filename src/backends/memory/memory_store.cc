@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <charconv>
 #include <mutex>
 #include <optional>
@@ -40,6 +41,22 @@ struct MemoryStore::State {
   std::unordered_map<std::string, Entry> names;
 
   // The record for `name`, live or not; null if there is none.
+  // The record of `name` as a reader sees it at `now` (holder and time left
+  // only while the tenure is live).
+  LeaseRecord Read(const std::string& name, const Record& r, TimePoint now) {
+    LeaseRecord record;
+    record.name = name;
+    record.token = Token(name, r.sequence);
+    record.acquired_at = r.acquired_at;
+    record.renewed_at = r.renewed_at;
+    record.version = std::to_string(names[name].version);
+    if (Live(r, now)) {
+      record.holder = r.holder;
+      record.remaining = r.expires - now;
+    }
+    return record;
+  }
+
   Record* Find(const std::string& name) {
     auto it = names.find(name);
     return it == names.end() || !it->second.record ? nullptr : &*it->second.record;
@@ -350,22 +367,27 @@ void MemoryStore::Inspect(std::string name, TimePoint, InspectCallback done) {
     std::lock_guard lock(s.mu);
     ++s.stats.inspect_calls;
     if (const State::Record* found = s.Find(name)) {
-      const State::Record& r = *found;
-      const TimePoint now = s.clock.Now();
-      LeaseRecord record;
-      record.name = name;
-      record.token = s.Token(name, r.sequence);
-      record.acquired_at = r.acquired_at;
-      record.renewed_at = r.renewed_at;
-      record.version = std::to_string(s.names[name].version);
-      if (s.Live(r, now)) {
-        record.holder = r.holder;
-        record.remaining = r.expires - now;
-      }
-      result = std::move(record);
+      result = s.Read(name, *found, s.clock.Now());
     }
   }
   done(std::move(result));
+}
+
+void MemoryStore::List(std::string prefix, TimePoint, ListCallback done) {
+  State& s = *state_;
+  std::vector<LeaseRecord> records;
+  {
+    std::lock_guard lock(s.mu);
+    const TimePoint now = s.clock.Now();
+    for (const auto& [name, entry] : s.names) {
+      if (entry.record && name.starts_with(prefix)) {
+        records.push_back(s.Read(name, *entry.record, now));
+      }
+    }
+  }
+  std::sort(records.begin(), records.end(),
+            [](const LeaseRecord& a, const LeaseRecord& b) { return a.name < b.name; });
+  done(std::move(records));
 }
 
 WatchId MemoryStore::Watch(const std::string& name, const std::string& version, Task on_change) {

@@ -28,12 +28,11 @@ std::optional<int64_t> Int(const std::optional<std::string>& v) {
   return out;
 }
 
-Result<std::optional<Row>> ParseRow(const Rows& rows, const std::string& what) {
-  if (rows.rows.empty()) return std::optional<Row>();
-  const auto& r = rows.rows.front();
-  if (r.size() != kRowColumns) {
-    return DataLossError(what + ": the lease table has an unexpected shape");
-  }
+namespace {
+
+// One row's first kRowColumns columns.
+Result<Row> ParseColumns(const std::vector<std::optional<std::string>>& r,
+                         const std::string& what) {
   Row row;
   row.holder = r[0];
   const std::optional<int64_t> version = Int(r[3]);
@@ -46,7 +45,37 @@ Result<std::optional<Row>> ParseRow(const Rows& rows, const std::string& what) {
   }
   row.acquired_ms = WallMs(r[4]);
   row.renewed_ms = WallMs(r[5]);
-  return std::optional<Row>(std::move(row));
+  return row;
+}
+
+}  // namespace
+
+Result<std::optional<Row>> ParseRow(const Rows& rows, const std::string& what) {
+  if (rows.rows.empty()) return std::optional<Row>();
+  const auto& r = rows.rows.front();
+  if (r.size() != kRowColumns) {
+    return DataLossError(what + ": the lease table has an unexpected shape");
+  }
+  Result<Row> row = ParseColumns(r, what);
+  if (!row.ok()) return row.status();
+  return std::optional<Row>(std::move(*row));
+}
+
+Result<std::vector<std::pair<std::string, Row>>> ParseListing(const Rows& rows,
+                                                              const std::string& what) {
+  std::vector<std::pair<std::string, Row>> out;
+  out.reserve(rows.rows.size());
+  for (const auto& r : rows.rows) {
+    if (r.size() != kRowColumns + 1) {
+      return DataLossError(what + ": the lease table has an unexpected shape");
+    }
+    if (!r.back()) return DataLossError(what + ": a row has no name");
+    Result<Row> row = ParseColumns(r, what + ": lease \"" + r.back()->substr(0, 253) + "\"");
+    if (!row.ok()) return row.status();
+    out.emplace_back(*r.back(), std::move(*row));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
 }
 
 std::string WatchVersion(int64_t version, uint64_t heard) {

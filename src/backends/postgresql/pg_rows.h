@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "leasehold/clock.h"
 #include "leasehold/status.h"
@@ -46,6 +47,12 @@ inline constexpr size_t kRowColumns = 6;
 // The first row of `rows` (nullopt when there is none). kDataLoss naming
 // `what` for a row of another shape or a version that is not an integer.
 Result<std::optional<Row>> ParseRow(const Rows& rows, const std::string& what);
+
+// A listing (SchemaNames::list_rows: a row's columns, then its name), sorted
+// by name, bytewise. kDataLoss naming the row for one that ParseRow would
+// refuse, or a NULL name.
+Result<std::vector<std::pair<std::string, Row>>> ParseListing(const Rows& rows,
+                                                              const std::string& what);
 
 // Watch versions: "<row version>@<notifications heard before the read>".
 std::string WatchVersion(int64_t version, uint64_t heard);

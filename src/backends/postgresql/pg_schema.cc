@@ -113,12 +113,15 @@ Result<SchemaNames> SchemaNames::For(const std::string& schema, const std::strin
       " (CASE WHEN u > 0 AND u < $1::bigint THEN u ELSE $1::bigint END)::text, true)"
       " FROM (SELECT ceil(extract(epoch FROM current_setting('statement_timeout')::interval)"
       " * 1000)::bigint AS u) AS s";
-  n.select_row = Fill(
-      "SELECT holder, sequence, ttl_ms, version,"
+  const std::string row_columns =
+      "holder, sequence, ttl_ms, version,"
       " CASE WHEN isfinite(acquired_at) THEN (extract(epoch FROM acquired_at) * 1000)::bigint END,"
-      " CASE WHEN isfinite(renewed_at) THEN (extract(epoch FROM renewed_at) * 1000)::bigint END"
-      " FROM {leases} WHERE name = $1",
-      n);
+      " CASE WHEN isfinite(renewed_at) THEN (extract(epoch FROM renewed_at) * 1000)::bigint END";
+  n.select_row = Fill("SELECT " + row_columns + " FROM {leases} WHERE name = $1", n);
+  // starts_with compares bytes whatever the database's collation; the
+  // caller sorts.
+  n.list_rows =
+      Fill("SELECT " + row_columns + ", name FROM {leases} WHERE starts_with(name, $1)", n);
   // Free, ours, or the version observed unchanged for its window. FOR
   // UPDATE: waits for fenced transactions (FOR KEY SHARE) of the tenure it
   // ends. Every acquisition takes a new sequence from the fences row, never

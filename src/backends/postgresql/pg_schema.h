@@ -40,6 +40,7 @@ struct SchemaNames {
   // Statements. Parameters in order:
   std::string set_timeout;  // ms: this transaction's statement_timeout, at most
   std::string select_row;   // name -> holder, sequence, ttl_ms, version, acquired ms, renewed ms
+  std::string list_rows;    // prefix -> select_row's columns, then name, per row
   std::string acquire;      // name, holder, ttl_ms, expected version (or NULL), channel
                             //   -> sequence, version (no row: not granted)
   std::string insert;       // name, holder, ttl_ms, channel -> sequence, version

@@ -279,7 +279,27 @@ struct State final : kit::SyncOps {
     Result<std::optional<Row>> row = ParseRow((*out)[0], What(name));
     if (!row.ok()) return row.status();
     if (!*row) return NotFoundError(What(name) + ": no row");
-    const Row& r = **row;
+    return Record(name, **row, heard_before);
+  }
+
+  Result<std::vector<LeaseRecord>> List(const std::string& prefix, kit::SyncCall& call) override {
+    const uint64_t heard_before = Heard();
+    Result<std::vector<Rows>> out = [&] {
+      std::lock_guard lock(mu);
+      return Run({{names.list_rows, {prefix}}}, call);
+    }();
+    if (!out.ok()) return out.status().WithContext(call.what);
+    auto rows = postgres::ParseListing((*out)[0], description + ": " + call.what);
+    if (!rows.ok()) return rows.status();
+    std::vector<LeaseRecord> records;
+    records.reserve(rows->size());
+    for (const auto& [name, row] : *rows) records.push_back(Record(name, row, heard_before));
+    return records;
+  }
+
+  // A row as Inspect reports it: the time left counts from when this client
+  // first saw its version (the expiry rule), not from any wall clock.
+  LeaseRecord Record(const std::string& name, const Row& r, uint64_t heard_before) {
     LeaseRecord record;
     record.name = name;
     record.holder = r.holder.value_or("");

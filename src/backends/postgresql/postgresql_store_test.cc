@@ -15,6 +15,7 @@
 #include "leasehold/backends/postgresql_fence.h"
 #include "leasehold/lease.h"
 #include "postgresql_test_util.h"
+#include "testing/store_calls.h"
 
 namespace leasehold {
 namespace {
@@ -344,6 +345,31 @@ TEST_F(PostgresStoreTest, HostileRowsNeverFreeALeaseEarlyNorCrashTheStore) {
   auto bad = d->AcquireWithToken();
   EXPECT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("lease \"job\""));
+}
+
+// Listing takes the prefix literally (starts_with, not LIKE: % and _ are
+// characters), and a row that cannot be read fails it, naming the lease.
+TEST_F(PostgresStoreTest, ListingTakesThePrefixLiterallyAndFailsOnAHostileRow) {
+  auto store = Open();
+  std::vector<std::unique_ptr<Lease>> held;
+  for (const std::string name : {"a%", "a_b", "ab", "b"}) {
+    held.push_back(Make(store, "a", 10s, name));
+    ASSERT_TRUE(Token(*held.back()).has_value()) << name;
+  }
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"a%", {"a%"}}, {"a_", {"a_b"}}, {"a", {"a%", "a_b", "ab"}}, {"", {"a%", "a_b", "ab", "b"}}};
+  for (const auto& [prefix, names] : cases) {
+    auto listed = testing::ListRecords(*store, prefix, 5s);
+    ASSERT_TRUE(listed.ok()) << prefix << ": " << listed.status().ToString();
+    EXPECT_EQ(testing::Names(*listed), names) << "prefix " << prefix;
+  }
+  held.clear();
+  Sql1("ALTER TABLE " + table_ + " ALTER COLUMN version TYPE text");
+  Sql1("UPDATE " + table_ + " SET version = 'banana' WHERE name = 'ab'");
+  auto broken = testing::ListRecords(*store, "", 5s);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.status().code(), StatusCode::kDataLoss) << broken.status().ToString();
+  EXPECT_THAT(broken.status().message(), HasSubstr("lease \"ab\""));
 }
 
 // Renewals go as one statement with arrays of names: names with quotes,

@@ -86,6 +86,16 @@ std::optional<int64_t> ParseInt64(std::string_view s) {
   return v;
 }
 
+std::string GlobEscape(std::string_view literal) {
+  std::string out;
+  out.reserve(literal.size());
+  for (char c : literal) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 void AppendCommand(std::string& out, const std::vector<std::string>& args) {
   out += '*';
   out += std::to_string(args.size());

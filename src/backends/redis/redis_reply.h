@@ -70,6 +70,10 @@ Result<std::vector<Reply>> ParseReplies(std::string_view bytes);
 // spaces, no overflow).
 std::optional<int64_t> ParseInt64(std::string_view s);
 
+// `literal` as a glob pattern (SCAN MATCH, KEYS) that matches exactly it:
+// every '*', '?', '[', ']' and '\\' is escaped.
+std::string GlobEscape(std::string_view literal);
+
 }  // namespace leasehold::redis
 
 #endif  // LEASEHOLD_SRC_BACKENDS_REDIS_REDIS_REPLY_H_

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "kit/fair_mutex.h"
@@ -380,13 +381,69 @@ struct State final : kit::SyncOps {
       return Run({ReadRecord(name)}, call);
     }();
     if (!out.ok()) return out.status().WithContext(kit::LeaseLabel(name));
-    const Reply& r = out->front();
+    Result<std::optional<LeaseRecord>> record = ParseRecord(name, out->front(), heard_before);
+    if (!record.ok()) return record.status();
+    if (!*record) return NotFoundError(What(name) + ": no record");
+    return std::move(**record);
+  }
+
+  // SCAN for the records' keys (a cursor walk: keys may come twice, and a
+  // record deleted meanwhile is left out), then one HMGET each, pipelined.
+  Result<std::vector<LeaseRecord>> List(const std::string& prefix, kit::SyncCall& call) override {
+    const uint64_t heard_before = watches.Heard();
+    const std::string key_start = options.key_prefix + "lease:{";
+    const std::string pattern = redis::GlobEscape(key_start + prefix) + "*}";
+    std::set<std::string> found;
+    std::string cursor = "0";
+    std::lock_guard lock(mu);
+    do {
+      Result<std::vector<Reply>> out =
+          Run({{"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}}, call);
+      if (!out.ok()) return out.status().WithContext(call.what);
+      const Reply& r = out->front();
+      if (r.is_error()) return ReplyError(r, description + ": " + call.what);
+      if (r.type != Reply::Type::kArray || r.elements.size() != 2 || !r.elements[0].Text() ||
+          r.elements[1].type != Reply::Type::kArray) {
+        return DataLossError(description + ": " + call.what + ": SCAN answered oddly");
+      }
+      cursor = *r.elements[0].Text();
+      for (const Reply& key : r.elements[1].elements) {
+        const std::optional<std::string> k = key.Text();
+        if (!k || !k->starts_with(key_start) || !k->ends_with("}")) continue;
+        std::string name = k->substr(key_start.size(), k->size() - key_start.size() - 1);
+        if (!name.empty() && name.starts_with(prefix)) found.insert(std::move(name));
+      }
+    } while (cursor != "0");
+    std::vector<LeaseRecord> records;
+    if (found.empty()) return records;
+    const std::vector<std::string> names(found.begin(), found.end());
+    std::vector<Command> reads;
+    reads.reserve(names.size());
+    for (const std::string& name : names) reads.push_back(ReadRecord(name));
+    Result<std::vector<Reply>> out = Run(reads, call);
+    if (!out.ok()) return out.status().WithContext(call.what);
+    if (out->size() != names.size()) {
+      return DataLossError(description + ": " + call.what + ": answers do not match the reads");
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      Result<std::optional<LeaseRecord>> record = ParseRecord(names[i], (*out)[i], heard_before);
+      if (!record.ok()) return record.status();
+      if (*record) records.push_back(std::move(**record));
+    }
+    return records;
+  }
+
+  // A record's HMGET (ReadRecord) as Inspect reports it; nullopt when there
+  // is none. The time left counts from when this client first saw its
+  // version (the expiry rule).
+  Result<std::optional<LeaseRecord>> ParseRecord(const std::string& name, const Reply& r,
+                                                 uint64_t heard_before) {
     if (r.is_error()) return ReplyError(r, What(name));
     if (r.type != Reply::Type::kArray || r.elements.size() != 7) {
       return DataLossError(What(name) + ": HMGET answered oddly");
     }
     auto field = [&](size_t i) { return r.elements[i].Text(); };
-    if (!field(4) && !field(0) && !field(1)) return NotFoundError(What(name) + ": no record");
+    if (!field(4) && !field(0) && !field(1)) return std::optional<LeaseRecord>();
     LeaseRecord record;
     record.name = name;
     record.holder = field(0).value_or("");
@@ -408,7 +465,7 @@ struct State final : kit::SyncOps {
             std::max(Duration::zero(), Duration(std::chrono::milliseconds(*ttl)) - seen);
       }
     }
-    return record;
+    return std::optional<LeaseRecord>(std::move(record));
   }
 
   // --- waiting ---

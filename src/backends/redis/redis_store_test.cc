@@ -16,6 +16,7 @@
 #include "leasehold/lease.h"
 #include "redis_server.h"
 #include "redis_test_util.h"
+#include "testing/store_calls.h"
 
 namespace leasehold {
 namespace {
@@ -307,6 +308,30 @@ TEST_F(RedisStoreTest, NamesWithBracesAndQuotesWork) {
     EXPECT_THAT(t->value, HasSubstr("/" + name)) << name;
     EXPECT_TRUE(l->Release().ok()) << name;
   }
+}
+
+// Listing matches names with SCAN's glob pattern: the prefix's own *, ?, [
+// and \ are matched as themselves. A key under the pattern that is not a lease
+// hash fails the listing, naming it.
+TEST_F(RedisStoreTest, ListingTakesGlobCharactersLiterallyAndFailsOnAHostileRecord) {
+  auto store = Open();
+  std::vector<std::unique_ptr<Lease>> held;
+  for (const std::string name : {"p*x", "pyx", "p?", "p[a]", "pa", "p\\q", "pq"}) {
+    held.push_back(Make(store, "a", 10s, name));
+    ASSERT_TRUE(Token(*held.back())) << name;
+  }
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"p*", {"p*x"}}, {"p?", {"p?"}}, {"p[", {"p[a]"}}, {"p\\", {"p\\q"}}, {"pa", {"pa"}}};
+  for (const auto& [prefix, names] : cases) {
+    auto listed = testing::ListRecords(*store, prefix, 5s);
+    ASSERT_TRUE(listed.ok()) << prefix << ": " << listed.status().ToString();
+    EXPECT_EQ(testing::Names(*listed), names) << "prefix " << prefix;
+  }
+  ASSERT_TRUE(Server().Command({"SET", Key("lease", "pz"), "junk"}).ok());
+  auto broken = testing::ListRecords(*store, "p", 5s);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.status().code(), StatusCode::kDataLoss) << broken.status().ToString();
+  EXPECT_THAT(broken.status().message(), HasSubstr("\"pz\""));
 }
 
 }  // namespace

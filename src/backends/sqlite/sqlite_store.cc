@@ -215,24 +215,13 @@ struct State final : kit::SyncOps {
     return Status::Ok();
   }
 
-  // Reads and judges the row of `name`. REQUIRES: mu held.
-  Result<Row> Read(const std::string& name, int64_t now_ns) {
-    Stmt& s = *select;
-    s.Bind(name);
-    int rc = s.Step();
+  // The row `s` stands on, judged at `now_ns`. Columns: holder, sequence,
+  // boot_id, renewed_ns, ttl_ns, acquired_ms, renewed_ms, version. A record
+  // written by someone else may be broken or hostile: anything malformed
+  // counts as free, never as held.
+  Row Judge(Stmt& s, int64_t now_ns) const {
     Row row;
-    if (rc == SQLITE_DONE) {
-      s.Reset();
-      return row;
-    }
-    if (rc != SQLITE_ROW) {
-      s.Reset();
-      return Error("read " + kit::LeaseLabel(name), rc);
-    }
     row.exists = true;
-    // Columns: holder, sequence, boot_id, renewed_ns, ttl_ns, acquired_ms,
-    // renewed_ms, version. A record written by someone else may be broken or
-    // hostile: anything malformed counts as free, never as held.
     row.sequence = s.IsInt(1) && s.Int(1) > 0 ? static_cast<uint64_t>(s.Int(1)) : 0;
     row.version = s.IsInt(7) ? s.Int(7) : 0;
     row.acquired_ms = s.IsInt(5) ? s.Int(5) : 0;
@@ -251,6 +240,36 @@ struct State final : kit::SyncOps {
       row.live = sane && now_ns < row.expires_ns;
     }
     if (!row.live) row.holder.clear();
+    return row;
+  }
+
+  LeaseRecord Record(const std::string& name, const Row& row, int64_t now_ns) const {
+    LeaseRecord record;
+    record.name = name;
+    record.holder = row.holder;
+    record.token = Token(name, row.sequence);
+    if (row.live) record.remaining = Duration(row.expires_ns - now_ns);
+    record.acquired_at = WallTime(std::chrono::milliseconds(row.acquired_ms));
+    record.renewed_at = WallTime(std::chrono::milliseconds(row.renewed_ms));
+    record.version = std::to_string(row.version);
+    return record;
+  }
+
+  // Reads and judges the row of `name`. REQUIRES: mu held.
+  Result<Row> Read(const std::string& name, int64_t now_ns) {
+    Stmt& s = *select;
+    s.Bind(name);
+    int rc = s.Step();
+    Row row;
+    if (rc == SQLITE_DONE) {
+      s.Reset();
+      return row;
+    }
+    if (rc != SQLITE_ROW) {
+      s.Reset();
+      return Error("read " + kit::LeaseLabel(name), rc);
+    }
+    row = Judge(s, now_ns);
     s.Reset();
     return row;
   }
@@ -430,15 +449,41 @@ struct State final : kit::SyncOps {
     if (!row.ok()) return row.status();
     if (!row->exists)
       return NotFoundError(description + ": " + kit::LeaseLabel(name) + ": no record");
-    LeaseRecord record;
-    record.name = name;
-    record.holder = row->holder;
-    record.token = Token(name, row->sequence);
-    if (row->live) record.remaining = Duration(row->expires_ns - now);
-    record.acquired_at = WallTime(std::chrono::milliseconds(row->acquired_ms));
-    record.renewed_at = WallTime(std::chrono::milliseconds(row->renewed_ms));
-    record.version = std::to_string(row->version);
-    return record;
+    return Record(name, *row, now);
+  }
+
+  // Rows from `prefix` on, in name order (the primary key's), until the
+  // first that does not start with it.
+  Result<std::vector<LeaseRecord>> List(const std::string& prefix, kit::SyncCall& call) override {
+    std::lock_guard lock(*mu);
+    if (Status s = FitDeadline(call); !s.ok()) return s;
+    const int64_t now = Ns(clock.Now());
+    // A range scan of the primary key from the prefix on, stopped at the
+    // first name past it. The column's TEXT affinity turns numbers into text;
+    // a blob (hand-written) sorts after all text and fails a listing that
+    // reaches it rather than being skipped.
+    Stmt list(db,
+              "SELECT holder, sequence, boot_id, renewed_ns, ttl_ns, acquired_ms, renewed_ms,"
+              " version, name FROM leasehold_leases WHERE name >= ?1 ORDER BY name");
+    if (list.prepare_rc() != SQLITE_OK) return Error(call.what, list.prepare_rc());
+    list.Bind(prefix);
+    std::vector<LeaseRecord> records;
+    int rc;
+    while ((rc = list.Step()) == SQLITE_ROW) {
+      // The type before Text(), which converts the value in place.
+      const bool text = list.IsText(8);
+      const std::string name = list.Text(8);
+      if (!name.starts_with(prefix)) break;
+      if (!text) {
+        list.Reset();
+        return DataLossError(description + ": " + call.what +
+                             ": leasehold_leases has a row whose name is not text");
+      }
+      records.push_back(Record(name, Judge(list, now), now));
+    }
+    list.Reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error(call.what, rc);
+    return records;
   }
 
   // The versions of watched names that changed (or whose record is no longer

@@ -8,6 +8,7 @@
 #include "leasehold/backends/sqlite.h"
 #include "leasehold/lease.h"
 #include "sqlite_test_util.h"
+#include "testing/store_calls.h"
 
 namespace leasehold {
 namespace {
@@ -120,6 +121,24 @@ TEST_F(SqliteStoreTest, HostileRecordsDoNotWedgeTheLease) {
     ASSERT_TRUE(r.ok()) << set << ": " << r.status().ToString();
     EXPECT_TRUE(*r) << "wedged by: " << set;
     ASSERT_TRUE(b->Release().ok());
+  }
+}
+
+// A row whose name is a blob (hand-written) fails a listing that reaches it,
+// rather than being skipped; one that stops before it does not.
+TEST_F(SqliteStoreTest, ARowWhoseNameIsNotTextFailsTheListing) {
+  auto store = Open();
+  auto a = Make(store, "a");
+  ASSERT_GT(AcquireSequence(*a), 0u);
+  {
+    Raw(dir_.db()).Exec("INSERT INTO leasehold_leases(name, sequence) VALUES(x'00ff', 1)");
+    auto listed = testing::ListRecords(*store, "", 5s);
+    ASSERT_FALSE(listed.ok());
+    EXPECT_EQ(listed.status().code(), StatusCode::kDataLoss) << listed.status().ToString();
+    EXPECT_THAT(listed.status().message(), HasSubstr("not text"));
+    auto jobs = testing::ListRecords(*store, "jo", 5s);
+    ASSERT_TRUE(jobs.ok()) << jobs.status().ToString();
+    EXPECT_EQ(testing::Names(*jobs), std::vector<std::string>{"job"});
   }
 }
 

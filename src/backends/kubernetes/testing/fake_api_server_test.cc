@@ -267,6 +267,34 @@ TEST_F(FakeApiServerTest, ListAndFieldSelectors) {
             400);
 }
 
+// limit and continue page a list as the API server does; a bad limit or
+// continue token is a 400.
+TEST_F(FakeApiServerTest, ListsArePagedWithLimitAndContinue) {
+  for (const char* name : {"c", "a", "b"}) {
+    ASSERT_EQ(Send("POST", kLeases, LeaseBody(name, "x")).status, 201);
+  }
+  std::vector<std::string> seen;
+  std::string next;
+  int pages = 0;
+  do {
+    std::string path = std::string(kLeases) + "?limit=2";
+    if (!next.empty()) path += "&continue=" + next;
+    Reply page = Send("GET", path);
+    ASSERT_EQ(page.status, 200);
+    ASSERT_LE(page.body["items"].size(), 2u);
+    for (const auto& item : page.body["items"]) seen.push_back(item["metadata"]["name"]);
+    next = page.body["metadata"].value("continue", "");
+    if (!next.empty()) {
+      EXPECT_EQ(page.body["metadata"]["remainingItemCount"], 1);
+    }
+    ++pages;
+  } while (!next.empty() && pages < 10);
+  EXPECT_EQ(pages, 2);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(Send("GET", std::string(kLeases) + "?limit=-1").status, 400);
+  EXPECT_EQ(Send("GET", std::string(kLeases) + "?limit=2&continue=garbage").status, 400);
+}
+
 TEST_F(FakeApiServerTest, TokensAuthenticateAndCanBeRotated) {
   EXPECT_EQ(Send("GET", kLeases, nullptr, Client("").get()).status, 401);
   Reply wrong = Send("GET", kLeases, nullptr, Client("wrong").get());

@@ -146,12 +146,47 @@ void Get(ServerState& st, const httplib::Request& req, httplib::Response& res, c
 void List(ServerState& st, const httplib::Request& req, httplib::Response& res, const Route& r) {
   const Selector sel = ParseSelector(req.get_param_value("fieldSelector"), r.ns, r.name);
   if (!sel.error.empty()) return Reply(res, 400, StatusObject(400, "BadRequest", sel.error));
+  // Pages as the API server gives them: `limit` items at most, in key
+  // order, and metadata.continue (opaque to clients; here the last key
+  // given) while more remain.
+  size_t limit = 0;
+  if (const std::string l = req.get_param_value("limit"); !l.empty()) {
+    if (l.size() > 9 || l.find_first_not_of("0123456789") != std::string::npos) {
+      return Reply(res, 400, StatusObject(400, "BadRequest", "limit: must be a positive integer"));
+    }
+    limit = std::stoul(l);
+  }
+  const std::string after = req.get_param_value("continue");
   std::lock_guard lock(st.mu);
   std::vector<json> items = st.registry.Select(sel);
+  if (!after.empty()) {
+    const size_t slash = after.find('/');
+    if (slash == std::string::npos) {
+      return Reply(res, 400, StatusObject(400, "BadRequest", "continue: malformed token"));
+    }
+    const std::pair<std::string, std::string> last(after.substr(0, slash), after.substr(slash + 1));
+    std::erase_if(items, [&](const json& o) {
+      const json& m = o["metadata"];
+      return std::make_pair(m.value("namespace", ""), m.value("name", "")) <= last;
+    });
+  }
+  std::string next;
+  size_t remaining = 0;
+  if (limit > 0 && items.size() > limit) {
+    remaining = items.size() - limit;
+    items.resize(limit);
+    const json& m = items.back()["metadata"];
+    next = m.value("namespace", "") + "/" + m.value("name", "");
+  }
   if (WantsTable(req.get_header_value("Accept"))) {
     return Reply(res, 200, Table(items, st.registry.rv()));
   }
-  Reply(res, 200, st.registry.ListObject(std::move(items)));
+  json list = st.registry.ListObject(std::move(items));
+  if (!next.empty()) {
+    list["metadata"]["continue"] = next;
+    list["metadata"]["remainingItemCount"] = remaining;
+  }
+  Reply(res, 200, list);
 }
 
 // Decodes and validates a create/update body. Returns nullopt after replying
