@@ -1185,4 +1185,24 @@ const std::string& Lease::identity() const noexcept { return core_->identity(); 
 const LeaseOptions& Lease::options() const noexcept { return core_->options(); }
 const std::shared_ptr<Store>& Lease::store() const noexcept { return core_->store(); }
 
+Status CheckRenewing(const Lease& lease, Duration tolerance) {
+  const LeaseOptions& o = lease.options();
+  const std::optional<TimePoint> deadline = lease.safe_deadline();
+  if (!deadline) return UnavailableError("lease " + o.name + " is not held");
+  const TimePoint now = lease.store()->runtime()->clock().Now();
+  if (now >= *deadline) {
+    return UnavailableError("lease " + o.name +
+                            " lapsed: its safe deadline passed without a renewal");
+  }
+  // The deadline is the last successful renewal's send time + ttl - drift.
+  const Duration since = o.ttl - *o.drift_allowance - (*deadline - now);
+  const Duration limit = o.renew_interval + o.request_timeout + tolerance;
+  if (since > limit) {
+    return UnavailableError(
+        "lease " + o.name + ": renewals are failing: the last successful one was sent " +
+        FormatDuration(since) + " ago, expected within " + FormatDuration(limit));
+  }
+  return Status::Ok();
+}
+
 }  // namespace leasehold

@@ -246,6 +246,14 @@ class Lease {
 // Validates and fills in defaults without creating a Lease.
 Result<LeaseOptions> ValidateLeaseOptions(LeaseOptions options);
 
+// Whether `lease` is held and its renewals keep up: a health check for
+// whatever serves while holding it (LeaderElector::CheckHealth, `leasehold
+// run --metrics`). kUnavailable naming the cause when it is not held, when its
+// safe deadline has passed, or when its last successful renewal was sent more
+// than renew_interval + request_timeout + `tolerance` ago -- renewals are
+// failing, and the lease will be lost unless one gets through. Local, no IO.
+Status CheckRenewing(const Lease& lease, Duration tolerance = Duration::zero());
+
 }  // namespace leasehold
 
 #endif  // LEASEHOLD_LEASE_H_

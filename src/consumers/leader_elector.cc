@@ -112,22 +112,9 @@ std::optional<std::string> LeaderElector::CurrentLeader() const {
 
 Status LeaderElector::CheckHealth() const {
   if (!impl_->leading_flag.load(std::memory_order_acquire)) return Status::Ok();
-  const LeaseOptions& lo = impl_->lease->options();
-  const std::optional<TimePoint> deadline = impl_->lease->safe_deadline();
-  const TimePoint now = impl_->clock.Now();
-  if (!deadline || now >= *deadline) {
-    return UnavailableError("leader election on " + lo.name +
-                            ": leadership lapsed (the safe deadline passed without a renewal)");
-  }
-  // The deadline is the last successful renewal's send time + ttl - drift.
-  const Duration since = lo.ttl - *lo.drift_allowance - (*deadline - now);
-  const Duration limit = lo.renew_interval + lo.request_timeout + impl_->options.health_tolerance;
-  if (since > limit) {
-    return UnavailableError(
-        "leader election on " + lo.name + ": renewal is not progressing: last successful renewal " +
-        FormatDuration(since) + " ago, expected within " + FormatDuration(limit));
-  }
-  return Status::Ok();
+  Status s = CheckRenewing(*impl_->lease, impl_->options.health_tolerance);
+  if (s.ok()) return s;
+  return Status(s.code(), "leader election: " + std::string(s.message()));
 }
 
 void LeaderElector::Impl::ScheduleLocked(TimerId& timer, void (Impl::*method)()) {

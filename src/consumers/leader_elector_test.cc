@@ -210,7 +210,7 @@ TEST_F(LeaderElectorTest, TheHealthCheckFailsWhenRenewalStopsProgressing) {
     unhealthy_at = rt_->clock().Now();
   }
   EXPECT_FALSE(health.ok());
-  EXPECT_THAT(health.message(), HasSubstr("renewal is not progressing"));
+  EXPECT_THAT(health.message(), HasSubstr("renewals are failing"));
   EXPECT_TRUE(a->IsLeader()) << "unhealthy should be reported before the loss";
   (void)unhealthy_at;
   store_->SetFaults({});

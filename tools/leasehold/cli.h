@@ -91,6 +91,12 @@ struct RunArgs {
   std::optional<Duration> timeout{};
   // Grace between SIGTERM and SIGKILL; unset: DefaultKillAfter(ttl).
   std::optional<Duration> kill_after{};
+  // HOST:PORT: serve /metrics and /healthz (http_face.h) while running.
+  // /healthz is 200 while the lease is held and its renewals keep up
+  // (CheckRenewing), 503 before it is acquired and once it is at risk.
+  std::string metrics{};
+  // Log every step of the lifecycle as JSON lines on stderr, not only errors.
+  bool json_log = false;
   std::vector<std::string> command{};
 };
 // The grace `run` gives a command when none is asked for: a quarter of the
@@ -150,9 +156,10 @@ struct ElectArgs {
 // `leasehold elect`: the leader-election sidecar (elect.cc); runs until
 // SIGTERM/SIGINT/SIGHUP, then releases and returns 0.
 int Elect(const ElectArgs& args, std::ostream& err);
-// "HOST:PORT" or "[IPv6]:PORT" -> host and port; kInvalidArgument naming the
-// flag and what is wrong.
-Result<std::pair<std::string, int>> ParseListenAddress(std::string_view text);
+// "HOST:PORT" or "[IPv6]:PORT" -> host and port; kInvalidArgument naming
+// `flag` and what is wrong (http_face.cc).
+Result<std::pair<std::string, int>> ParseListenAddress(std::string_view text,
+                                                       std::string_view flag = "--listen");
 
 struct DemoArgs {
   std::string store_url{};
@@ -206,6 +213,8 @@ std::string Printable(std::string_view text);
 std::string JsonText(const nlohmann::json& j);
 std::string RecordLine(const std::string& name, const std::optional<LeaseRecord>& record,
                        WallTime now);
+// "2024-05-01T12:00:00.123Z" (UTC); "-" for an unset time.
+std::string FormatWallTime(WallTime t);
 }  // namespace internal
 
 }  // namespace leasehold::cli

@@ -17,7 +17,6 @@
 // its environment; they are not waited for (reaped when they exit).
 // SIGTERM / SIGINT / SIGHUP: stop campaigning, release at once (the next
 // standby's watch wakes it: a hand-off of about one round trip), exit 0.
-#include <httplib.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/signalfd.h>
@@ -31,13 +30,9 @@
 #include <thread>
 
 #include "cli.h"
+#include "http_face.h"
 #include "leasehold/leader_elector.h"
 #include "leasehold/lease.h"
-#ifdef LEASEHOLD_HAVE_PROMETHEUS
-#include <prometheus/text_serializer.h>
-
-#include "leasehold/observers/prometheus.h"
-#endif
 
 extern char** environ;
 
@@ -78,38 +73,8 @@ void RunHook(const std::string& command, const std::string& what,
 
 }  // namespace
 
-Result<std::pair<std::string, int>> ParseListenAddress(std::string_view text) {
-  auto bad = [&](const std::string& why) {
-    return InvalidArgumentError("--listen \"" + std::string(text) + "\": " + why +
-                                " (HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080)");
-  };
-  std::string_view host, port;
-  if (!text.empty() && text.front() == '[') {
-    const size_t close = text.find(']');
-    if (close == std::string_view::npos) return bad("no ']' after the IPv6 address");
-    host = text.substr(1, close - 1);
-    if (text.substr(close + 1, 1) != ":") return bad("no ':PORT' after the address");
-    port = text.substr(close + 2);
-  } else {
-    const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return bad("no ':PORT'");
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) return bad("an IPv6 address needs [brackets]");
-  }
-  if (host.empty()) return bad("no host");
-  if (port.empty() || port.size() > 5 ||
-      port.find_first_not_of("0123456789") != std::string_view::npos) {
-    return bad("the port is not a number");
-  }
-  const int p = std::stoi(std::string(port));
-  if (p < 1 || p > 65535) return bad("the port is not in 1..65535");
-  return std::make_pair(std::string(host), p);
-}
-
 int Elect(const ElectArgs& args, std::ostream& err) {
-  auto listen = ParseListenAddress(args.listen);
-  if (!listen.ok()) {
+  if (auto listen = ParseListenAddress(args.listen); !listen.ok()) {
     err << "leasehold elect: " << listen.status().message() << "\n";
     return kExitUsage;
   }
@@ -135,16 +100,11 @@ int Elect(const ElectArgs& args, std::ostream& err) {
     close(sfd);
     return code;
   }
-#ifdef LEASEHOLD_HAVE_PROMETHEUS
-  auto registry = std::make_shared<prometheus::Registry>();
-  auto observer = std::make_shared<PrometheusObserver>(registry);
-#else
-  std::shared_ptr<LeaseObserver> observer;
-#endif
+  HttpFace face;  // Stop()ped before what its routes use goes
   auto created = Lease::Create(store, {.name = args.name,
                                        .owner = args.owner.empty() ? HostName() : args.owner,
                                        .ttl = args.ttl,
-                                       .observer = observer});
+                                       .observer = face.observer()});
   if (!created.ok()) {
     err << "leasehold elect: " << created.status().message() << "\n";
     close(sfd);
@@ -194,8 +154,7 @@ int Elect(const ElectArgs& args, std::ostream& err) {
     return kExitUsage;
   }
 
-  httplib::Server server;
-  server.Get("/leader", [&](const httplib::Request&, httplib::Response& res) {
+  face.server().Get("/leader", [&](const httplib::Request&, httplib::Response& res) {
     nlohmann::json j;
     j["name"] = args.name;
     const std::optional<FencingToken> token = lease->token();
@@ -230,37 +189,12 @@ int Elect(const ElectArgs& args, std::ostream& err) {
                                                       : nlohmann::json(nullptr);
     res.set_content(JsonText(j), "application/json");
   });
-  server.Get("/healthz", [&](const httplib::Request&, httplib::Response& res) {
-    const Status health = (*elector)->CheckHealth();
-    if (health.ok()) {
-      res.set_content("ok\n", "text/plain");
-    } else {
-      res.status = 503;
-      res.set_content(std::string(health.message()) + "\n", "text/plain");
-    }
-  });
-  server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-#ifdef LEASEHOLD_HAVE_PROMETHEUS
-    res.set_content(prometheus::TextSerializer().Serialize(registry->Collect()),
-                    "text/plain; version=0.0.4");
-#else
-    res.status = 501;
-    res.set_content("leasehold was built without the Prometheus adapter\n", "text/plain");
-#endif
-  });
-  // httplib's default sets SO_REUSEPORT too, which lets a second sidecar bind
-  // the same port and take half its requests: reuse TIME_WAIT ports only.
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  if (!server.bind_to_port(listen->first, listen->second)) {
-    err << "leasehold elect: cannot listen on " << args.listen
-        << " (address in use, or not an address of this host)\n";
+  if (Status s = face.Listen("--listen", args.listen, [&] { return (*elector)->CheckHealth(); });
+      !s.ok()) {
+    err << "leasehold elect: " << s.message() << "\n";
     close(sfd);
     return kExitUnavailable;
   }
-  std::thread http([&server] { server.listen_after_bind(); });
   log("serving http://" + args.listen + "/leader for \"" + args.name + "\" on " +
       store->Describe() + " as " + identity);
   (*elector)->Start();
@@ -277,8 +211,7 @@ int Elect(const ElectArgs& args, std::ostream& err) {
     break;
   }
   (*elector)->Shutdown();  // releases when leading: the standby's watch wakes it
-  server.stop();
-  http.join();
+  face.Stop();
   close(sfd);
   return kExitOk;
 }

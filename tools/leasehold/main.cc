@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
 
   // run
   cli::RunArgs run;
-  std::string ttl = "15s", timeout, kill_after;
+  std::string ttl = "15s", timeout, kill_after, log_format = "text";
   auto* run_cmd = app.add_subcommand("run", "run a command while holding a lease");
   run_cmd->add_option("name", run.name, "lease name")->required();
   run_cmd->add_option("--ttl", ttl, "lease TTL (default 15s)");
@@ -52,6 +52,13 @@ int main(int argc, char** argv) {
       "--kill-after", kill_after,
       "grace between SIGTERM and SIGKILL when the lease is being lost (default: a quarter of "
       "--ttl, at most 2s)");
+  run_cmd->add_option("--metrics", run.metrics,
+                      "serve /metrics (Prometheus) and /healthz on HOST:PORT while running");
+  run_cmd
+      ->add_option("--log-format", log_format,
+                   "text: only errors, as lines (default); json: every step of the run as "
+                   "JSON lines on stderr")
+      ->check(CLI::IsMember({"text", "json"}));
   run_cmd->add_option("command", run.command, "command and arguments (after --)")->required();
   run_cmd->footer(
       "Exit codes: the command's own; 75 not acquired; 76 lease lost while the command ran; "
@@ -154,6 +161,7 @@ int main(int argc, char** argv) {
   };
   if (*run_cmd) {
     run.store_url = store;
+    run.json_log = log_format == "json";
     auto t = duration("--ttl", ttl);
     if (!t) return cli::kExitUsage;
     run.ttl = *t;

@@ -24,12 +24,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cli.h"
+#include "http_face.h"
 #include "leasehold/lease.h"
 
 namespace leasehold::cli::internal {
@@ -79,6 +82,59 @@ int ExitStatusOf(int wstatus) {
   return 1;
 }
 
+int64_t Ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+// What `run` says on stderr (the command's own output stays the user's).
+// text: only what went wrong, "leasehold run: ..." lines. json
+// (--log-format json): one object per line for each step, with keys time
+// (UTC, milliseconds), level (info, warning, error), event and lease, plus
+// the event's own -- see docs/cli.md.
+class RunLog {
+ public:
+  RunLog(std::ostream& err, bool json, std::string lease)
+      : err_(err), json_(json), lease_(std::move(lease)) {}
+
+  // A step: JSON only.
+  void Info(std::string_view event, nlohmann::json fields = nlohmann::json::object()) {
+    if (json_) Line("info", event, std::move(fields));
+  }
+  // Not fatal (a renewal gone wrong, a failed release): both formats.
+  void Warning(std::string_view event, const std::string& message,
+               nlohmann::json fields = nlohmann::json::object()) {
+    Say("warning", event, message, std::move(fields));
+  }
+  // The end of the run: both formats; returns `exit_code`.
+  int Fail(std::string_view event, const std::string& message, int exit_code,
+           nlohmann::json fields = nlohmann::json::object()) {
+    fields["exit_code"] = exit_code;
+    Say("error", event, message, std::move(fields));
+    return exit_code;
+  }
+
+ private:
+  void Say(std::string_view level, std::string_view event, const std::string& message,
+           nlohmann::json fields) {
+    if (!json_) {
+      err_ << "leasehold run: " << message << "\n" << std::flush;
+      return;
+    }
+    fields["message"] = message;
+    Line(level, event, std::move(fields));
+  }
+  void Line(std::string_view level, std::string_view event, nlohmann::json fields) {
+    nlohmann::json j = {{"time", internal::FormatWallTime(std::chrono::system_clock::now())},
+                        {"level", level},
+                        {"event", event},
+                        {"lease", lease_}};
+    j.update(fields);
+    err_ << internal::JsonText(j) << "\n" << std::flush;
+  }
+
+  std::ostream& err_;
+  const bool json_;
+  const std::string lease_;
+};
+
 // Milliseconds until `t` on `clock`, at least 0 and at most `cap`.
 int MsUntil(const Clock& clock, TimePoint t, int cap) {
   if (t == TimePoint::max()) return cap;
@@ -93,24 +149,28 @@ Duration DefaultKillAfter(Duration ttl) {
 }
 
 int Run(const RunArgs& args, std::ostream& err) {
+  RunLog log(err, args.json_log, args.name);
   if (args.command.empty()) {
-    err << "leasehold run: a command is required after --\n";
-    return kExitUsage;
+    return log.Fail("usage", "a command is required after --", kExitUsage);
   }
   if (args.ttl <= Duration::zero()) {
-    err << "leasehold run: --ttl must be positive\n";
-    return kExitUsage;
+    return log.Fail("usage", "--ttl must be positive", kExitUsage);
   }
   const Duration kill_after = args.kill_after.value_or(DefaultKillAfter(args.ttl));
   if (kill_after * 2 >= args.ttl) {
-    err << "leasehold run: --kill-after (" << FormatDuration(kill_after)
-        << ") must be less than half of --ttl (" << FormatDuration(args.ttl) << ")\n";
-    return kExitUsage;
+    return log.Fail("usage",
+                    "--kill-after (" + FormatDuration(kill_after) +
+                        ") must be less than half of --ttl (" + FormatDuration(args.ttl) + ")",
+                    kExitUsage);
+  }
+  if (!args.metrics.empty()) {
+    if (auto address = ParseListenAddress(args.metrics, "--metrics"); !address.ok()) {
+      return log.Fail("usage", std::string(address.status().message()), kExitUsage);
+    }
   }
   auto spec = ParseStoreUrl(args.store_url);
   if (!spec.ok()) {
-    err << "leasehold run: " << spec.status().message() << "\n";
-    return kExitUsage;
+    return log.Fail("usage", std::string(spec.status().message()), kExitUsage);
   }
 
   // Signals are read from a signalfd; block them before any runtime thread
@@ -124,25 +184,40 @@ int Run(const RunArgs& args, std::ostream& err) {
   Fd lostfd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   Fd acquiredfd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (sigfd.get() < 0 || lostfd.get() < 0 || acquiredfd.get() < 0) {
-    err << "leasehold run: signalfd/eventfd: " << std::strerror(errno) << "\n";
-    return kExitUnavailable;
+    return log.Fail("setup", std::string("signalfd/eventfd: ") + std::strerror(errno),
+                    kExitUnavailable);
   }
 
   CommandRuntime runtime;
   const Clock& clock = runtime.get()->clock();
   auto store = OpenStore(*spec, runtime.get());
   if (!store.ok()) {
-    err << "leasehold run: " << store.status().ToString() << "\n";
-    return ExitCodeFor(store.status());
+    return log.Fail("store", store.status().ToString(), ExitCodeFor(store.status()));
   }
-  auto lease = Lease::Create(
-      *store,
-      {.name = args.name, .owner = args.owner.empty() ? HostName() : args.owner, .ttl = args.ttl});
-  if (!lease.ok()) {
-    err << "leasehold run: " << lease.status().message() << "\n";
-    return kExitUsage;
+  internal::HttpFace face;  // its /healthz holds the lease: declared before it
+  auto created =
+      Lease::Create(*store, {.name = args.name,
+                             .owner = args.owner.empty() ? HostName() : args.owner,
+                             .ttl = args.ttl,
+                             .observer = args.metrics.empty() ? nullptr : face.observer()});
+  if (!created.ok()) {
+    return log.Fail("usage", std::string(created.status().message()), kExitUsage);
   }
-  Lease& l = **lease;
+  const std::shared_ptr<Lease> lease = std::move(*created);
+  Lease& l = *lease;
+  if (!args.metrics.empty()) {
+    if (Status s =
+            face.Listen("--metrics", args.metrics, [lease] { return CheckRenewing(*lease); });
+        !s.ok()) {
+      return log.Fail("metrics", std::string(s.message()), ExitCodeFor(s));
+    }
+    log.Info("serving", {{"metrics", "http://" + args.metrics + "/metrics"},
+                         {"healthz", "http://" + args.metrics + "/healthz"}});
+  }
+  log.Info("acquiring", {{"store", (*store)->Describe()},
+                         {"owner", l.identity()},
+                         {"ttl_ms", Ms(args.ttl)},
+                         {"wait", args.wait}});
 
   // 1. Acquire, interruptible by INT/TERM/HUP.
   std::stop_source stop;
@@ -165,21 +240,30 @@ int Run(const RunArgs& args, std::ostream& err) {
   const AcquireResult& acquired = pending.Wait();
   if (!acquired.ok()) {
     const Status& s = acquired.status();
-    if (s.code() == StatusCode::kCancelled) return 128 + interrupted;
-    if (s.code() == StatusCode::kDeadlineExceeded && args.timeout) {
-      err << "leasehold run: lease \"" << args.name << "\" not acquired within --timeout "
-          << FormatDuration(*args.timeout) << "\n";
-      return kExitNotAcquired;
+    if (s.code() == StatusCode::kCancelled) {
+      log.Info("interrupted", {{"signal", interrupted}, {"exit_code", 128 + interrupted}});
+      return 128 + interrupted;
     }
-    err << "leasehold run: " << s.ToString() << "\n";
-    return ExitCodeFor(s);
+    if (s.code() == StatusCode::kDeadlineExceeded && args.timeout) {
+      return log.Fail("not_acquired",
+                      "lease \"" + args.name + "\" not acquired within --timeout " +
+                          FormatDuration(*args.timeout),
+                      kExitNotAcquired, {{"reason", "timeout"}});
+    }
+    return log.Fail("store", s.ToString(), ExitCodeFor(s));
   }
   if (!acquired->has_value()) {
-    err << "leasehold run: lease \"" << args.name << "\" is held by someone else\n";
-    return kExitNotAcquired;
+    return log.Fail("not_acquired", "lease \"" + args.name + "\" is held by someone else",
+                    kExitNotAcquired, {{"reason", "held"}});
   }
   const FencingToken token = **acquired;
-
+  {
+    const auto deadline = l.safe_deadline();
+    log.Info("acquired", {{"sequence", token.sequence},
+                          {"token", token.value},
+                          {"expires_in_ms", deadline ? nlohmann::json(Ms(*deadline - clock.Now()))
+                                                     : nlohmann::json(nullptr)}});
+  }
   std::atomic<bool> lost{false};
   std::string lost_message;
   std::mutex lost_mu;
@@ -211,9 +295,9 @@ int Run(const RunArgs& args, std::ostream& err) {
   const pid_t parent = getpid();
   const pid_t child = fork();
   if (child < 0) {
-    err << "leasehold run: fork: " << std::strerror(errno) << "\n";
+    const int fork_errno = errno;
     (void)l.Release();
-    return kExitUnavailable;
+    return log.Fail("fork", std::string("fork: ") + std::strerror(fork_errno), kExitUnavailable);
   }
   if (child == 0) {
     setpgid(0, 0);
@@ -229,6 +313,7 @@ int Run(const RunArgs& args, std::ostream& err) {
   }
   setpgid(child, child);  // also here: no race with the first kill below
   const pid_t group = child;
+  log.Info("started", {{"pid", child}, {"command", args.command}});
 
   // 3-4. Supervise.
   bool termed = false;
@@ -249,14 +334,18 @@ int Run(const RunArgs& args, std::ostream& err) {
       // SIGTERM now, SIGKILL after the grace but never after the deadline.
       losing = true;
       kill_at = std::min(last_deadline, now + kill_after);
+      log.Info("losing", {{"reason", lost ? "lost" : "no renewal confirmed in time"},
+                          {"kill_in_ms", Ms(kill_at - now)}});
     }
     if (losing && !termed) {
       kill(-group, SIGTERM);
       termed = true;
+      log.Info("signalled", {{"signal", SIGTERM}, {"pid", group}});
     }
     if (losing && !killed && clock.Now() >= kill_at) {
       kill(-group, SIGKILL);
       killed = true;
+      log.Info("signalled", {{"signal", SIGKILL}, {"pid", group}});
     }
     int wait_ms = 1000;
     if (!losing && deadline) wait_ms = MsUntil(clock, *deadline - kill_after, 1000);
@@ -266,13 +355,20 @@ int Run(const RunArgs& args, std::ostream& err) {
     if (fds[1].revents & POLLIN) Drain(lostfd.get());
     signalfd_siginfo info;
     while (read(sigfd.get(), &info, sizeof info) == sizeof info) {
-      if (info.ssi_signo != SIGCHLD) kill(-group, static_cast<int>(info.ssi_signo));
+      if (info.ssi_signo == SIGCHLD) continue;
+      kill(-group, static_cast<int>(info.ssi_signo));
+      log.Info("forwarded", {{"signal", info.ssi_signo}, {"pid", group}});
     }
     const pid_t r = waitpid(child, &wstatus, WNOHANG);
     if (r == child) exited = true;
   }
   // 5. Nothing of the command may outlive it without the lease.
   kill(-group, SIGKILL);
+  {
+    nlohmann::json fields = {{"pid", child}, {"exit_code", ExitStatusOf(wstatus)}};
+    if (WIFSIGNALED(wstatus)) fields["signal"] = WTERMSIG(wstatus);
+    log.Info("exited", std::move(fields));
+  }
 
   if (losing) {
     std::string why;
@@ -280,13 +376,14 @@ int Run(const RunArgs& args, std::ostream& err) {
       std::lock_guard lock(lost_mu);
       why = lost_message.empty() ? "no renewal confirmed before its safe deadline" : lost_message;
     }
-    err << "leasehold run: lease \"" << args.name << "\" lost while the command ran: " << why
-        << "\n";
     (void)l.Release();  // in case the lease was only at risk; conditional on our tenure
-    return kExitLost;
+    return log.Fail("lost", "lease \"" + args.name + "\" lost while the command ran: " + why,
+                    kExitLost, {{"sequence", token.sequence}});
   }
   if (Status s = l.Release(); !s.ok()) {
-    err << "leasehold run: " << s.ToString() << "\n";
+    log.Warning("release_failed", s.ToString(), {{"sequence", token.sequence}});
+  } else {
+    log.Info("released", {{"sequence", token.sequence}});
   }
   return ExitStatusOf(wstatus);
 }

@@ -2,7 +2,9 @@
 // fresh directory. Exit codes, environment, contention, loss, signals, and
 // that the command never outlives leasehold.
 #include <fcntl.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +12,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,11 +21,14 @@
 #include "cli.h"
 #include "leasehold/backends/sqlite.h"
 #include "leasehold/future.h"
+#include "testing/free_port.h"
+#include "testing/tenure_probe.h"
 
 namespace leasehold {
 namespace {
 
 using namespace std::chrono_literals;
+using ::testing::HasSubstr;
 
 class RunTest : public ::testing::Test {
  protected:
@@ -102,6 +109,16 @@ class RunTest : public ::testing::Test {
     return false;
   }
 
+  // Whether `path` exists within `limit`: a command's "I am ready" file.
+  static bool WaitForFile(const std::string& path, std::chrono::milliseconds limit = 10s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (access(path.c_str(), F_OK) != 0) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::sleep_for(5ms);
+    }
+    return true;
+  }
+
   std::string dir_;
   std::string url_;
   std::string last_log_;
@@ -160,11 +177,7 @@ TEST_F(RunTest, ALeaseLostWhileTheCommandRunsStopsItAndExits76) {
   ASSERT_TRUE(WaitHeld("job"));
   // The lease is held before the command starts: break it only once the
   // command's trap is in place.
-  const auto give_up = std::chrono::steady_clock::now() + 10s;
-  while (access(ready.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(5ms);
-  }
-  ASSERT_EQ(access(ready.c_str(), F_OK), 0) << "the command did not start";
+  ASSERT_TRUE(WaitForFile(ready)) << "the command did not start";
   // An operator breaks the lease: the holder's next renewal finds it gone.
   auto store = SqliteStore::Open({.path = dir_ + "/leases.db"});
   ASSERT_TRUE(store.ok());
@@ -177,9 +190,12 @@ TEST_F(RunTest, ALeaseLostWhileTheCommandRunsStopsItAndExits76) {
 }
 
 TEST_F(RunTest, SigtermIsForwardedToTheCommandThenTheLeaseIsReleased) {
-  const pid_t run = Spawn({"run", "job", "--", "sh", "-c", "trap 'exit 42' TERM; sleep 30 & wait"});
-  ASSERT_TRUE(WaitHeld("job"));
-  std::this_thread::sleep_for(100ms);  // let sh install its trap
+  const std::string ready = dir_ + "/trapping";
+  const pid_t run = Spawn({"run", "job", "--", "sh", "-c",
+                           "trap 'exit 42' TERM; touch " + ready + "; sleep 30 & wait"});
+  // Signal only once the command's trap is in place (the lease is held
+  // before the command starts).
+  ASSERT_TRUE(WaitForFile(ready)) << "the command did not start";
   kill(run, SIGTERM);
   EXPECT_EQ(Wait(run), 42) << Log();
   auto record = Inspect("job");
@@ -249,6 +265,108 @@ TEST_F(RunTest, UsageErrorsExit64AndUnbuiltBackendsExit69) {
   EXPECT_EQ(Wait(Spawn({"--store", "sqlite://relative.db", "run", "job", "--", "true"})), 64);
   EXPECT_EQ(Wait(Spawn({"--store", "etcd://127.0.0.1:2379", "run", "job", "--", "true"})), 69);
   EXPECT_NE(Log().find("etcd"), std::string::npos) << Log();
+}
+
+// --log-format json: every line of stderr is one JSON object with time,
+// level, event and lease; the steps of a run come in order.
+TEST_F(RunTest, TheJsonLogNamesEveryStepOfTheRunInOrder) {
+  ASSERT_EQ(
+      RunToEnd({"run", "job", "--ttl", "2s", "--log-format", "json", "--", "sh", "-c", "exit 3"}),
+      3)
+      << Log();
+  std::vector<std::string> events;
+  std::istringstream lines(Log());
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not a JSON object: " << line;
+    EXPECT_EQ(j.value("lease", ""), "job") << line;
+    EXPECT_EQ(j.value("level", ""), "info") << line;
+    EXPECT_THAT(j.value("time", ""),
+                ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{3}Z"))
+        << line;
+    events.push_back(j.value("event", ""));
+    if (events.back() == "acquired") {
+      EXPECT_GE(j.value("sequence", 0), 1) << line;
+      EXPECT_GT(j.value("expires_in_ms", 0), 0) << line;
+    }
+    if (events.back() == "exited") {
+      EXPECT_EQ(j.value("exit_code", -1), 3) << line;
+    }
+  }
+  EXPECT_EQ(events,
+            (std::vector<std::string>{"acquiring", "acquired", "started", "exited", "released"}))
+      << Log();
+}
+
+// A run that ends in error says so in one JSON line with the exit code.
+TEST_F(RunTest, TheJsonLogEndsWithTheErrorAndItsExitCode) {
+  SpawnBackground({"run", "job", "--", "sleep", "30"});
+  ASSERT_TRUE(WaitHeld("job"));
+  ASSERT_EQ(RunToEnd({"run", "job", "--log-format", "json", "--", "true"}), 75) << Log();
+  std::istringstream lines(Log());
+  std::string line, last;
+  while (std::getline(lines, line)) last = line;
+  const auto j = nlohmann::json::parse(last, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << Log();
+  EXPECT_EQ(j.value("event", ""), "not_acquired");
+  EXPECT_EQ(j.value("level", ""), "error");
+  EXPECT_EQ(j.value("reason", ""), "held");
+  EXPECT_EQ(j.value("exit_code", 0), 75);
+  EXPECT_THAT(j.value("message", ""), HasSubstr("held by someone else"));
+  // Unknown formats are usage errors.
+  EXPECT_EQ(RunToEnd({"run", "job", "--log-format", "yaml", "--", "true"}), 64);
+}
+
+// --metrics: /healthz is 503 while the lease is only waited for, 200 while
+// it is held and renewed; /metrics counts the lease's acquires and says it
+// leads (leader_election_master_status).
+TEST_F(RunTest, MetricsAndHealthzServeWhileTheCommandRuns) {
+  const pid_t holder = SpawnBackground({"run", "job", "--ttl", "2s", "--", "sleep", "3"});
+  ASSERT_TRUE(WaitHeld("job"));
+  const int port = testing::FreePort();
+  const std::string ready = dir_ + "/running";
+  const pid_t waiter = SpawnBackground({"run", "job", "--ttl", "2s", "--wait", "--metrics",
+                                        "127.0.0.1:" + std::to_string(port), "--", "sh", "-c",
+                                        "touch " + ready + "; sleep 30 & wait"});
+  auto get = [port](const char* path) -> std::pair<int, std::string> {
+    httplib::Client client("127.0.0.1", port);
+    client.set_connection_timeout(1, 0);
+    client.set_read_timeout(5, 0);
+    auto res = client.Get(path);
+    if (!res) return {0, ""};
+    return {res->status, res->body};
+  };
+  ASSERT_TRUE(testing::Eventually([&] { return get("/healthz").first == 503; }, 10s)) << Log();
+  EXPECT_THAT(get("/healthz").second, HasSubstr("not held"));
+  EXPECT_EQ(Wait(holder), 0);
+  ASSERT_TRUE(WaitForFile(ready)) << Log();
+  const auto [code, body] = get("/healthz");
+  EXPECT_EQ(code, 200) << body;
+  const auto [metrics_code, metrics] = get("/metrics");
+#ifdef LEASEHOLD_HAVE_PROMETHEUS
+  EXPECT_EQ(metrics_code, 200);
+  EXPECT_THAT(metrics, HasSubstr("leader_election_master_status{name=\"job\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("leasehold_acquire_attempts_total{lease=\"job\"}"));
+#else
+  EXPECT_EQ(metrics_code, 501);
+#endif
+  kill(waiter, SIGTERM);
+  EXPECT_EQ(Wait(waiter), 143) << Log();
+}
+
+// A --metrics address that is malformed is a usage error naming the flag; one
+// that cannot be bound is unavailable, and nothing is acquired either way.
+TEST_F(RunTest, ABadMetricsAddressIsRefusedBeforeAcquiring) {
+  EXPECT_EQ(RunToEnd({"run", "job", "--metrics", "9090", "--", "true"}), 64);
+  EXPECT_THAT(Log(), HasSubstr("--metrics \"9090\""));
+  httplib::Server busy;
+  const int port = busy.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  EXPECT_EQ(
+      RunToEnd({"run", "job", "--metrics", "127.0.0.1:" + std::to_string(port), "--", "true"}), 69);
+  EXPECT_THAT(Log(), HasSubstr("cannot listen on 127.0.0.1:" + std::to_string(port)));
+  auto record = Inspect("job");
+  EXPECT_TRUE(!record.ok() || record->holder.empty()) << "acquired despite the bad address";
 }
 
 }  // namespace
