@@ -14,7 +14,9 @@
 // Thread-safety: all methods are safe from any thread. Continuations run on the
 // thread that completes the operation (usually a runtime loop thread) or, when
 // already ready, on the thread calling Then(); they must be short and must not
-// block.
+// block. Wait() returns once the value is set, which may be before the
+// continuations have run: a waiter that needs a continuation's effect waits
+// for that effect itself.
 #ifndef LEASEHOLD_FUTURE_H_
 #define LEASEHOLD_FUTURE_H_
 

@@ -138,8 +138,12 @@ Status MeasureHandoffs(Lease& holder, Lease& waiter, int rounds, const Clock& cl
     if (!*held) return FailedPreconditionError("hand-off lease held by someone else");
     auto done_at = std::make_shared<std::atomic<TimePoint::rep>>(0);
     auto pending = waiter.StartAcquire({.wait = true, .timeout = kHandoffTimeout});
+    // The callback is the moment the waiter learns it holds the lease. It may
+    // run after Wait() below has returned (on the thread that completed the
+    // future): the measurement waits for it rather than reading a 0.
     pending.Then([done_at, &clock](const AcquireResult&) {
       done_at->store(clock.Now().time_since_epoch().count());
+      done_at->notify_all();
     });
     std::this_thread::sleep_for(kWaiterSettle);
     if (pending.ready()) {
@@ -152,6 +156,7 @@ Status MeasureHandoffs(Lease& holder, Lease& waiter, int rounds, const Clock& cl
     const AcquireResult& got = pending.Wait();
     if (!got.ok()) return got.status().WithContext("hand-off: waiter");
     if (!got->has_value()) return InternalError("hand-off: the waiter gave up");
+    done_at->wait(0);
     m.handoffs.push_back(TimePoint(Duration(done_at->load())) - t0);
     if (Status s = waiter.Release(); !s.ok()) return s.WithContext("hand-off: waiter release");
   }
