@@ -84,6 +84,15 @@ class LossLog {
     std::lock_guard lock(mu_);
     return events_.at(i).at;
   }
+  // Every event, when (relative to `start`) and why: what a failure prints.
+  std::string Describe(TimePoint start) const {
+    std::lock_guard lock(mu_);
+    std::string out;
+    for (const Entry& e : events_) {
+      out += "\n  lost " + FormatDuration(e.at - start) + " in: " + e.event.message;
+    }
+    return out;
+  }
 
  private:
   struct Entry {
@@ -224,10 +233,11 @@ void Harness::Sleep(Duration d) {
   }
 }
 
-std::unique_ptr<Lease> ConformanceTest::MakeLease(LeaseOptions options) {
+std::unique_ptr<Lease> ConformanceTest::MakeLease(LeaseOptions options,
+                                                  std::shared_ptr<Store> store) {
   options.name = name_prefix_ + options.name;
   if (options.ttl == Duration::zero()) options.ttl = harness_->ttl();
-  auto lease = Lease::Create(harness_->NewClient(), options);
+  auto lease = Lease::Create(store ? std::move(store) : harness_->NewClient(), options);
   if (!lease.ok()) {
     ADD_FAILURE() << "Lease::Create(" << options.name << ", " << options.owner
                   << "): " << lease.status().ToString();
@@ -759,6 +769,7 @@ TEST_P(ConformanceTest, AnOutageShorterThanTheDeadlineIsRiddenOut) {
   auto lease = MakeLease("x", "a");
   LossLog losses(harness().runtime()->clock());
   auto sub = lease->OnLost(losses.Handler());
+  const TimePoint start = Now();
   ASSERT_TRUE(Acquires(*lease));
   if (!harness().SetUnavailable(true)) {
     GTEST_SKIP() << GetParam().name << " cannot be made unavailable";
@@ -767,9 +778,11 @@ TEST_P(ConformanceTest, AnOutageShorterThanTheDeadlineIsRiddenOut) {
   // drift is left to retry before the deadline.
   harness().Sleep(harness().ttl() / 2);
   harness().SetUnavailable(false);
+  const Duration back_after = Now() - start;
   harness().Sleep(harness().ttl());
   EXPECT_TRUE(lease->CheckAlive());
-  EXPECT_EQ(losses.count(), 0u);
+  EXPECT_EQ(losses.count(), 0u) << "the store was back " << FormatDuration(back_after)
+                                << " after the acquire began" << losses.Describe(start);
 }
 
 // Item 17: OnLost fires exactly once, as "expired", no later than the safe
@@ -1145,16 +1158,22 @@ TEST_P(ConformanceTest, ConcurrentStartAcquiresOnOneInstanceShareOneAttempt) {
   EXPECT_TRUE(IsContended(*other));
 }
 
-// Item 28: many leases are held at once, and renewals keep them all.
+// Item 28: many leases are held at once, and renewals keep them all. They
+// share one client, as the leases of one process do: that is the scale a
+// store's renewal batching is for (200 clients of one lease each measure the
+// test machine's connection limits instead, and time out under ctest -j's
+// load on two cores).
 TEST_P(ConformanceTest, ManyLeasesAreHeldAtOnce) {
   constexpr int kLeases = 200;
+  const std::shared_ptr<Store> store = harness().NewClient();
+  ASSERT_NE(store, nullptr);
   std::vector<std::unique_ptr<Lease>> leases;
   // Each loss with its reason and time, so that a failure says why.
   std::vector<std::unique_ptr<LossLog>> losses;
   std::vector<Subscription> subscriptions;
   const TimePoint start = Now();
   for (int i = 0; i < kLeases; ++i) {
-    leases.push_back(MakeLease("l" + std::to_string(i), "a"));
+    leases.push_back(MakeLease({.name = "l" + std::to_string(i), .owner = "a"}, store));
     losses.push_back(std::make_unique<LossLog>(harness().runtime()->clock()));
     subscriptions.push_back(leases.back()->OnLost(losses.back()->Handler()));
     ASSERT_TRUE(Acquires(*leases.back())) << "lease " << i;

@@ -112,7 +112,8 @@ class ConformanceTest : public ::testing::TestWithParam<ConformanceParam> {
   // unless `options` set one. The name is prefixed with name_prefix_ (so pass
   // the same short name to get contenders for one lease; Lease::name() is the
   // full name). Fails the test, and throws to end it, on invalid options.
-  std::unique_ptr<Lease> MakeLease(LeaseOptions options);
+  // With `store`, the Lease shares that client, as the leases of one process do.
+  std::unique_ptr<Lease> MakeLease(LeaseOptions options, std::shared_ptr<Store> store = nullptr);
   std::unique_ptr<Lease> MakeLease(const std::string& name, const std::string& owner);
   TimePoint Now() { return harness_->runtime()->clock().Now(); }
 
