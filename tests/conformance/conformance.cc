@@ -1164,7 +1164,7 @@ TEST_P(ConformanceTest, ConcurrentStartAcquiresOnOneInstanceShareOneAttempt) {
 // test machine's connection limits instead, and time out under ctest -j's
 // load on two cores).
 TEST_P(ConformanceTest, ManyLeasesAreHeldAtOnce) {
-  constexpr int kLeases = 200;
+  const int count = harness().many_leases();
   const std::shared_ptr<Store> store = harness().NewClient();
   ASSERT_NE(store, nullptr);
   std::vector<std::unique_ptr<Lease>> leases;
@@ -1172,14 +1172,14 @@ TEST_P(ConformanceTest, ManyLeasesAreHeldAtOnce) {
   std::vector<std::unique_ptr<LossLog>> losses;
   std::vector<Subscription> subscriptions;
   const TimePoint start = Now();
-  for (int i = 0; i < kLeases; ++i) {
+  for (int i = 0; i < count; ++i) {
     leases.push_back(MakeLease({.name = "l" + std::to_string(i), .owner = "a"}, store));
     losses.push_back(std::make_unique<LossLog>(harness().runtime()->clock()));
     subscriptions.push_back(leases.back()->OnLost(losses.back()->Handler()));
     ASSERT_TRUE(Acquires(*leases.back())) << "lease " << i;
   }
   harness().Sleep(harness().ttl() * 3);
-  for (int i = 0; i < kLeases; ++i) {
+  for (int i = 0; i < count; ++i) {
     EXPECT_TRUE(leases[i]->CheckAlive()) << "lease " << i;
     for (size_t k = 0; k < losses[i]->count(); ++k) {
       ADD_FAILURE() << "lease " << i << " lost " << FormatDuration(losses[i]->time(k) - start)
@@ -1187,7 +1187,7 @@ TEST_P(ConformanceTest, ManyLeasesAreHeldAtOnce) {
     }
   }
   auto first = MakeLease("l0", "b");
-  auto last = MakeLease("l" + std::to_string(kLeases - 1), "b");
+  auto last = MakeLease("l" + std::to_string(count - 1), "b");
   EXPECT_TRUE(IsContended(*first));
   EXPECT_TRUE(IsContended(*last));
 }

@@ -57,6 +57,10 @@ class Harness {
   virtual Duration expiry_slack() const = 0;
   // How late after a deadline an OnLost callback may arrive (scheduling slack).
   virtual Duration callback_slack() const = 0;
+  // How many leases ManyLeasesAreHeldAtOnce holds on one client: 200, unless
+  // the test's own server cannot serve that many at the harness's TTL (the
+  // harness says why).
+  virtual int many_leases() const { return 200; }
 
   // Fault control. Each returns false if the backend cannot do it (the test
   // that needs it then says so and is skipped for that backend only).

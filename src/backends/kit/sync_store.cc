@@ -244,42 +244,63 @@ void SyncRenew(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps>
         std::move(done));
     return;
   }
-  // One call per request, side by side on the blocking lane; the last to
-  // finish answers the batch.
+  // One call per request, side by side on the blocking lane, at most
+  // max_parallel at once: each of that many chains takes the next request
+  // when its call is answered. The last answer answers the batch.
   struct Gather {
     std::mutex mu;
+    std::vector<RenewRequest> batch;
     Answer results;
+    size_t next = 0;
     size_t left;
     RenewCallback done;
   };
   auto gather = std::make_shared<Gather>();
-  gather->results.assign(batch.size(), Result<RenewOutcome>(InternalError("not run")));
-  gather->left = batch.size();
+  const size_t n = batch.size();
+  gather->results.assign(n, Result<RenewOutcome>(InternalError("not run")));
+  gather->batch = std::move(batch);
+  gather->left = n;
   gather->done = std::move(done);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    SyncCall call{.what = RenewWhat({batch[i]}), .deadline = batch[i].deadline};
-    runtime->PostBlocking([runtime, ops, gather, i, call = std::move(call),
-                           one = std::vector<RenewRequest>{std::move(batch[i])}]() mutable {
-      Run<Answer>(
-          runtime, std::move(ops), std::move(call), 1,
-          [one = std::move(one)](SyncOps& o, SyncCall& c) { return o.Renew(one, c); },
-          [gather, i](Answer answer) {
-            bool last;
-            {
-              std::lock_guard lock(gather->mu);
-              if (answer.size() == 1) {
-                gather->results[i] = std::move(answer.front());
-              } else {
-                gather->results[i] =
-                    InternalError("the store answered " + std::to_string(answer.size()) +
-                                  " results for one renewal");
-              }
-              last = --gather->left == 0;
-            }
-            if (last) gather->done(std::move(gather->results));
-          });
-    });
-  }
+  // Starts the next request of the batch, if any is left, on this chain.
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [runtime, ops, gather, weak = std::weak_ptr<std::function<void()>>(step)] {
+    size_t i;
+    {
+      std::lock_guard lock(gather->mu);
+      if (gather->next == gather->batch.size()) return;
+      i = gather->next++;
+    }
+    std::vector<RenewRequest> one{gather->batch[i]};
+    SyncCall call{.what = RenewWhat(one), .deadline = one.front().deadline};
+    auto next = weak.lock();  // alive: the chain holding it is running
+    runtime->PostBlocking(
+        [runtime, ops, gather, i, next, call = std::move(call), one = std::move(one)]() mutable {
+          Run<Answer>(
+              runtime, std::move(ops), std::move(call), 1,
+              [one = std::move(one)](SyncOps& o, SyncCall& c) { return o.Renew(one, c); },
+              [gather, i, next](Answer answer) {
+                bool last;
+                {
+                  std::lock_guard lock(gather->mu);
+                  if (answer.size() == 1) {
+                    gather->results[i] = std::move(answer.front());
+                  } else {
+                    gather->results[i] =
+                        InternalError("the store answered " + std::to_string(answer.size()) +
+                                      " results for one renewal");
+                  }
+                  last = --gather->left == 0;
+                }
+                if (last) {
+                  gather->done(std::move(gather->results));
+                } else {
+                  (*next)();
+                }
+              });
+        });
+  };
+  const size_t chains = policy.max_parallel == 0 ? n : std::min(n, policy.max_parallel);
+  for (size_t c = 0; c < chains; ++c) (*step)();
 }
 
 void SyncRelease(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,

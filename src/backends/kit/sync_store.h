@@ -23,7 +23,8 @@
 //   * Renewal batches: in one call (SyncOps::Renew gets the whole batch: one
 //     transaction), or, for stores that write one record per request
 //     (renew_one_by_one), one call per request, run side by side on the
-//     blocking lane and answered together, in order.
+//     blocking lane (at most max_parallel at once) and answered together, in
+//     order.
 //   * Combined renewals (SyncStore, whole batches): one renewal call per
 //     store at a time. Batches that come while one is out wait and go
 //     together, as one call, when it is answered. A store with one connection
@@ -104,6 +105,12 @@ class SyncOps {
 struct SyncPolicy {
   // Renew each request of a batch in a call of its own, side by side.
   bool renew_one_by_one = false;
+  // With renew_one_by_one: at most this many of a batch's calls out at once
+  // (0: no limit beyond the blocking lane's). Each call out holds a
+  // connection, so this bounds the connections a store opens: unbounded, a
+  // batch of hundreds fans out to as many new TLS handshakes at once, which
+  // on a loaded machine time out before any is answered.
+  size_t max_parallel = 0;
 };
 
 // Runs `fn` where blocking is allowed: the calling thread if it may block,

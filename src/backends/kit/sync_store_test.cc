@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "leasehold/future.h"
+
 namespace leasehold::kit {
 namespace {
 
@@ -206,6 +208,40 @@ TEST(SyncStoreTest, ABatchIsOneCallUnlessTheStoreRenewsOneByOne) {
       EXPECT_EQ(ops->calls[0].what, "renew 3 leases");
     }
   }
+}
+
+// One by one, at most max_parallel calls of a batch are out at once; each
+// answer starts the next, and the batch is answered whole, in order.
+TEST(SyncStoreTest, OneByOneRenewalsKeepAtMostMaxParallelCallsOut) {
+  auto runtime = Runtime::Create({.blocking_threads = 8});
+  auto ops = std::make_shared<ScriptedOps>(runtime);
+  auto store = std::make_shared<TestStore>(runtime, ops,
+                                           SyncPolicy{.renew_one_by_one = true, .max_parallel = 3});
+  const TimePoint deadline = runtime->clock().Now() + 30s;
+  ops->gate_closed = true;
+  std::vector<RenewRequest> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back({"l" + std::to_string(i), "me", {}, 1s, deadline});
+  Promise<std::vector<Result<RenewOutcome>>> answered(runtime);
+  store->Renew(std::move(batch),
+               [answered](std::vector<Result<RenewOutcome>> r) mutable { answered.Set(r); });
+  {
+    std::unique_lock lock(ops->mu);
+    ASSERT_TRUE(ops->gate_changed.wait_for(lock, 10s, [&] { return ops->at_gate == 3; }));
+  }
+  // Eight threads could take more: none does while the three are out.
+  std::this_thread::sleep_for(100ms);
+  {
+    std::lock_guard lock(ops->mu);
+    EXPECT_EQ(ops->at_gate, 3);
+    ops->gate_closed = false;
+  }
+  ops->gate_changed.notify_all();
+  const auto& got = answered.future().Wait();
+  ASSERT_EQ(got.size(), 10u);
+  for (const auto& r : got) EXPECT_TRUE(r.ok() && std::holds_alternative<Renewed>(*r));
+  std::lock_guard lock(ops->mu);
+  EXPECT_EQ(ops->at_gate, 10);
+  EXPECT_THAT(ops->batch_sizes, ::testing::Each(1u));
 }
 
 // Batches that come while a renewal call is out go together in the next

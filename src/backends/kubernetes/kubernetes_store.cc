@@ -616,12 +616,17 @@ Status KubernetesStore::ValidateName(std::string_view name) const {
 
 // The five operations are synchronous code run by the kit's adapter: on a
 // thread that may block, within the deadline, Retry-After on a timer, a
-// renewal batch one Lease per call, side by side.
+// renewal batch one Lease per call, side by side -- at most kRenewalsAtOnce
+// at a time, so that a process holding hundreds of Leases keeps a few
+// connections to the API server busy rather than opening hundreds at once.
+constexpr size_t kRenewalsAtOnce = 8;
+
 void KubernetesStore::Acquire(AcquireRequest request, AcquireCallback done) {
   kit::SyncAcquire(runtime(), state_, std::move(request), std::move(done));
 }
 void KubernetesStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
-  kit::SyncRenew(runtime(), state_, {.renew_one_by_one = true}, std::move(batch), std::move(done));
+  kit::SyncRenew(runtime(), state_, {.renew_one_by_one = true, .max_parallel = kRenewalsAtOnce},
+                 std::move(batch), std::move(done));
 }
 void KubernetesStore::Release(ReleaseRequest request, StatusCallback done) {
   kit::SyncRelease(runtime(), state_, std::move(request), std::move(done));
