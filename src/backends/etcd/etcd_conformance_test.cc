@@ -42,13 +42,6 @@ class EtcdHarness final : public DecoratedHarness {
       ADD_FAILURE() << "no etcd cluster";
       return nullptr;
     }
-    // Under the sanitizers, hundreds of gRPC channels time out their own
-    // handshakes: past 32 clients, new ones share the stores already open (as
-    // leases of one process would).
-    if (kSanitized && clients_.size() >= 32) {
-      auto shared = clients_[next_++ % clients_.size()];
-      return Decorate(shared);
-    }
     // Clients of a cluster start on different members.
     auto endpoints = cluster_->endpoints();
     std::rotate(endpoints.begin(), endpoints.begin() + (next_++ % endpoints.size()),

@@ -186,6 +186,58 @@ void CombinedCall(std::shared_ptr<Runtime> runtime, std::shared_ptr<SyncOps> ops
       std::move(finish));
 }
 
+// A batch renewed one call per request (SyncPolicy::renew_one_by_one).
+struct OneByOne {
+  std::mutex mu;
+  std::vector<RenewRequest> batch;
+  std::vector<Result<RenewOutcome>> results;
+  size_t next = 0;  // the next request to send
+  size_t left;      // requests not yet answered
+  RenewCallback done;
+};
+
+// Sends the batch's next request, if one is left; its answer sends the one
+// after. Each of max_parallel chains of calls is one such sequence.
+void RenewNextOneByOne(std::shared_ptr<Runtime> runtime, std::shared_ptr<SyncOps> ops,
+                       std::shared_ptr<OneByOne> state) {
+  using Answer = std::vector<Result<RenewOutcome>>;
+  std::vector<RenewRequest> one;
+  size_t i;
+  {
+    std::lock_guard lock(state->mu);
+    if (state->next == state->batch.size()) return;
+    i = state->next++;
+    one.push_back(std::move(state->batch[i]));
+  }
+  SyncCall call{.what = RenewWhat(one), .deadline = one.front().deadline};
+  Runtime& lane = *runtime;
+  lane.PostBlocking([runtime = std::move(runtime), ops = std::move(ops), state, i,
+                     call = std::move(call), one = std::move(one)]() mutable {
+    Run<Answer>(
+        runtime, ops, std::move(call), 1,
+        [one = std::move(one)](SyncOps& o, SyncCall& c) { return o.Renew(one, c); },
+        [runtime, ops, state, i](Answer answer) {
+          bool last;
+          {
+            std::lock_guard lock(state->mu);
+            if (answer.size() == 1) {
+              state->results[i] = std::move(answer.front());
+            } else {
+              state->results[i] =
+                  InternalError("the store answered " + std::to_string(answer.size()) +
+                                " results for one renewal");
+            }
+            last = --state->left == 0;
+          }
+          if (last) {
+            state->done(std::move(state->results));
+          } else {
+            RenewNextOneByOne(runtime, ops, state);
+          }
+        });
+  });
+}
+
 }  // namespace
 
 void CombinedRenew(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,
@@ -245,62 +297,15 @@ void SyncRenew(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps>
     return;
   }
   // One call per request, side by side on the blocking lane, at most
-  // max_parallel at once: each of that many chains takes the next request
-  // when its call is answered. The last answer answers the batch.
-  struct Gather {
-    std::mutex mu;
-    std::vector<RenewRequest> batch;
-    Answer results;
-    size_t next = 0;
-    size_t left;
-    RenewCallback done;
-  };
-  auto gather = std::make_shared<Gather>();
+  // max_parallel at once. The last answer answers the batch.
+  auto state = std::make_shared<OneByOne>();
   const size_t n = batch.size();
-  gather->results.assign(n, Result<RenewOutcome>(InternalError("not run")));
-  gather->batch = std::move(batch);
-  gather->left = n;
-  gather->done = std::move(done);
-  // Starts the next request of the batch, if any is left, on this chain.
-  auto step = std::make_shared<std::function<void()>>();
-  *step = [runtime, ops, gather, weak = std::weak_ptr<std::function<void()>>(step)] {
-    size_t i;
-    {
-      std::lock_guard lock(gather->mu);
-      if (gather->next == gather->batch.size()) return;
-      i = gather->next++;
-    }
-    std::vector<RenewRequest> one{gather->batch[i]};
-    SyncCall call{.what = RenewWhat(one), .deadline = one.front().deadline};
-    auto next = weak.lock();  // alive: the chain holding it is running
-    runtime->PostBlocking(
-        [runtime, ops, gather, i, next, call = std::move(call), one = std::move(one)]() mutable {
-          Run<Answer>(
-              runtime, std::move(ops), std::move(call), 1,
-              [one = std::move(one)](SyncOps& o, SyncCall& c) { return o.Renew(one, c); },
-              [gather, i, next](Answer answer) {
-                bool last;
-                {
-                  std::lock_guard lock(gather->mu);
-                  if (answer.size() == 1) {
-                    gather->results[i] = std::move(answer.front());
-                  } else {
-                    gather->results[i] =
-                        InternalError("the store answered " + std::to_string(answer.size()) +
-                                      " results for one renewal");
-                  }
-                  last = --gather->left == 0;
-                }
-                if (last) {
-                  gather->done(std::move(gather->results));
-                } else {
-                  (*next)();
-                }
-              });
-        });
-  };
+  state->results.assign(n, Result<RenewOutcome>(InternalError("not run")));
+  state->batch = std::move(batch);
+  state->left = n;
+  state->done = std::move(done);
   const size_t chains = policy.max_parallel == 0 ? n : std::min(n, policy.max_parallel);
-  for (size_t c = 0; c < chains; ++c) (*step)();
+  for (size_t c = 0; c < chains; ++c) RenewNextOneByOne(runtime, ops, state);
 }
 
 void SyncRelease(const std::shared_ptr<Runtime>& runtime, std::shared_ptr<SyncOps> ops,

@@ -38,14 +38,12 @@ class KubernetesHarness final : public DecoratedHarness {
  public:
   KubernetesHarness() : DecoratedHarness(false) {
     // Every client keeps its connections open, and the server gives each
-    // connection a thread. A client renews its leases one request each, side
-    // by side on the blocking lane (up to 64 at once, so up to 64 kept-alive
-    // connections: ManyLeasesAreHeldAtOnce under ASan reaches that), and
-    // other tests open a few clients beside it. Many more cost time where it
-    // hurts: Resume() builds the pool anew mid-test, inside the renewal
-    // budget AnOutageShorterThanTheDeadlineIsRiddenOut leaves (320 made it
-    // miss under ASan).
-    auto server = FakeApiServer::Start({.threads = 128});
+    // connection a thread: a client renews at most 8 Leases at once, and no
+    // test opens more than a few clients, so the default 64 threads suffice.
+    // More would cost time where it hurts: Resume() builds the pool anew
+    // mid-test, inside the renewal budget AnOutageShorterThanTheDeadlineIs
+    // RiddenOut leaves (320 made it miss under ASan).
+    auto server = FakeApiServer::Start({});
     EXPECT_TRUE(server.ok()) << server.status().ToString();
     if (server.ok()) server_ = std::move(*server);
     // A process's first TLS handshake (loading the CA and keys) can outlast
