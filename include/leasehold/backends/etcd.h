@@ -70,7 +70,10 @@ struct EtcdOptions {
   // How long Open() waits for a first endpoint to accept a connection; zero:
   // Open() does no IO and connects on first use.
   Duration dial_timeout = std::chrono::seconds(5);
-  // How long the destructor waits for the sessions' revocation.
+  // The destructor's one deadline: the sessions' revocation gets until then;
+  // then every request and stream still out is cancelled (a member behind a
+  // black hole answers nothing) and the destructor returns at most a quarter
+  // second past it.
   Duration shutdown_timeout = std::chrono::seconds(1);
 };
 
@@ -95,7 +98,8 @@ class EtcdStore final : public Store {
   // kUnauthenticated when the credentials are refused.
   static Result<std::shared_ptr<EtcdStore>> Open(EtcdOptions options,
                                                  std::shared_ptr<Runtime> runtime = nullptr);
-  // Revokes the sessions (bounded by shutdown_timeout), then stops.
+  // Revokes the sessions, cancels what is still out, then stops; returns
+  // within shutdown_timeout + 0.25 s whatever the members do.
   ~EtcdStore() override;
 
   std::string Describe() const override;

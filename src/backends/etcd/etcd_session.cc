@@ -190,7 +190,7 @@ void etcd::State::KeepAlive(const std::shared_ptr<Session>& s, TimePoint deadlin
   if (stream == nullptr) {
     const size_t ep = current.load() % endpoints.size();
     stream = new KeepAliveStream(SharedFromThis(), ep);
-    AddToken(stream->context());
+    AddMetadata(stream->context());
     ka_stream = stream;
     ++streams_running;
     stream->Start(endpoints[ep].lease.get());

@@ -73,7 +73,7 @@ struct etcd::State : etcd::Transport {
   // REQUIRES: mu held.
   void StartWatch(WatchId id, const std::string& key, int64_t start_revision);
   void OnWatchResponse(const etcd::pb::WatchResponse& resp);
-  void OnWatchStreamDone(etcd::WatchStream* stream);
+  void OnWatchStreamDone(etcd::WatchStream* stream, const grpc::Status& status);
 
   // Revokes the sessions and ends the streams (etcd_store.cc).
   void Shutdown();
@@ -90,6 +90,7 @@ struct etcd::State : etcd::Transport {
   // Counts a stream out. REQUIRES: mu held.
   void StreamEnded();
   bool shutting_down = false;
+  TimePoint shutdown_deadline{};  // set by Shutdown()
   // The waiters, by watch id (also etcd's watch id on the stream); its own
   // mutex, a leaf below `mu`.
   kit::WatchRegistry watchers;

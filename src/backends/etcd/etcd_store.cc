@@ -31,6 +31,11 @@ using etcd::SessionInfo;
 using etcd::State;
 using etcd::TtlSeconds;
 
+// How long past its shutdown deadline a store waits for the calls and streams
+// it cancelled to come back: cancellations are local, so this covers only a
+// busy machine's scheduling.
+constexpr Duration kShutdownGrace = std::chrono::milliseconds(250);
+
 // Answers reach the engine on the runtime's loop, never on a gRPC thread: the
 // engine may drop its last reference to the store there, and a store must not
 // be destroyed (nor its channels) inside one of gRPC's own callbacks.
@@ -69,7 +74,11 @@ void etcd::State::Shutdown() {
       if (s->alive) ids.push_back(s->id);
     }
   }
+  // One deadline for the whole shutdown: the revocations get until then;
+  // then every call and stream still out is cancelled, and the destructor
+  // waits past it only for the cancellations to come back (kShutdownGrace).
   const TimePoint deadline = clock.Now() + options.shutdown_timeout;
+  shutdown_deadline = deadline;
   const bool may_block = runtime->MayBlock();
   Promise<bool> revoked(runtime);
   if (ids.empty()) revoked.Set(true);
@@ -83,8 +92,12 @@ void etcd::State::Shutdown() {
            if (remaining->fetch_sub(1) == 1) revoked.Set(true);
          });
   }
-  if (may_block)
-    (void)revoked.future().WaitFor(options.shutdown_timeout + std::chrono::milliseconds(100));
+  if (may_block) {
+    (void)revoked.future().WaitFor(deadline - clock.Now());
+    CancelCalls();
+  }
+  // (On a loop thread nothing waits: the revocations and the calls still out
+  // end by their own deadlines, the revocations' being this one.)
   std::optional<Future<bool>> streams_ended;
   {
     std::lock_guard lock(mu);
@@ -95,7 +108,10 @@ void etcd::State::Shutdown() {
       streams_ended = streams_idle->future();
     }
   }
-  if (may_block && streams_ended) (void)streams_ended->WaitFor(std::chrono::seconds(5));
+  if (may_block && streams_ended) {
+    (void)streams_ended->WaitFor(std::max(deadline - clock.Now(), Duration::zero()) +
+                                 kShutdownGrace);
+  }
 }
 
 void etcd::State::StreamEnded() {
@@ -129,9 +145,14 @@ EtcdStore::~EtcdStore() {
   // On a loop thread nothing may block: the state dies with its last request.
   if (runtime()->OnLoopThread()) return;
   // gRPC must not destroy a channel from inside one of its own callbacks: wait
-  // (bounded by the requests' deadlines) until the callbacks have dropped
-  // their references, so the state dies here.
-  detail::Handover<State>::AwaitLast(std::move(state_), std::chrono::seconds(10));
+  // until the callbacks -- cancelled by Shutdown -- have dropped their
+  // references, so the state dies here. Past the shutdown deadline (and the
+  // grace for the cancellations) the wait ends anyway: the last reference
+  // is then dropped on the runtime's loop (Transport::Release), never inside
+  // a gRPC callback.
+  const TimePoint deadline = state_->shutdown_deadline;
+  const Duration left = std::max(deadline - state_->clock.Now(), Duration::zero());
+  detail::Handover<State>::AwaitLast(std::move(state_), left + kShutdownGrace);
 }
 
 std::string EtcdStore::Describe() const { return state_->describe; }

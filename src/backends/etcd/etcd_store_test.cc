@@ -288,6 +288,38 @@ TEST_F(EtcdStoreTest, DestroyingTheStoreRevokesItsSessions) {
   EXPECT_LE(*ttl, 0) << "the session lease (30 s) is still alive";
 }
 
+TEST_F(EtcdStoreTest, TheDestructorKeepsOneShutdownDeadlineWhateverTheMemberDoes) {
+  // A paused member answers nothing, like one behind a black hole: a read
+  // with a long deadline hangs on it. The destructor still returns by its one
+  // deadline, and the read is answered (cancelled).
+  auto opened = EtcdStore::Open(
+      {.endpoints = cluster_->endpoints(), .key_prefix = "t/", .shutdown_timeout = 400ms},
+      runtime_);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::shared_ptr<EtcdStore> store = std::move(*opened);
+  cluster_->Pause(0);
+  std::atomic<bool> answered{false};
+  std::string answer;
+  store->Inspect("any", runtime_->clock().Now() + 60s, [&](Result<LeaseRecord> r) {
+    answer = r.status().ToString();
+    answered = true;
+  });
+  std::this_thread::sleep_for(200ms);  // the read is out, unanswered
+  ASSERT_FALSE(answered.load()) << answer;
+  ASSERT_EQ(store.use_count(), 1);  // the test measures the destructor
+  const auto start = std::chrono::steady_clock::now();
+  store.reset();
+  const auto took = std::chrono::steady_clock::now() - start;
+  // The read is answered (cancelled) before the member resumes.
+  for (int i = 0; i < 50 && !answered.load(); ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(answered.load()) << "the read in flight was not cancelled";
+  cluster_->Resume(0);
+  // Before the one deadline, this took the read's whole deadline (capped at
+  // 10 s).
+  EXPECT_LT(took, 400ms + 250ms + 200ms)  // the deadline, the grace, this machine
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+}
+
 TEST_F(EtcdStoreTest, ErrorsNameTheStoreAndTheLease) {
   auto store = Open();
   cluster_->Kill(0);

@@ -8,6 +8,14 @@
 #include "leasehold/future.h"
 
 namespace leasehold::etcd {
+namespace {
+
+// HTTP/2 pings on open connections (see CreateEndpoints): every 10 s, and a
+// connection whose ping goes unanswered for 5 s is closed.
+constexpr int kPingInterval = 10'000;
+constexpr int kPingTimeout = 5'000;
+
+}  // namespace
 
 // gRPC (1.51) shares one "callback alternative" completion queue among the
 // channels that use its callback API, and shuts it down when the last such
@@ -94,6 +102,14 @@ void Transport::CreateEndpoints(const std::shared_ptr<grpc::ChannelCredentials>&
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     // A channel per store object (not shared with other stores of the process).
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    // A connection that went silent (a member behind a black hole answers
+    // nothing, not even a reset) is found by HTTP/2 pings and closed, so the
+    // watch stream it carried re-opens elsewhere. Only while calls are open,
+    // and no more often than etcd's --grpc-keepalive-min-time (5 s by
+    // default) allows: more often, etcd closes the connection.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kPingInterval);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kPingTimeout);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
     Endpoint e;
     e.address = address;
     e.channel = grpc::CreateCustomChannel("dns:///" + address, creds, args);
@@ -187,10 +203,29 @@ void Transport::ForgetToken() {
   token_.clear();
 }
 
-void Transport::AddToken(grpc::ClientContext& ctx) {
+void Transport::AddMetadata(grpc::ClientContext& ctx) {
+  ctx.AddMetadata("hasleader", "true");
   if (options.username.empty()) return;
   std::lock_guard lock(auth_mu_);
   if (!token_.empty()) ctx.AddMetadata("token", token_);
+}
+
+void Transport::Track(grpc::ClientContext* ctx) {
+  std::lock_guard lock(calls_mu_);
+  calls_.insert(ctx);
+  // Safe before the call starts: gRPC cancels it as soon as it does.
+  if (calls_cancelled_) ctx->TryCancel();
+}
+
+void Transport::Untrack(grpc::ClientContext* ctx) {
+  std::lock_guard lock(calls_mu_);
+  calls_.erase(ctx);
+}
+
+void Transport::CancelCalls() {
+  std::lock_guard lock(calls_mu_);
+  calls_cancelled_ = true;
+  for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
 }
 
 void Transport::Rotate(size_t used) {
@@ -202,7 +237,7 @@ bool Transport::Prepare(grpc::ClientContext& ctx, TimePoint deadline) {
   const Duration left = deadline - clock.Now();
   if (left <= Duration::zero()) return false;
   ctx.set_deadline(gpr_time_from_nanos(left.count(), GPR_TIMESPAN));
-  AddToken(ctx);
+  AddMetadata(ctx);
   return true;
 }
 

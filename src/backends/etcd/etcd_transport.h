@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -102,8 +103,18 @@ struct Transport : std::enable_shared_from_this<Transport> {
   bool NeedsToken();
   // Makes the next call authenticate first.
   void ForgetToken();
-  // Adds the token (if any) to a stream's context.
-  void AddToken(grpc::ClientContext& ctx);
+  // Adds what every request and stream carries: the token (if any), and
+  // etcd's require-leader flag, so that a member without a leader (cut off
+  // from its cluster's majority) refuses a request at once ("no leader",
+  // UNAVAILABLE: the request moves to the next endpoint) and cancels the
+  // watch and keepalive streams it holds once it has lost its leader, so
+  // that they re-open elsewhere instead of going silent.
+  void AddMetadata(grpc::ClientContext& ctx);
+
+  // Cancels every unary call in flight, and every one started from now on
+  // (at shutdown: a call to a member behind a black hole would otherwise
+  // hold the store until its own deadline).
+  void CancelCalls();
 
   // Moves `current` past endpoint `used`, unless another call already has.
   void Rotate(size_t used);
@@ -135,8 +146,17 @@ struct Transport : std::enable_shared_from_this<Transport> {
   void Unary(std::string what, Req req, TimePoint deadline, Invoke invoke,
              std::function<void(Result<Resp>)> done, int attempt = 0, bool reauthed = false);
 
+  // The contexts of the unary calls in flight; a callback removes its own
+  // before anything else, so a context here is alive.
+  void Track(grpc::ClientContext* ctx);
+  void Untrack(grpc::ClientContext* ctx);
+
   std::mutex auth_mu_;
   std::string token_;  // empty without auth
+
+  std::mutex calls_mu_;
+  std::set<grpc::ClientContext*> calls_;
+  bool calls_cancelled_ = false;
 };
 
 // `invoke(endpoint, ctx, req, resp, cb)` starts the call on one endpoint.
@@ -170,9 +190,11 @@ void Transport::Unary(std::string what, Req req, TimePoint deadline, Invoke invo
     return;
   }
   auto self = shared_from_this();
+  Track(&call->ctx);
   invoke(endpoints[ep], &call->ctx, &call->req, &call->resp,
          [self, call, ep, what = std::move(what), deadline, invoke, done = std::move(done), attempt,
           reauthed](grpc::Status s) mutable {
+           self->Untrack(&call->ctx);
            if (s.ok()) {
              done(std::move(call->resp));
              self->Release(std::move(self));

@@ -13,8 +13,8 @@ void WatchStream::Start(pb::Watch::Stub* stub) {
   StartCall();
 }
 
-void WatchStream::OnDone(const grpc::Status&) {
-  if (auto s = state_.lock()) s->OnWatchStreamDone(this);
+void WatchStream::OnDone(const grpc::Status& status) {
+  if (auto s = state_.lock()) s->OnWatchStreamDone(this, status);
   delete this;
 }
 
@@ -40,8 +40,8 @@ void PostFiring(Runtime& runtime, kit::WatchRegistry::Firing firing) {
 void etcd::State::StartWatch(WatchId id, const std::string& key, int64_t start_revision) {
   if (watch_stream == nullptr) {
     const size_t ep = current.load() % endpoints.size();
-    watch_stream = new etcd::WatchStream(SharedFromThis());
-    AddToken(watch_stream->context());
+    watch_stream = new etcd::WatchStream(SharedFromThis(), ep);
+    AddMetadata(watch_stream->context());
     ++streams_running;
     watch_stream->Start(endpoints[ep].watch.get());
   }
@@ -72,12 +72,18 @@ void etcd::State::OnWatchResponse(const pb::WatchResponse& resp) {
   PostFiring(*runtime, std::move(firing));
 }
 
-void etcd::State::OnWatchStreamDone(etcd::WatchStream* stream) {
+void etcd::State::OnWatchStreamDone(etcd::WatchStream* stream, const grpc::Status& status) {
   kit::WatchRegistry::Firing firing;
   {
     std::lock_guard lock(mu);
     if (watch_stream == stream) {
       watch_stream = nullptr;
+      // A member that lost its leader (require-leader), went silent (pings)
+      // or is down: the next stream opens on the next endpoint. A token that
+      // expired is fetched again by the waiters' next read, before the next
+      // stream opens.
+      if (etcd::Failover(status.error_code())) Rotate(stream->endpoint());
+      if (etcd::NeedsNewToken(status)) ForgetToken();
       // Every watch hears "may have changed": its waiter reads again.
       firing = watchers.TakeAll();
     }

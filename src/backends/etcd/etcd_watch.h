@@ -23,7 +23,10 @@ namespace leasehold::etcd {
 // The one Watch stream of a store, multiplexing its watches by watch id.
 class WatchStream final : public QueuedBidiStream<pb::WatchRequest, pb::WatchResponse> {
  public:
-  explicit WatchStream(std::weak_ptr<etcd::State> state) : state_(std::move(state)) {}
+  WatchStream(std::weak_ptr<etcd::State> state, size_t endpoint)
+      : state_(std::move(state)), endpoint_(endpoint) {}
+
+  size_t endpoint() const { return endpoint_; }
 
   void Start(pb::Watch::Stub* stub);
   void OnDone(const grpc::Status& status) override;
@@ -32,6 +35,7 @@ class WatchStream final : public QueuedBidiStream<pb::WatchRequest, pb::WatchRes
   void OnResponse(const pb::WatchResponse& response) override;
 
   std::weak_ptr<etcd::State> state_;
+  const size_t endpoint_;
 };
 
 }  // namespace leasehold::etcd

@@ -1,13 +1,16 @@
 #include "etcd_cluster.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,13 +41,17 @@ std::string JsonString(const std::string& json, const std::string& field) {
 
 }  // namespace
 
-std::optional<std::string> HttpRequest(int port, const std::string& method, const std::string& path,
-                                       const std::string& body, std::chrono::milliseconds timeout) {
+std::optional<std::string> HttpRequest(const std::string& host, int port, const std::string& method,
+                                       const std::string& path, const std::string& body,
+                                       std::chrono::milliseconds timeout) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return std::nullopt;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    close(fd);
+    return std::nullopt;
+  }
   addr.sin_port = htons(static_cast<uint16_t>(port));
   const auto until = SteadyClock::now() + timeout;
   auto wait = [&](short events) {
@@ -59,9 +66,9 @@ std::optional<std::string> HttpRequest(int port, const std::string& method, cons
     close(fd);
     return std::nullopt;
   }
-  std::string req = method + " " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\nContent-Type: application/json\r\n\r\n" +
-                    body;
+  std::string req = method + " " + path + " HTTP/1.0\r\nHost: " + host +
+                    "\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\nContent-Type: application/json\r\n\r\n" + body;
   size_t sent = 0;
   while (sent < req.size()) {
     if (!wait(POLLOUT)) break;
@@ -122,6 +129,8 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::StartOnce(const ClusterOptions
   for (int i = 0; i < options.members; ++i) {
     Member m;
     m.name = "n" + std::to_string(i);
+    m.host = i < static_cast<int>(options.hosts.size()) ? options.hosts[i] : "127.0.0.1";
+    m.uid = i < static_cast<int>(options.uids.size()) ? options.uids[i] : 0;
     m.client_port = distinct_port();
     m.peer_port = distinct_port();
     if (m.client_port == 0 || m.peer_port == 0) {
@@ -129,8 +138,16 @@ Result<std::unique_ptr<EtcdCluster>> EtcdCluster::StartOnce(const ClusterOptions
     }
     m.data_dir = c->dir_->File(m.name + ".etcd");
     m.log = c->dir_->File(m.name + ".log");
+    if (m.uid != 0) {
+      // A member of its own user needs to reach and own its data directory.
+      if (chmod(c->dir_->path().c_str(), 0711) != 0 || mkdir(m.data_dir.c_str(), 0700) != 0 ||
+          chown(m.data_dir.c_str(), m.uid, m.uid) != 0) {
+        return InternalError("etcd fixture: cannot give " + m.data_dir + " to user " +
+                             std::to_string(m.uid));
+      }
+    }
     if (!c->initial_cluster_.empty()) c->initial_cluster_ += ",";
-    c->initial_cluster_ += m.name + "=http://127.0.0.1:" + std::to_string(m.peer_port);
+    c->initial_cluster_ += m.name + "=http://" + m.host + ":" + std::to_string(m.peer_port);
     c->members_.push_back(m);
   }
   for (int i = 0; i < options.members; ++i) {
@@ -159,8 +176,8 @@ Status EtcdCluster::Spawn(int i, bool existing) {
   Member& m = members_[i];
   const bool tls = !options_.tls_cert_file.empty();
   const std::string client_url =
-      std::string(tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(m.client_port);
-  const std::string peer_url = "http://127.0.0.1:" + std::to_string(m.peer_port);
+      std::string(tls ? "https" : "http") + "://" + m.host + ":" + std::to_string(m.client_port);
+  const std::string peer_url = "http://" + m.host + ":" + std::to_string(m.peer_port);
   std::vector<std::string> args = {"etcd",
                                    "--name",
                                    m.name,
@@ -215,6 +232,11 @@ Status EtcdCluster::Spawn(int i, bool existing) {
     dup2(log_fd, 2);
     const int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, 0);
+    if (m.uid != 0 && (setgroups(0, nullptr) != 0 || setgid(m.uid) != 0 || setuid(m.uid) != 0)) {
+      const char msg[] = "etcd fixture: cannot switch to the member's user\n";
+      (void)!write(2, msg, sizeof msg - 1);
+      _exit(126);
+    }
     execvp("etcd", argv.data());
     const char msg[] = "exec etcd failed: is the etcd-server package installed?\n";
     (void)!write(2, msg, sizeof msg - 1);
@@ -232,7 +254,7 @@ std::vector<std::string> EtcdCluster::endpoints() const {
 }
 
 std::string EtcdCluster::endpoint(int i) const {
-  return "127.0.0.1:" + std::to_string(members_[i].client_port);
+  return members_[i].host + ":" + std::to_string(members_[i].client_port);
 }
 
 void EtcdCluster::Kill(int i) {
@@ -244,7 +266,31 @@ void EtcdCluster::Kill(int i) {
 }
 
 void EtcdCluster::Pause(int i) {
-  if (members_[i].pid > 0) kill(members_[i].pid, SIGSTOP);
+  const pid_t pid = members_[i].pid;
+  if (pid <= 0) return;
+  kill(pid, SIGSTOP);
+  // The stop lands asynchronously: wait until every thread of the member is
+  // stopped, so that nothing sent from now on is answered.
+  const std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+  for (int tries = 0; tries < 200; ++tries) {
+    bool all_stopped = true;
+    if (DIR* d = opendir(task_dir.c_str())) {
+      while (const dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        std::ifstream stat(task_dir + "/" + e->d_name + "/stat");
+        std::string line;
+        std::getline(stat, line);
+        const auto paren = line.rfind(')');
+        if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'T' &&
+            line[paren + 2] != 't') {
+          all_stopped = false;
+        }
+      }
+      closedir(d);
+    }
+    if (all_stopped) return;
+    std::this_thread::sleep_for(5ms);
+  }
 }
 
 void EtcdCluster::Resume(int i) {
@@ -274,7 +320,8 @@ Status EtcdCluster::WaitHealthy(int i, std::chrono::milliseconds timeout) const 
         // No plain-HTTP probe over TLS: wait for the "ready to serve" log line.
         if (LogTail(k).find("serving client traffic securely") != std::string::npos) break;
       } else {
-        auto body = HttpRequest(members_[k].client_port, "GET", "/health", "", 500ms);
+        auto body =
+            HttpRequest(members_[k].host, members_[k].client_port, "GET", "/health", "", 500ms);
         if (body && body->find("\"health\":\"true\"") != std::string::npos) break;
       }
       if (SteadyClock::now() > until) {
@@ -292,8 +339,8 @@ int EtcdCluster::Leader(std::chrono::milliseconds timeout) const {
   do {
     for (int k = 0; k < size(); ++k) {
       if (members_[k].pid <= 0) continue;
-      auto body =
-          HttpRequest(members_[k].client_port, "POST", "/v3/maintenance/status", "{}", 300ms);
+      auto body = HttpRequest(members_[k].host, members_[k].client_port, "POST",
+                              "/v3/maintenance/status", "{}", 300ms);
       if (!body) continue;
       const std::string leader = JsonString(*body, "leader");
       const std::string self = JsonString(*body, "member_id");

@@ -30,6 +30,14 @@ struct ClusterOptions {
   std::string tls_client_ca_file{};
   // More etcd flags for every member (e.g. {"--auth-token-ttl", "1"}).
   std::vector<std::string> extra_args{};
+  // Member i listens (client and peer URLs) on hosts[i], an address in
+  // 127.0.0.0/8; members past the list's end on 127.0.0.1. The partition
+  // tests give every member an address of its own.
+  std::vector<std::string> hosts{};
+  // Member i runs as user and group uids[i] (0: as the test); its data
+  // directory is made its own. The partition tests tell the members' packets
+  // apart by the user that owns their sockets.
+  std::vector<uid_t> uids{};
 };
 
 // Runs Debian's etcdctl against `endpoint` with `args`; true when it exits 0.
@@ -46,7 +54,7 @@ class EtcdCluster {
   ~EtcdCluster();
 
   int size() const { return static_cast<int>(members_.size()); }
-  // "127.0.0.1:PORT" of every member's client URL.
+  // "HOST:PORT" of every member's client URL.
   std::vector<std::string> endpoints() const;
   std::string endpoint(int i) const;
 
@@ -68,6 +76,8 @@ class EtcdCluster {
  private:
   struct Member {
     std::string name;
+    std::string host;
+    uid_t uid = 0;
     int client_port = 0;
     int peer_port = 0;
     std::string data_dir;
@@ -84,10 +94,11 @@ class EtcdCluster {
   std::string initial_cluster_;
 };
 
-// A plain HTTP request to 127.0.0.1:port (for /health and the JSON gateway).
+// A plain HTTP request to host:port (for /health and the JSON gateway).
 // Returns the body, or nullopt on any failure.
-std::optional<std::string> HttpRequest(int port, const std::string& method, const std::string& path,
-                                       const std::string& body, std::chrono::milliseconds timeout);
+std::optional<std::string> HttpRequest(const std::string& host, int port, const std::string& method,
+                                       const std::string& path, const std::string& body,
+                                       std::chrono::milliseconds timeout);
 
 // A foreign etcd writer over gRPC (synchronous), for tests.
 class RawEtcd {
