@@ -6,6 +6,11 @@
 //   partition_holder --store URL --name NAME --id ID --ttl-ms N --dir DIR
 //   partition_holder --init 1 --store URL     (creates a store's schema)
 //
+// The harness may run a holder under libfaketime at a rate (its clocks and
+// sleeps slowed or sped up, as a drifting clock); the times it logs are read
+// from the kernel directly, so the checker judges every holder on the host's
+// clock.
+//
 // DIR holds this holder's log (holder-ID.log), the fence (`fence`: the
 // highest sequence admitted, under flock) and the shared write log (`writes`).
 // A tenure lasts 2 to 6 TTLs unless lost. One write in twenty -- one in two
@@ -16,6 +21,8 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -35,7 +42,14 @@
 namespace {
 
 using namespace std::chrono_literals;
-using leasehold::partition::BootNs;
+// The host's CLOCK_BOOTTIME, by the system call itself: libfaketime
+// (--clock-rate) interposes on libc's clock_gettime, not on the kernel, so
+// these times stay the host's while the lease's clocks drift.
+int64_t BootNs() {
+  timespec ts{};
+  syscall(SYS_clock_gettime, CLOCK_BOOTTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 void Append(const std::string& path, const std::string& line) {
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
@@ -76,19 +90,19 @@ int main(int argc, char** argv) {
   bool init = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--store")
+    if (flag == "--store") {
       store_url = value;
-    else if (flag == "--name")
+    } else if (flag == "--name") {
       name = value;
-    else if (flag == "--id")
+    } else if (flag == "--id") {
       id = value;
-    else if (flag == "--dir")
+    } else if (flag == "--dir") {
       dir = value;
-    else if (flag == "--ttl-ms")
+    } else if (flag == "--ttl-ms") {
       ttl_ms = std::strtol(value.c_str(), nullptr, 10);
-    else if (flag == "--init")
+    } else if (flag == "--init") {
       init = value == "1";
-    else {
+    } else {
       std::cerr << "partition_holder: unknown option " << flag << "\n";
       return 2;
     }
@@ -109,7 +123,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto runtime = leasehold::Runtime::Create();
+  // A store that is slow to accept a first connection (a cluster that just
+  // started, a loaded machine) is tried again for half a minute.
   auto store = leasehold::cli::OpenStore(*spec, runtime);
+  for (int tries = 1; !store.ok() && tries < 6 && !Stopped(dir); ++tries) {
+    std::cerr << "partition_holder " << id << ": " << store.status().ToString() << "; again\n";
+    store = leasehold::cli::OpenStore(*spec, runtime);
+  }
   if (!store.ok()) {
     std::cerr << "partition_holder: " << store.status().ToString() << "\n";
     return 2;

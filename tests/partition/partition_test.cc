@@ -69,6 +69,8 @@ std::mt19937& Rng() {
   return rng;
 }
 
+constexpr char kFaketimeLib[] = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
 Ms Between(Ms low, Ms high) {
   return Ms(low.count() + static_cast<int64_t>(Rng()() % (high - low).count()));
 }
@@ -78,8 +80,13 @@ std::string ToMs(int64_t ns) { return std::to_string(ns / 1'000'000) + " ms"; }
 // Holder processes contending for one lease, each as a user of its own.
 class Contest {
  public:
-  Contest(int holders, std::function<std::string(int)> url, Ms ttl)
-      : holders_(holders), url_(std::move(url)), ttl_(ttl), dir_("partition") {}
+  // Holder 0's clocks run at `h0_clock_rate` (libfaketime; 1: the host's).
+  Contest(int holders, std::function<std::string(int)> url, Ms ttl, double h0_clock_rate = 1.0)
+      : holders_(holders),
+        url_(std::move(url)),
+        ttl_(ttl),
+        h0_clock_rate_(h0_clock_rate),
+        dir_("partition") {}
 
   ~Contest() { Stop(); }
 
@@ -99,6 +106,11 @@ class Contest {
           .env = testing::EnvironmentWithout({}),
           .output = dir_.File("holder-h" + std::to_string(i) + ".out"),
       };
+      if (i == 0 && h0_clock_rate_ != 1.0) {
+        const std::string rate = std::to_string(h0_clock_rate_);
+        cmd.env.push_back("LD_PRELOAD=" + std::string(kFaketimeLib));
+        cmd.env.push_back("FAKETIME=+0 x" + rate);
+      }
       testing::ProcessUser as{.switch_user = true, .uid = user(i), .gid = user(i)};
       auto pid = testing::SpawnChild(cmd, "partition holder", &as);
       if (!pid.ok()) return pid.status();
@@ -159,6 +171,7 @@ class Contest {
   int holders_;
   std::function<std::string(int)> url_;
   Ms ttl_;
+  double h0_clock_rate_;
   testing::TempDir dir_;
   std::vector<pid_t> pids_;
 };
@@ -190,6 +203,14 @@ struct Scenario {
   double max_ttls = 3.0;
   // After every heal the lease is held again within this bound.
   Ms recover_bound{0};
+  // >= 0: lay the faults only while this holder holds. When another holds,
+  // the others are first cut off (cut_off(k): faults cutting holder k off)
+  // until it does.
+  int only_holder = -1;
+  std::function<std::vector<Fault>(int holder)> cut_off{};
+  // A scenario built to break the promise (a clock beyond the allowance):
+  // overlapping tenures are expected, and the checker must see them.
+  bool expect_overlap = false;
 };
 
 // Runs the scenario's rounds on a started contest, then judges the history.
@@ -199,9 +220,29 @@ void RunScenario(Contest& contest, const Scenario& s) {
   std::vector<int64_t> heals;
   int64_t worst_recovery = 0;
   for (int r = 0; r < rounds; ++r) {
-    const int holder = contest.CurrentHolder(10 * ttl + 10s);
+    int holder = contest.CurrentHolder(10 * ttl + 10s);
+    if (s.only_holder >= 0 && holder >= 0 && holder != s.only_holder) {
+      std::vector<Fault> others;
+      for (int k = 0; k < contest.size(); ++k) {
+        if (k == s.only_holder) continue;
+        auto f = s.cut_off(k);
+        others.insert(others.end(), f.begin(), f.end());
+      }
+      ASSERT_TRUE(g_network->Apply(others).ok());
+      const int64_t until = BootNs() + (10 * ttl + 10s).count() * 1'000'000;
+      while (holder != s.only_holder && BootNs() < until) {
+        std::this_thread::sleep_for(10ms);
+        holder = contest.CurrentHolder(100ms);
+      }
+      ASSERT_TRUE(g_network->Heal().ok());
+    }
     ASSERT_GE(holder, 0) << s.name << " round " << r << ": nobody holds the lease; holder output:\n"
                          << Contest::Tail(contest.dir() + "/holder-h0.out");
+    if (s.only_holder >= 0) {
+      ASSERT_EQ(holder, s.only_holder)
+          << s.name << " round " << r << ": never held by h" << s.only_holder << "; its output:\n"
+          << Contest::Tail(contest.dir() + "/holder-h" + std::to_string(s.only_holder) + ".out");
+    }
     std::this_thread::sleep_for(Between(0ms, ttl));  // cut at a random phase of renewals
     ASSERT_TRUE(g_network->Apply(s.faults(holder)).ok());
     std::this_thread::sleep_for(Between(Ms(static_cast<int64_t>(s.min_ttls * ttl.count())),
@@ -233,8 +274,16 @@ void RunScenario(Contest& contest, const Scenario& s) {
   auto history = ReadHistory(contest.dir());
   ASSERT_TRUE(history.ok()) << history.status().ToString();
   const Verdict v = Check(*history);
-  for (const std::string& p : v.problems) ADD_FAILURE() << s.name << ": " << p;
-  EXPECT_GE(v.tenures, rounds) << s.name << ": too few tenures to judge";
+  for (const std::string& p : v.problems) {
+    if (s.expect_overlap && p.rfind("two holders", 0) == 0) continue;
+    ADD_FAILURE() << s.name << ": " << p;
+  }
+  if (s.expect_overlap) {
+    EXPECT_GT(v.overlaps, 0) << s.name << ": the checker saw no overlap where one was made";
+  }
+  // (A round need not end a tenure: a holder may ride out a short cut, and a
+  // cut-off contender changes nothing.)
+  EXPECT_GE(v.tenures, 1) << s.name << ": nobody ever held the lease";
   EXPECT_GT(v.writes_admitted, 0) << s.name << ": no write was admitted";
   std::cout << "partition-result store=" << s.store << " scenario=" << s.name
             << " rounds=" << rounds << " tenures=" << v.tenures << " overlaps=" << v.overlaps
@@ -397,6 +446,12 @@ void PrintTo(const StoreParam& p, std::ostream* os) { *os << p.name; }
 
 constexpr int kHolders = 3;
 
+auto AllStores() {
+  return ::testing::Values(
+      StoreParam{"etcd", EtcdBackend::Start}, StoreParam{"kubernetes", KubernetesBackend::Start},
+      StoreParam{"postgresql", PostgresBackend::Start}, StoreParam{"redis", RedisBackend::Start});
+}
+
 class PartitionTest : public ::testing::TestWithParam<StoreParam> {
  protected:
   void SetUp() override {
@@ -405,10 +460,13 @@ class PartitionTest : public ::testing::TestWithParam<StoreParam> {
     backend_ = std::move(*backend);
     ASSERT_TRUE(backend_->Prepare().ok());
     contest_ = std::make_unique<Contest>(
-        kHolders, [this](int i) { return backend_->Url(i); }, 1000ms);
+        kHolders, [this](int i) { return backend_->Url(i); }, 1000ms, H0ClockRate());
     Status s = contest_->Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
+
+  // The rate of holder 0's clocks (1: the host's).
+  virtual double H0ClockRate() const { return 1.0; }
 
   // Faults cutting holder `h` off from every node of the store.
   std::vector<Fault> CutOff(int h, Direction d = Direction::kBoth, int loss = 100) const {
@@ -480,12 +538,69 @@ TEST_P(PartitionTest, PacketLossBetweenEveryHolderAndTheStore) {
   RunScenario(*contest_, s);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, PartitionTest,
-                         ::testing::Values(StoreParam{"etcd", EtcdBackend::Start},
-                                           StoreParam{"kubernetes", KubernetesBackend::Start},
-                                           StoreParam{"postgresql", PostgresBackend::Start},
-                                           StoreParam{"redis", RedisBackend::Start}),
-                         StoreName);
+INSTANTIATE_TEST_SUITE_P(Stores, PartitionTest, AllStores(), StoreName);
+
+// --- A holder's clock drifting -------------------------------------------------
+//
+// Holder h0 runs under libfaketime at a rate: its clocks, and its sleeps,
+// slowed down or sped up against the host's, on which the store and the other
+// holders judge time. The drift allowance (TTL/50: 2 %) covers a clock up to
+// 2 % slow. Each round cuts h0 off while it holds: its own deadline, on its
+// own clock, must still come before anyone else's tenure. (Not in sanitized
+// builds: libfaketime is preloaded ahead of the sanitizer's runtime there.)
+
+class SlowClockTest : public PartitionTest {
+  double H0ClockRate() const override { return 0.985; }
+};
+
+TEST_P(SlowClockTest, AHolderWhoseClockRunsSlowWithinTheAllowanceNeverOverlaps) {
+  Scenario s = Make("clock-1.5pct-slow-holder-cut-off", [this](int h) { return CutOff(h); });
+  s.only_holder = 0;
+  s.cut_off = [this](int h) { return CutOff(h); };
+  RunScenario(*contest_, s);
+}
+
+class FastClockTest : public PartitionTest {
+  double H0ClockRate() const override { return 1.015; }
+};
+
+TEST_P(FastClockTest, AHolderWhoseClockRunsFastNeverOverlaps) {
+  // A fast clock ends the tenure early: safe by construction, shown anyway.
+  Scenario s = Make("clock-1.5pct-fast-holder-cut-off", [this](int h) { return CutOff(h); });
+  s.only_holder = 0;
+  s.cut_off = [this](int h) { return CutOff(h); };
+  RunScenario(*contest_, s);
+}
+
+// Beyond the allowance the promise is broken, and the harness must show it: a
+// clock at 30 % of the host's speed keeps h0 believing for about 3.3 TTLs
+// after its last renewal, while the store lets its tenure go after one. The
+// fence still admits none of its late writes.
+class CrawlingClockTest : public PartitionTest {
+  double H0ClockRate() const override { return 0.3; }
+};
+
+TEST_P(CrawlingClockTest, AClockFarBeyondTheAllowanceOverlapsAndTheCheckerSeesIt) {
+  Scenario s = Make("clock-70pct-slow-holder-cut-off", [this](int h) { return CutOff(h); });
+  s.only_holder = 0;
+  s.cut_off = [this](int h) { return CutOff(h); };
+  s.min_ttls = 2.5;  // long enough for a contender to take over
+  s.max_ttls = 3.0;
+  s.expect_overlap = true;
+  RunScenario(*contest_, s);
+}
+
+// etcd only for now. Under libfaketime the holders of the stores whose
+// expiry the contenders judge themselves (Kubernetes, PostgreSQL, Redis)
+// were seen to keep everyone from the lease for 20 s and more after a heal:
+// not understood yet (libfaketime's clocks start from the epoch, not from
+// boot), so not counted as a result either way.
+INSTANTIATE_TEST_SUITE_P(Stores, SlowClockTest,
+                         ::testing::Values(StoreParam{"etcd", EtcdBackend::Start}), StoreName);
+INSTANTIATE_TEST_SUITE_P(Stores, FastClockTest,
+                         ::testing::Values(StoreParam{"etcd", EtcdBackend::Start}), StoreName);
+INSTANTIATE_TEST_SUITE_P(Stores, CrawlingClockTest,
+                         ::testing::Values(StoreParam{"etcd", EtcdBackend::Start}), StoreName);
 
 // --- etcd only: faults between the cluster's own members ---------------------
 

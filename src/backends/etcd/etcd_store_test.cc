@@ -346,6 +346,12 @@ class EtcdTlsTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     cluster_ = std::move(c).value();
   }
+  // The stores run on runtime_, shut down as README says once they are gone:
+  // a store's own runtime could still be destroying the store (a last
+  // revocation over TLS) while the process exits and OpenSSL cleans up (an
+  // ASan heap-use-after-free in CI).
+  void TearDown() override { EXPECT_TRUE(ShutDown(std::move(runtime_))); }
+  std::shared_ptr<Runtime> runtime_ = Runtime::Create();
   testing::TempDir dir_{"etcd-tls"};
   testing::TestPki pki_;
   std::unique_ptr<etcd_test::EtcdCluster> cluster_;
@@ -356,7 +362,8 @@ TEST_F(EtcdTlsTest, TheRightCaAndAClientCertificateWork) {
                                 .tls = true,
                                 .ca_file = pki_.ca_file,
                                 .cert_file = pki_.client_cert_file,
-                                .key_file = pki_.client_key_file});
+                                .key_file = pki_.client_key_file},
+                               runtime_);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto lease = Lease::Create(*store, {.name = "tls", .owner = "a", .ttl = 2s});
   ASSERT_TRUE(lease.ok());
@@ -370,14 +377,15 @@ TEST_F(EtcdTlsTest, AWrongCaFailsClosedWithAClearError) {
                                 .ca_file = pki_.other_ca_file,
                                 .cert_file = pki_.client_cert_file,
                                 .key_file = pki_.client_key_file,
-                                .dial_timeout = 2s});
+                                .dial_timeout = 2s},
+                               runtime_);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kUnavailable);
   EXPECT_THAT(store.status().message(), HasSubstr("TLS"));
 }
 
 TEST_F(EtcdTlsTest, PlainTextToATlsServerFails) {
-  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .dial_timeout = 2s});
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints(), .dial_timeout = 2s}, runtime_);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kUnavailable);
 }
@@ -395,12 +403,14 @@ class EtcdAuthTest : public ::testing::Test {
     ASSERT_TRUE(etcd_test::Etcdctl(ep, {"user", "add", "root", "--new-user-password=rootpw"}));
     ASSERT_TRUE(etcd_test::Etcdctl(ep, {"auth", "enable"}));
   }
+  void TearDown() override { EXPECT_TRUE(ShutDown(std::move(runtime_))); }  // as EtcdTlsTest's
+  std::shared_ptr<Runtime> runtime_ = Runtime::Create();
   std::unique_ptr<etcd_test::EtcdCluster> cluster_;
 };
 
 TEST_F(EtcdAuthTest, AUserWithAPasswordHoldsLeasesAcrossTokenExpiry) {
   auto store = EtcdStore::Open(
-      {.endpoints = cluster_->endpoints(), .username = "root", .password = "rootpw"});
+      {.endpoints = cluster_->endpoints(), .username = "root", .password = "rootpw"}, runtime_);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto lease = Lease::Create(*store, {.name = "auth", .owner = "a", .ttl = 3s});
   ASSERT_TRUE(lease.ok());
@@ -414,14 +424,15 @@ TEST_F(EtcdAuthTest, AUserWithAPasswordHoldsLeasesAcrossTokenExpiry) {
 
 TEST_F(EtcdAuthTest, AWrongPasswordIsRefusedWithoutShowingIt) {
   auto store = EtcdStore::Open(
-      {.endpoints = cluster_->endpoints(), .username = "root", .password = "not-the-pw-xyzzy"});
+      {.endpoints = cluster_->endpoints(), .username = "root", .password = "not-the-pw-xyzzy"},
+      runtime_);
   ASSERT_FALSE(store.ok());
   EXPECT_THAT(store.status().message(), HasSubstr("root"));
   EXPECT_THAT(store.status().message(), ::testing::Not(HasSubstr("xyzzy")));
 }
 
 TEST_F(EtcdAuthTest, NoCredentialsIsAnErrorNotContention) {
-  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints()});
+  auto store = EtcdStore::Open({.endpoints = cluster_->endpoints()}, runtime_);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto lease = Lease::Create(*store, {.name = "auth", .owner = "a", .ttl = 3s});
   ASSERT_TRUE(lease.ok());
