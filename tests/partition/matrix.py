@@ -27,6 +27,8 @@ for path in sys.argv[1:]:
         r["stale_rej"] += int(f["stale_writes_rejected"])
         r["held"] = max(r["held"], int(f["held_again_after_heal_max_ms"]))
 
+order = ["etcd", "kubernetes", "postgresql", "redis"]
+stores.sort(key=lambda st: order.index(st) if st in order else len(order))
 scenarios = []
 for s, _ in rows:
     if s not in scenarios:
