@@ -1,7 +1,9 @@
 #include "history.h"
 
 #include <dirent.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -31,7 +33,7 @@ std::string Describe(const Tenure& t) { return t.holder + " seq " + std::to_stri
 
 int64_t BootNs() {
   timespec ts{};
-  clock_gettime(CLOCK_BOOTTIME, &ts);
+  syscall(SYS_clock_gettime, CLOCK_BOOTTIME, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 

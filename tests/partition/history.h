@@ -31,7 +31,9 @@
 
 namespace leasehold::partition {
 
-// CLOCK_BOOTTIME now, in nanoseconds.
+// CLOCK_BOOTTIME now, in nanoseconds, by the system call itself: libfaketime
+// (a holder with a drifting clock) interposes on libc only, so every process
+// logs the host's time.
 int64_t BootNs();
 
 struct Tenure {

@@ -42,14 +42,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-// The host's CLOCK_BOOTTIME, by the system call itself: libfaketime
-// (--clock-rate) interposes on libc's clock_gettime, not on the kernel, so
-// these times stay the host's while the lease's clocks drift.
-int64_t BootNs() {
-  timespec ts{};
-  syscall(SYS_clock_gettime, CLOCK_BOOTTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
+using leasehold::partition::BootNs;
 
 void Append(const std::string& path, const std::string& line) {
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);

@@ -76,7 +76,7 @@ struct etcd::State : etcd::Transport {
   void OnWatchStreamDone(etcd::WatchStream* stream, const grpc::Status& status);
 
   // Revokes the sessions and ends the streams (etcd_store.cc).
-  void Shutdown();
+  TimePoint Shutdown();  // returns its one deadline (see ~EtcdStore)
 
   mutable std::mutex mu;
   std::map<int64_t, std::shared_ptr<etcd::Session>> sessions;  // by ttl_s
@@ -90,7 +90,6 @@ struct etcd::State : etcd::Transport {
   // Counts a stream out. REQUIRES: mu held.
   void StreamEnded();
   bool shutting_down = false;
-  TimePoint shutdown_deadline{};  // set by Shutdown()
   // The waiters, by watch id (also etcd's watch id on the stream); its own
   // mutex, a leaf below `mu`.
   kit::WatchRegistry watchers;

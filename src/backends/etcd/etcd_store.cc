@@ -65,7 +65,7 @@ FencingToken etcd::State::Token(const std::string& key, int64_t create_revision)
           static_cast<uint64_t>(create_revision)};
 }
 
-void etcd::State::Shutdown() {
+TimePoint etcd::State::Shutdown() {
   std::vector<int64_t> ids;
   {
     std::lock_guard lock(mu);
@@ -78,7 +78,6 @@ void etcd::State::Shutdown() {
   // then every call and stream still out is cancelled, and the destructor
   // waits past it only for the cancellations to come back (kShutdownGrace).
   const TimePoint deadline = clock.Now() + options.shutdown_timeout;
-  shutdown_deadline = deadline;
   const bool may_block = runtime->MayBlock();
   Promise<bool> revoked(runtime);
   if (ids.empty()) revoked.Set(true);
@@ -112,6 +111,7 @@ void etcd::State::Shutdown() {
     (void)streams_ended->WaitFor(std::max(deadline - clock.Now(), Duration::zero()) +
                                  kShutdownGrace);
   }
+  return deadline;
 }
 
 void etcd::State::StreamEnded() {
@@ -141,7 +141,7 @@ EtcdStore::EtcdStore(std::shared_ptr<Runtime> runtime, std::shared_ptr<State> st
     : Store(std::move(runtime)), state_(std::move(state)) {}
 
 EtcdStore::~EtcdStore() {
-  state_->Shutdown();
+  const TimePoint deadline = state_->Shutdown();
   // On a loop thread nothing may block: the state dies with its last request.
   if (runtime()->OnLoopThread()) return;
   // gRPC must not destroy a channel from inside one of its own callbacks: wait
@@ -150,7 +150,6 @@ EtcdStore::~EtcdStore() {
   // grace for the cancellations) the wait ends anyway: the last reference
   // is then dropped on the runtime's loop (Transport::Release), never inside
   // a gRPC callback.
-  const TimePoint deadline = state_->shutdown_deadline;
   const Duration left = std::max(deadline - state_->clock.Now(), Duration::zero());
   detail::Handover<State>::AwaitLast(std::move(state_), left + kShutdownGrace);
 }
