@@ -213,6 +213,8 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
     std::function<void()> then;
   };
   void Run(Deferred& d);
+  // Has `d` give `token`'s tenure back (a conditional release) once it runs.
+  void GiveBackAfter(Deferred& d, FencingToken token);
 
   // Names the lease and its store in messages.
   const std::string& What() const { return what_; }
@@ -326,6 +328,14 @@ class LeaseCore final : public Sleeper, public std::enable_shared_from_this<Leas
   std::minstd_rand jitter_{0x5eed};
 };
 
+void LeaseCore::GiveBackAfter(Deferred& d, FencingToken token) {
+  auto previous = std::move(d.then);
+  d.then = [this, previous = std::move(previous), token = std::move(token)]() mutable {
+    if (previous) previous();
+    ReleaseDetached(std::move(token));
+  };
+}
+
 void LeaseCore::Run(Deferred& d) {
   for (TimerId id : d.timers) runtime_->CancelTimer(id);
   for (WatchId id : d.watches) store_->CancelWatch(id);
@@ -361,6 +371,7 @@ Future<AcquireResult> LeaseCore::StartAcquire(AcquireOptions options) {
       }
       // Past the deadline, and the deadline timer has not run yet.
       LoseLocked(LossReason::kExpired, "safe deadline passed without a successful renewal", d);
+      GiveBackAfter(d, token_);  // as the timer would (OnWake)
     }
     op->attempts = options.attempts > 0 ? options.attempts : options_.acquire_attempts;
     if (options.timeout > Duration::zero()) {
@@ -786,6 +797,11 @@ void LeaseCore::OnWake() {
         message += "; the store has not answered the last renewal";
       }
       LoseLocked(LossReason::kExpired, std::move(message), d);
+      // The record may outlive our belief (the store's clock, a renewal that
+      // landed unanswered, a session kept alive by other leases): give it
+      // back, conditional on this tenure's token, so that others need not
+      // wait for it to expire once the store can be reached again.
+      GiveBackAfter(d, token_);
     } else {
       if (renewing_ && now >= renew_give_up_) {
         // Unanswered past its deadline and the settling bound: it has landed
@@ -870,12 +886,7 @@ void LeaseCore::OnRenewAnswer(uint64_t epoch, uint64_t seq, TimePoint sent,
         // so give the record back.
         LoseLocked(LossReason::kExpired,
                    "the renewal was confirmed only after the safe deadline had passed", d);
-        FencingToken stale = token_;
-        auto previous = std::move(d.then);
-        d.then = [this, previous = std::move(previous), stale = std::move(stale)]() mutable {
-          if (previous) previous();
-          ReleaseDetached(std::move(stale));
-        };
+        GiveBackAfter(d, token_);
       } else {
         const auto& ok = std::get<Renewed>(*r);
         const Duration ttl = ok.ttl > Duration::zero() ? ok.ttl : store_ttl_;

@@ -211,6 +211,28 @@ TEST_F(LeaseEngineTest, LateRenewalAfterLossGivesTheRecordBack) {
   EXPECT_TRUE(*b->Acquire());
 }
 
+TEST_F(LeaseEngineTest, ATenureLostByExpiryIsGivenBackAtOnce) {
+  // Renewals land in the store but are never confirmed in time: the store
+  // keeps extending a record the holder has stopped believing in. At the
+  // loss, the engine gives it back, so a contender need not wait out the
+  // extensions (here: until 3 s after the last landed renewal).
+  auto a = Make("a", {.ttl = seconds(3)});
+  ASSERT_TRUE(*a->Acquire());
+  MemoryFaults f;
+  f.renew.latency = seconds(2);  // lands 2 s after it was sent; the caller hears a timeout
+  store_->SetFaults(f);
+  TimePoint lost_at{};
+  auto sub = a->OnLost([&](const LostEvent&) { lost_at = rt_->clock().Now(); });
+  rt_->RunFor(seconds(4));
+  ASSERT_NE(lost_at, TimePoint{}) << "the holder never lost the lease";
+  const uint64_t releases = store_->stats().release_calls;
+  EXPECT_GE(releases, 1u) << "nothing was given back at the loss";
+  auto b = Make("b");
+  auto got = b->Acquire({.attempts = 1});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got) << "the record lost by expiry still blocks a contender";
+}
+
 TEST_F(LeaseEngineTest, RenewalConfirmedAfterTheDeadlineNeverRevivesTheLease) {
   auto a = Make("a", {.ttl = seconds(3), .drift_allowance = milliseconds(60)});
   ASSERT_TRUE(*a->Acquire());
