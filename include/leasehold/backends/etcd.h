@@ -17,6 +17,18 @@
 // revision as lost (deleted / taken over). Sessions are revoked when the store
 // is destroyed (bounded by `shutdown_timeout`), which frees every key on them.
 //
+// Leftovers: a key does not expire while its session lives, and a session
+// lives while any lease of the store with its TTL does. A key this store may
+// have left behind without holding it -- a release etcd did not confirm
+// (UNAVAILABLE, deadline exceeded), an acquire whose answer was lost after its
+// put may have landed -- is deleted by a conditional transaction in the
+// background (create revision == the tenure's; for the lost acquire, value ==
+// the holder and lease == the session, sent only after the put's settling
+// bound: its deadline plus its length again), retried with backoff (0.1-2 s)
+// until etcd answers, the session is gone or the store shuts down. An acquire
+// by the same holder of such a key claims it instead (the idempotent re-acquire
+// finds it as its own), waiting for a delete already in flight.
+//
 // Fencing: the sequence is the key's create revision -- etcd's cluster-wide
 // revision, strictly increasing across owners, release, expiry, break and
 // restarts of either side for as long as the cluster's data lives. Tokens carry

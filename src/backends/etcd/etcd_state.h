@@ -6,7 +6,7 @@
 //
 // Thread-safety: every method is safe from any thread; those marked REQUIRES
 // need `mu` held. `mu` guards the sessions, the keepalive waiters, both stream
-// pointers and the shutdown flag; it may be held while taking
+// pointers, the leftovers and the shutdown flag; it may be held while taking
 // the transport's token mutex, never the other way round. Callbacks are called
 // outside `mu`, with one exception kept from before the split: GetSession
 // answers after a refreshing keepalive under it.
@@ -26,6 +26,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "etcd_session.h"
 #include "etcd_transport.h"
@@ -75,6 +76,34 @@ struct etcd::State : etcd::Transport {
   void OnWatchResponse(const etcd::pb::WatchResponse& resp);
   void OnWatchStreamDone(etcd::WatchStream* stream, const grpc::Status& status);
 
+  // Leftovers (etcd_leftovers.cc): keys this store may have left on one of
+  // its sessions without holding them -- a release etcd did not confirm, an
+  // acquire whose put may have landed unanswered. A key does not expire on
+  // its own, and its session lives as long as any lease of the store with the
+  // same TTL: each leftover is deleted by a conditional transaction in the
+  // background, retried with backoff until etcd answers, its session is gone
+  // or the store shuts down.
+  struct Leftover {
+    std::string holder{};    // an unanswered acquire: whose put it would be
+    int64_t session = 0;     // an unanswered acquire: on which session
+    TimePoint not_before{};  // no delete before (the put may still land until then)
+    int attempts = 0;
+    uint64_t generation = 0;  // bumped when noted again; an answer to an older one is stale
+    bool in_flight = false;
+    std::vector<Task> on_answer{};  // acquires of the key waiting for the delete in flight
+  };
+  // (key, create revision); revision 0: an unanswered acquire's, unknown.
+  using LeftoverId = std::pair<std::string, int64_t>;
+  // Notes a key left behind and starts its deletion.
+  void NoteLeftover(LeftoverId id, Leftover leftover);
+  // Before an acquire of `key` by `holder`: a leftover of that holder's
+  // unanswered acquire is the acquire's own to find again (dropped). Runs
+  // `then` at once, or once a delete of it in flight has been answered.
+  void ClaimLeftover(const std::string& key, const std::string& holder, Task then);
+  void SweepLeftover(const LeftoverId& id);
+  void SweepAt(const LeftoverId& id, TimePoint when);
+  void OnLeftoverAnswer(const LeftoverId& id, uint64_t generation, const Status& answer);
+
   // Revokes the sessions and ends the streams (etcd_store.cc).
   TimePoint Shutdown();  // returns its one deadline (see ~EtcdStore)
 
@@ -90,6 +119,8 @@ struct etcd::State : etcd::Transport {
   // Counts a stream out. REQUIRES: mu held.
   void StreamEnded();
   bool shutting_down = false;
+  std::map<LeftoverId, Leftover> leftovers;
+  uint64_t next_generation = 0;
   // The waiters, by watch id (also etcd's watch id on the stream); its own
   // mutex, a leaf below `mu`.
   kit::WatchRegistry watchers;

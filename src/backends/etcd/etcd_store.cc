@@ -180,10 +180,17 @@ constexpr int kMaxAcquireRetries = 3;
 void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request, AcquireCallback done,
                     int attempt);
 
+// Whether a transaction that failed with `code` may or may not have been
+// applied (its answer lost, or its deadline passed after etcd took it).
+bool Unconfirmed(StatusCode code) {
+  return code == StatusCode::kUnavailable || code == StatusCode::kDeadlineExceeded;
+}
+
 // The answer to the acquire transaction sent with `session`.
 void OnAcquireAnswer(const std::shared_ptr<etcd::State>& st, AcquireRequest request,
                      AcquireCallback done, int attempt, const SessionInfo& session,
-                     const std::string& key, const std::string& what, Result<pb::TxnResponse> r) {
+                     const std::string& key, const std::string& what, TimePoint sent,
+                     Result<pb::TxnResponse> r) {
   if (!r.ok()) {
     if (r.status().code() == StatusCode::kNotFound && attempt < kMaxAcquireRetries) {
       // "requested lease not found": our session expired; grant a new one and
@@ -195,6 +202,14 @@ void OnAcquireAnswer(const std::shared_ptr<etcd::State>& st, AcquireRequest requ
       }
       AcquireAttempt(st, std::move(request), std::move(done), attempt + 1);
       return;
+    }
+    if (Unconfirmed(r.status().code())) {
+      // The put may land after all, as late as a request can (the engine's
+      // settling bound: its deadline plus its own length again); the
+      // conditional delete goes out only once it has landed or never will.
+      st->NoteLeftover({key, 0}, {.holder = request.holder,
+                                  .session = session.id,
+                                  .not_before = request.deadline + (request.deadline - sent)});
     }
     done(r.status());
     return;
@@ -261,11 +276,12 @@ void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request, Acq
         pb::TxnRequest txn = etcd::AcquireTxn(key, request.holder, info->id);
         std::string what = "acquire " + etcd::State::Lease(request.name);
         const TimePoint deadline = request.deadline;
+        const TimePoint sent = st->clock.Now();
         st->Txn(what, std::move(txn), deadline,
                 [st, request = std::move(request), done = std::move(done), attempt, session = *info,
-                 key = std::move(key), what](Result<pb::TxnResponse> r) mutable {
+                 key = std::move(key), what, sent](Result<pb::TxnResponse> r) mutable {
                   OnAcquireAnswer(st, std::move(request), std::move(done), attempt, session, key,
-                                  what, std::move(r));
+                                  what, sent, std::move(r));
                 });
       });
 }
@@ -273,7 +289,13 @@ void AcquireAttempt(std::shared_ptr<etcd::State> st, AcquireRequest request, Acq
 }  // namespace
 
 void EtcdStore::Acquire(AcquireRequest request, AcquireCallback done) {
-  AcquireAttempt(state_, std::move(request), OnLoop(runtime(), std::move(done)), 0);
+  const std::string key = state_->Key(request.name);
+  const std::string holder = request.holder;
+  state_->ClaimLeftover(key, holder,
+                        [st = state_, request = std::move(request),
+                         done = OnLoop(runtime(), std::move(done))]() mutable {
+                          AcquireAttempt(std::move(st), std::move(request), std::move(done), 0);
+                        });
 }
 
 // --- Renew -----------------------------------------------------------------
@@ -489,9 +511,15 @@ void EtcdStore::Renew(std::vector<RenewRequest> batch, RenewCallback done) {
 void EtcdStore::Release(ReleaseRequest request, StatusCallback done) {
   auto st = state_;
   done = OnLoop(runtime(), std::move(done));
-  st->Txn("release " + State::Lease(request.name),
-          etcd::ReleaseTxn(st->Key(request.name), static_cast<int64_t>(request.token.sequence)),
-          request.deadline, [done = std::move(done)](Result<pb::TxnResponse> r) {
+  const auto sequence = static_cast<int64_t>(request.token.sequence);
+  std::string key = st->Key(request.name);
+  st->Txn("release " + State::Lease(request.name), etcd::ReleaseTxn(key, sequence),
+          request.deadline, [st, key, sequence, done = std::move(done)](Result<pb::TxnResponse> r) {
+            // Unconfirmed: the key may live on with its session; the caller
+            // hears the failure, and the delete goes on in the background.
+            if (!r.ok() && Unconfirmed(r.status().code())) {
+              st->NoteLeftover({key, sequence}, {});
+            }
             done(r.ok() ? Status::Ok() : r.status());
           });
 }

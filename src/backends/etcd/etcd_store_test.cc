@@ -14,6 +14,7 @@
 #include "etcd_cluster.h"
 #include "leasehold/backends/etcd.h"
 #include "leasehold/lease.h"
+#include "testing/delay_proxy.h"
 #include "testing/temp_dir.h"
 #include "testing/test_pki.h"
 
@@ -195,6 +196,102 @@ TEST_F(EtcdStoreTest, ReacquireBySameHolderOnSameSessionIsIdempotent) {
   auto r3 = p3.get_future().get();
   ASSERT_TRUE(r3.ok());
   EXPECT_TRUE(std::holds_alternative<Contended>(*r3));
+}
+
+// A key this store left behind without holding it is deleted in the
+// background while its session lives on (kept alive by another lease).
+class EtcdLeftoverTest : public EtcdStoreTest {
+ protected:
+  Result<AcquireOutcome> AcquireNow(EtcdStore& store, const std::string& name,
+                                    const std::string& holder, Duration timeout) {
+    std::promise<Result<AcquireOutcome>> p;
+    store.Acquire(
+        {.name = name, .holder = holder, .ttl = 5s, .deadline = runtime_->clock().Now() + timeout},
+        [&](Result<AcquireOutcome> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+  std::shared_ptr<EtcdStore> OpenThrough(const testing::DelayProxy& proxy) {
+    auto s = EtcdStore::Open({.endpoints = {proxy.address()}, .key_prefix = "t/"}, runtime_);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? *s : nullptr;
+  }
+  // Waits until `key` is gone; false if it is still there after `bound`.
+  bool GoneWithin(const std::string& key, Duration bound) {
+    const auto until = std::chrono::steady_clock::now() + bound;
+    while (std::chrono::steady_clock::now() < until) {
+      if (!raw_->Get(key).has_value()) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return !raw_->Get(key).has_value();
+  }
+};
+
+TEST_F(EtcdLeftoverTest, AReleaseEtcdNeverConfirmedIsCompletedInTheBackground) {
+  auto store = Open();
+  auto keeper = MakeLease(store, "keep", "k", 5s);  // keeps the session alive
+  ASSERT_TRUE(Got(keeper->Acquire()));
+  auto got = AcquireNow(*store, "r", "h#1", 5s);
+  ASSERT_TRUE(got.ok() && std::holds_alternative<Acquired>(*got))
+      << (got.ok() ? "contended" : got.status().ToString());
+  // The member is down: the release cannot reach it (nothing lands later).
+  cluster_->Kill(0);
+  std::promise<Status> released;
+  store->Release({.name = "r",
+                  .holder = "h#1",
+                  .token = std::get<Acquired>(*got).token,
+                  .deadline = runtime_->clock().Now() + 500ms},
+                 [&](Status s) { released.set_value(std::move(s)); });
+  const Status s = released.get_future().get();
+  EXPECT_FALSE(s.ok()) << "the release reached a dead member";
+  ASSERT_TRUE(cluster_->Restart(0).ok());
+  // Before, the key lived on as long as the keeper's session: 5 s and more.
+  EXPECT_TRUE(GoneWithin("t/r", 4s)) << "the unconfirmed release's key is still there";
+  EXPECT_TRUE(raw_->Get("t/keep").has_value()) << "the session itself should live on";
+  EXPECT_TRUE(keeper->CheckAlive());
+}
+
+TEST_F(EtcdLeftoverTest, AnAcquireWhoseAnswerWasLostIsUndoneInTheBackground) {
+  // Through a proxy that delays each way by 200 ms: the put reaches etcd and
+  // lands, its answer arrives after the acquire's 300 ms deadline.
+  auto proxy = testing::DelayProxy::Start("127.0.0.1", cluster_->endpoint(0));
+  ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
+  auto store = OpenThrough(**proxy);
+  auto keeper = MakeLease(store, "keep", "k", 5s);
+  ASSERT_TRUE(Got(keeper->Acquire()));
+  (*proxy)->SetDelay(200ms);
+  auto lost = AcquireNow(*store, "a", "h#1", 300ms);
+  (*proxy)->SetDelay(0ms);
+  ASSERT_FALSE(lost.ok()) << "answered within the deadline";
+  EXPECT_EQ(lost.status().code(), StatusCode::kDeadlineExceeded) << lost.status().ToString();
+  ASSERT_TRUE(raw_->Get("t/a").has_value()) << "the put did not land: nothing to test";
+  EXPECT_TRUE(GoneWithin("t/a", 4s)) << "the lost acquire's key is still there";
+  EXPECT_TRUE(raw_->Get("t/keep").has_value()) << "the session itself should live on";
+  // The holder itself can acquire it again, as new.
+  auto again = AcquireNow(*store, "a", "h#1", 5s);
+  ASSERT_TRUE(again.ok() && std::holds_alternative<Acquired>(*again))
+      << (again.ok() ? "contended" : again.status().ToString());
+}
+
+TEST_F(EtcdLeftoverTest, TheSameHolderAcquiringAgainKeepsWhatItFinds) {
+  auto proxy = testing::DelayProxy::Start("127.0.0.1", cluster_->endpoint(0));
+  ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
+  auto store = OpenThrough(**proxy);
+  auto keeper = MakeLease(store, "keep", "k", 5s);
+  ASSERT_TRUE(Got(keeper->Acquire()));
+  (*proxy)->SetDelay(200ms);
+  auto lost = AcquireNow(*store, "a", "h#1", 300ms);
+  (*proxy)->SetDelay(0ms);
+  ASSERT_FALSE(lost.ok());
+  // Retried at once, as the engine does: the put that landed is this
+  // acquire's own, and the background delete must not take it from under it.
+  auto again = AcquireNow(*store, "a", "h#1", 5s);
+  ASSERT_TRUE(again.ok() && std::holds_alternative<Acquired>(*again))
+      << (again.ok() ? "contended" : again.status().ToString());
+  const uint64_t sequence = std::get<Acquired>(*again).token.sequence;
+  std::this_thread::sleep_for(2s);  // well past the lost put's settling bound (0.6 s)
+  auto kv = raw_->Get("t/a");
+  ASSERT_TRUE(kv.has_value()) << "the background delete took a key its holder acquired again";
+  EXPECT_EQ(static_cast<uint64_t>(kv->create_revision), sequence);
 }
 
 TEST_F(EtcdStoreTest, HostileRecordsAreContentionNotCrashes) {

@@ -30,6 +30,22 @@ pb::TxnRequest ReleaseTxn(const std::string& key, int64_t create_revision) {
   return txn;
 }
 
+pb::TxnRequest LeftoverTxn(const std::string& key, const std::string& holder, int64_t lease) {
+  pb::TxnRequest txn;
+  auto* value = txn.add_compare();
+  value->set_key(key);
+  value->set_target(pb::Compare::VALUE);
+  value->set_result(pb::Compare::EQUAL);
+  value->set_value(holder);
+  auto* on = txn.add_compare();
+  on->set_key(key);
+  on->set_target(pb::Compare::LEASE);
+  on->set_result(pb::Compare::EQUAL);
+  on->set_lease(lease);
+  txn.add_success()->mutable_request_delete_range()->set_key(key);
+  return txn;
+}
+
 pb::TxnRequest ReadTxn(const std::vector<std::string>& keys) {
   pb::TxnRequest txn;
   for (const auto& key : keys) txn.add_success()->mutable_request_range()->set_key(key);

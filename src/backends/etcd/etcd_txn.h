@@ -31,6 +31,10 @@ pb::TxnRequest AcquireTxn(const std::string& key, const std::string& holder, int
 // Deletes `key` if its create revision is still `create_revision`.
 pb::TxnRequest ReleaseTxn(const std::string& key, int64_t create_revision);
 
+// Deletes `key` if it holds `holder` on session lease `lease` (the put of an
+// acquire whose answer was lost, its create revision unknown).
+pb::TxnRequest LeftoverTxn(const std::string& key, const std::string& holder, int64_t lease);
+
 // Reads `keys`, one range response each, in order.
 pb::TxnRequest ReadTxn(const std::vector<std::string>& keys);
 
