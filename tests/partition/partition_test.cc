@@ -40,6 +40,7 @@
 #include "pg_server.h"
 #include "redis_server.h"
 #include "testing/child_process.h"
+#include "testing/delay_proxy.h"
 #include "testing/temp_dir.h"
 
 namespace leasehold::partition {
@@ -211,6 +212,10 @@ struct Scenario {
   // A scenario built to break the promise (a clock beyond the allowance):
   // overlapping tenures are expected, and the checker must see them.
   bool expect_overlap = false;
+  // Faults that are not packet rules (latency): laid with the rules, healed
+  // with them.
+  std::function<void(int holder)> lay{};
+  std::function<void()> heal{};
 };
 
 // Runs the scenario's rounds on a started contest, then judges the history.
@@ -245,9 +250,11 @@ void RunScenario(Contest& contest, const Scenario& s) {
     }
     std::this_thread::sleep_for(Between(0ms, ttl));  // cut at a random phase of renewals
     ASSERT_TRUE(g_network->Apply(s.faults(holder)).ok());
+    if (s.lay) s.lay(holder);
     std::this_thread::sleep_for(Between(Ms(static_cast<int64_t>(s.min_ttls * ttl.count())),
                                         Ms(static_cast<int64_t>(s.max_ttls * ttl.count()))));
     ASSERT_TRUE(g_network->Heal().ok());
+    if (s.heal) s.heal();
     const int64_t heal = BootNs();
     heals.push_back(heal);
     // Held again: someone is alive after the heal (bounded wait).
@@ -305,6 +312,8 @@ class Backend {
   virtual std::string Url(int i) const = 0;
   // The addresses clients reach the store's nodes at.
   virtual std::vector<std::string> Addresses() const = 0;
+  // Every "HOST:PORT" of the store as its URLs spell them.
+  virtual std::vector<std::string> Endpoints() const = 0;
   // Done once before the holders start (a schema).
   virtual Status Prepare() { return Status::Ok(); }
   // After a heal the lease is held again within this bound.
@@ -348,6 +357,7 @@ class EtcdBackend : public Backend {
     for (int i = 0; i < kEtcdMembers; ++i) out.push_back(MemberAddress(i));
     return out;
   }
+  std::vector<std::string> Endpoints() const override { return cluster_->endpoints(); }
   // The cut-off side's session expires one TTL after its last keepalive
   // arrived, a waiter hears the delete; a second more for an election and
   // reconnects (gRPC's backoff is capped at 1 s).
@@ -383,6 +393,9 @@ class KubernetesBackend : public Backend {
            "/default?token-file=" + token_ + "&ca-file=" + server_->pki().ca_file;
   }
   std::vector<std::string> Addresses() const override { return {"127.0.0.1"}; }
+  std::vector<std::string> Endpoints() const override {
+    return {"127.0.0.1:" + std::to_string(server_->port())};
+  }
   // Expiry is judged by the contenders' clocks: a silent holder is taken
   // over one to two TTLs after its last renewal was seen; a second more for
   // reconnects and the watch.
@@ -409,6 +422,9 @@ class PostgresBackend : public Backend {
            "/leasehold?connect_timeout=2";
   }
   std::vector<std::string> Addresses() const override { return {"127.0.0.1"}; }
+  std::vector<std::string> Endpoints() const override {
+    return {"127.0.0.1:" + std::to_string(server_->port())};
+  }
   Status Prepare() override { return RunHolderInit(Url(0)); }
   // Client-judged expiry as on Kubernetes; a connection to a black hole is
   // given up after its connect timeout (2 s).
@@ -430,6 +446,9 @@ class RedisBackend : public Backend {
   }
   std::string Url(int) const override { return server_->url() + "/0?prefix=partition:"; }
   std::vector<std::string> Addresses() const override { return {"127.0.0.1"}; }
+  std::vector<std::string> Endpoints() const override {
+    return {"127.0.0.1:" + std::to_string(server_->port())};
+  }
   Ms RecoverBound(Ms ttl) const override { return 2 * ttl + 1000ms; }
 
  private:
@@ -459,14 +478,20 @@ class PartitionTest : public ::testing::TestWithParam<StoreParam> {
     ASSERT_TRUE(backend.ok()) << backend.status().ToString();
     backend_ = std::move(*backend);
     ASSERT_TRUE(backend_->Prepare().ok());
+    Status before = BeforeHolders();
+    ASSERT_TRUE(before.ok()) << before.ToString();
     contest_ = std::make_unique<Contest>(
-        kHolders, [this](int i) { return backend_->Url(i); }, 1000ms, H0ClockRate());
+        kHolders, [this](int i) { return HolderUrl(i); }, 1000ms, H0ClockRate());
     Status s = contest_->Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
   // The rate of holder 0's clocks (1: the host's).
   virtual double H0ClockRate() const { return 1.0; }
+  // Run once the store is up, before the holders start.
+  virtual Status BeforeHolders() { return Status::Ok(); }
+  // The URL holder `i` opens.
+  virtual std::string HolderUrl(int i) const { return backend_->Url(i); }
 
   // Faults cutting holder `h` off from every node of the store.
   std::vector<Fault> CutOff(int h, Direction d = Direction::kBoth, int loss = 100) const {
@@ -539,6 +564,75 @@ TEST_P(PartitionTest, PacketLossBetweenEveryHolderAndTheStore) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, PartitionTest, AllStores(), StoreName);
+
+// --- Latency ------------------------------------------------------------------
+//
+// Every holder reaches every node of the store through delaying proxies of its
+// own (delay_proxy.h): a round delays the traffic of the holder, or of
+// everyone, by a round trip of 0.6 to 1.2 TTLs -- renewals answered near or
+// past the TTL, the case the deadline arithmetic (anchored at the send time)
+// is for. After the heal, what the proxies hold still arrives late: the lease
+// is held again within the store's bound plus one TTL.
+
+class LatencyTest : public PartitionTest {
+ protected:
+  Status BeforeHolders() override {
+    for (int h = 0; h < kHolders; ++h) {
+      for (const std::string& e : backend_->Endpoints()) {
+        auto p = testing::DelayProxy::Start("127.0.0.1", e);
+        if (!p.ok()) return p.status();
+        proxies_[h].push_back(std::move(*p));
+      }
+    }
+    return Status::Ok();
+  }
+  std::string HolderUrl(int i) const override {
+    std::string url = backend_->Url(i);
+    for (const auto& p : proxies_.at(i)) {
+      for (size_t at = url.find(p->target()); at != std::string::npos;
+           at = url.find(p->target(), at + p->address().size())) {
+        url.replace(at, p->target().size(), p->address());
+      }
+    }
+    return url;
+  }
+  void Delay(int h, Ms one_way) {
+    for (auto& p : proxies_[h]) p->SetDelay(one_way);
+  }
+  Scenario Spike(std::string name, bool everyone) {
+    Scenario s = Make(std::move(name), [](int) { return std::vector<Fault>{}; });
+    const Ms ttl = contest_->ttl();
+    s.lay = [this, everyone, ttl](int holder) {
+      const Ms one_way = Between(ttl * 3 / 10, ttl * 6 / 10);
+      for (int h = 0; h < kHolders; ++h) {
+        if (everyone || h == holder) Delay(h, one_way);
+      }
+    };
+    s.heal = [this] {
+      for (int h = 0; h < kHolders; ++h) Delay(h, 0ms);
+    };
+    s.min_ttls = 1;
+    s.max_ttls = 4;
+    s.recover_bound += ttl;
+    return s;
+  }
+
+  void TearDown() override {
+    if (contest_) contest_->Stop();  // the holders go before their proxies
+  }
+
+  std::map<int, std::vector<std::unique_ptr<testing::DelayProxy>>> proxies_;
+};
+
+TEST_P(LatencyTest, TheHoldersRenewalsAnsweredNearOrPastTheTtl) {
+  RunScenario(*contest_, Spike("latency-spike-holder", false));
+}
+
+TEST_P(LatencyTest, EveryonesRequestsAnsweredNearOrPastTheTtl) {
+  RunScenario(*contest_, Spike("latency-spike-everyone", true));
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, LatencyTest, AllStores(), StoreName);
 
 // --- A holder's clock drifting -------------------------------------------------
 //
