@@ -215,6 +215,23 @@ class EtcdLeftoverTest : public EtcdStoreTest {
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? *s : nullptr;
   }
+  // Through a proxy that delays each way by 200 ms, an acquire of "a" by
+  // "h#1" whose put reaches etcd and lands while its answer arrives after
+  // the acquire's 300 ms deadline. A keeper lease keeps the session alive.
+  void LoseAnAcquireAnswer() {
+    auto proxy = testing::DelayProxy::Start("127.0.0.1", cluster_->endpoint(0));
+    ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
+    proxy_ = std::move(*proxy);
+    store_ = OpenThrough(*proxy_);
+    ASSERT_TRUE(store_);
+    keeper_ = MakeLease(store_, "keep", "k", 5s);
+    ASSERT_TRUE(Got(keeper_->Acquire()));
+    proxy_->SetDelay(200ms);
+    auto lost = AcquireNow(*store_, "a", "h#1", 300ms);
+    proxy_->SetDelay(0ms);
+    ASSERT_FALSE(lost.ok()) << "answered within the deadline";
+    EXPECT_EQ(lost.status().code(), StatusCode::kDeadlineExceeded) << lost.status().ToString();
+  }
   // Waits until `key` is gone; false if it is still there after `bound`.
   bool GoneWithin(const std::string& key, Duration bound) {
     const auto until = std::chrono::steady_clock::now() + bound;
@@ -224,6 +241,11 @@ class EtcdLeftoverTest : public EtcdStoreTest {
     }
     return !raw_->Get(key).has_value();
   }
+
+  // LoseAnAcquireAnswer's; the lease goes first, the proxy last.
+  std::unique_ptr<testing::DelayProxy> proxy_;
+  std::shared_ptr<EtcdStore> store_;
+  std::unique_ptr<Lease> keeper_;
 };
 
 TEST_F(EtcdLeftoverTest, AReleaseEtcdNeverConfirmedIsCompletedInTheBackground) {
@@ -251,40 +273,21 @@ TEST_F(EtcdLeftoverTest, AReleaseEtcdNeverConfirmedIsCompletedInTheBackground) {
 }
 
 TEST_F(EtcdLeftoverTest, AnAcquireWhoseAnswerWasLostIsUndoneInTheBackground) {
-  // Through a proxy that delays each way by 200 ms: the put reaches etcd and
-  // lands, its answer arrives after the acquire's 300 ms deadline.
-  auto proxy = testing::DelayProxy::Start("127.0.0.1", cluster_->endpoint(0));
-  ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
-  auto store = OpenThrough(**proxy);
-  auto keeper = MakeLease(store, "keep", "k", 5s);
-  ASSERT_TRUE(Got(keeper->Acquire()));
-  (*proxy)->SetDelay(200ms);
-  auto lost = AcquireNow(*store, "a", "h#1", 300ms);
-  (*proxy)->SetDelay(0ms);
-  ASSERT_FALSE(lost.ok()) << "answered within the deadline";
-  EXPECT_EQ(lost.status().code(), StatusCode::kDeadlineExceeded) << lost.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(LoseAnAcquireAnswer());
   ASSERT_TRUE(raw_->Get("t/a").has_value()) << "the put did not land: nothing to test";
   EXPECT_TRUE(GoneWithin("t/a", 4s)) << "the lost acquire's key is still there";
   EXPECT_TRUE(raw_->Get("t/keep").has_value()) << "the session itself should live on";
   // The holder itself can acquire it again, as new.
-  auto again = AcquireNow(*store, "a", "h#1", 5s);
+  auto again = AcquireNow(*store_, "a", "h#1", 5s);
   ASSERT_TRUE(again.ok() && std::holds_alternative<Acquired>(*again))
       << (again.ok() ? "contended" : again.status().ToString());
 }
 
 TEST_F(EtcdLeftoverTest, TheSameHolderAcquiringAgainKeepsWhatItFinds) {
-  auto proxy = testing::DelayProxy::Start("127.0.0.1", cluster_->endpoint(0));
-  ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
-  auto store = OpenThrough(**proxy);
-  auto keeper = MakeLease(store, "keep", "k", 5s);
-  ASSERT_TRUE(Got(keeper->Acquire()));
-  (*proxy)->SetDelay(200ms);
-  auto lost = AcquireNow(*store, "a", "h#1", 300ms);
-  (*proxy)->SetDelay(0ms);
-  ASSERT_FALSE(lost.ok());
+  ASSERT_NO_FATAL_FAILURE(LoseAnAcquireAnswer());
   // Retried at once, as the engine does: the put that landed is this
   // acquire's own, and the background delete must not take it from under it.
-  auto again = AcquireNow(*store, "a", "h#1", 5s);
+  auto again = AcquireNow(*store_, "a", "h#1", 5s);
   ASSERT_TRUE(again.ok() && std::holds_alternative<Acquired>(*again))
       << (again.ok() ? "contended" : again.status().ToString());
   const uint64_t sequence = std::get<Acquired>(*again).token.sequence;
