@@ -169,5 +169,15 @@ int main(int argc, char** argv) {
     if (alive) why = (*lease)->Release().ok() ? "released" : "release-failed";
     Append(log, "ended " + std::to_string(seq) + " " + std::to_string(BootNs()) + " " + why + "\n");
   }
+  // The lease and the store first, then the runtime: ShutDown() joins its
+  // threads here. Without it a retry in flight kept the runtime alive past
+  // main(), and its thread ran on through exit(), inside libpq, while the
+  // Kerberos library's finalizer destroyed a mutex under it (seen by TSan).
+  lease->reset();
+  store->reset();
+  if (!leasehold::ShutDown(std::move(runtime))) {
+    std::cerr << "partition_holder " << id << ": the runtime is still held after the shutdown\n";
+    return 4;
+  }
   return 0;
 }
