@@ -18,6 +18,7 @@
 #include "leasehold/backends/kubernetes.h"
 #include "leasehold/future.h"
 #include "leasehold/lease.h"
+#include "leasehold/runtime.h"
 
 namespace leasehold::kubernetes::store_test {
 
@@ -28,6 +29,11 @@ using testing::FakeApiServer;
 class KubernetesStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { StartServer({}); }
+  // The tests' leases and stores are locals, gone by now: the runtime goes
+  // here, its threads joined on this thread, rather than by one of its own
+  // while the process exits (under TSan, OpenSSL's exit-time cleanup was seen
+  // racing a watch thread joined that way).
+  void TearDown() override { EXPECT_TRUE(ShutDown(std::move(runtime_), std::chrono::seconds(10))); }
 
   void StartServer(testing::FakeApiServerOptions options) {
     auto server = FakeApiServer::Start(std::move(options));
