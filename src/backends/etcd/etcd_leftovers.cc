@@ -7,6 +7,7 @@
 
 #include "etcd_state.h"
 #include "etcd_txn.h"
+#include "leasehold/status.h"
 
 namespace leasehold {
 namespace {
@@ -22,18 +23,10 @@ constexpr Duration kMaxBackoff = std::chrono::seconds(2);
 // session's expiry, as before this cleanup existed.
 constexpr size_t kMaxLeftovers = 65536;
 
-// Whether another attempt can get a different answer.
+// Whether another attempt can get a different answer: the transient codes,
+// and an expired auth token (the transport fetches a new one).
 bool Retryable(StatusCode code) {
-  switch (code) {
-    case StatusCode::kUnavailable:
-    case StatusCode::kDeadlineExceeded:
-    case StatusCode::kAborted:
-    case StatusCode::kUnauthenticated:
-    case StatusCode::kResourceExhausted:
-      return true;
-    default:
-      return false;
-  }
+  return IsTransient(code) || code == StatusCode::kUnauthenticated;
 }
 
 }  // namespace
@@ -132,7 +125,11 @@ void etcd::State::OnLeftoverAnswer(const LeftoverId& id, uint64_t generation,
     l.in_flight = false;
     waiting = std::move(l.on_answer);
     l.on_answer.clear();
-    if (l.generation != generation) {
+    if (!waiting.empty() && id.second == 0) {
+      // An acquire that waited for this answer finds the key itself from now
+      // on: the leftover is its own again.
+      leftovers.erase(it);
+    } else if (l.generation != generation) {
       again = true;  // noted again meanwhile: sweep the newer facts
       when = l.not_before;
     } else if (answer.ok() || !Retryable(answer.code()) || shutting_down) {
@@ -143,13 +140,6 @@ void etcd::State::OnLeftoverAnswer(const LeftoverId& id, uint64_t generation,
       Duration backoff = kFirstBackoff;
       for (int i = 1; i < l.attempts && backoff < kMaxBackoff; ++i) backoff *= 2;
       when = clock.Now() + std::min(backoff, kMaxBackoff);
-    }
-    // An acquire that waited for this answer finds the key itself from now
-    // on: the leftover is its own again.
-    if (!waiting.empty() && id.second == 0) {
-      auto left = leftovers.find(id);
-      if (left != leftovers.end()) leftovers.erase(left);
-      again = false;
     }
   }
   for (auto& task : waiting) task();
