@@ -37,6 +37,11 @@
 //     share one attempt; renewals never overlap.
 //   * Release() clears local liveness before any IO and is conditional on our
 //     tenure: it never frees a record that now names someone else.
+//   * A tenure lost by expiry (the safe deadline passed without a confirmed
+//     renewal) is given back in the background by the same conditional
+//     release: the record may outlive our belief (a renewal that landed
+//     unanswered, the store's clock), and others need not wait out its TTL
+//     once the store can be reached again.
 //   * Every request the engine sends is bounded by its deadline: a store that
 //     never answers is given up on at the request's settling bound (below),
 //     as if it had answered kDeadlineExceeded, and the operation goes on. No

@@ -1,9 +1,10 @@
 // A TCP proxy that delays what it forwards: latency between a client and a
 // server a test starts (this kernel has no netem) -- the partition tests'
-// latency spikes, an answer that arrives after its request's deadline. Every chunk read from one
-// side is written to the other side `delay` after it was read, in order; reading never waits for
-// writing, so the delay is not hidden behind TCP's flow control. The delay can be changed at any
-// time; a chunk keeps the delay it was read under (never overtaking one read before it).
+// latency spikes, an answer that arrives after its request's deadline. Every
+// chunk read from one side is written to the other side `delay` after it was
+// read, in order; reading never waits for writing, so the delay is not hidden
+// behind TCP's flow control. The delay can be changed at any time; a chunk
+// keeps the delay it was read under (never overtaking one read before it).
 //
 // Thread-safety: SetDelay() and address() are safe from any thread; the
 // proxy's own thread does the rest. The destructor stops the thread and
